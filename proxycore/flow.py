@@ -1,0 +1,252 @@
+"""The flow model: one HTTP exchange (or one tunnel) as the proxy saw it.
+
+Flows are built on the hot path, so they hold raw bytes (header names and values exactly as
+received) and plain floats; strings, dicts and JSON are derived lazily by the exporters, the
+stores and the UI.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator
+
+_ids = itertools.count(1)
+
+# Flow states
+PENDING = "pending"
+INTERCEPTED = "intercepted"
+DONE = "done"
+ERROR = "error"
+
+
+def _s(b: bytes) -> str:
+    return b.decode("latin-1")
+
+
+class Headers:
+    """An ordered multi-map of raw header fields.
+
+    Names keep their original case on the wire; look-ups are case-insensitive. Repeated
+    headers are kept as separate fields, never joined.
+    """
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Iterable[tuple[bytes, bytes]] | None = None) -> None:
+        self.fields: list[tuple[bytes, bytes]] = list(fields) if fields is not None else []
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
+        return cls((k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        n = name.lower().encode("latin-1")
+        for k, v in self.fields:
+            if k.lower() == n:
+                return _s(v)
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        n = name.lower().encode("latin-1")
+        return [_s(v) for k, v in self.fields if k.lower() == n]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        """(name, value) as str, original case, in wire order."""
+        for k, v in self.fields:
+            yield _s(k), _s(v)
+
+    def items_lower(self) -> Iterator[tuple[str, str]]:
+        for k, v in self.fields:
+            yield _s(k).lower(), _s(v)
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every field called `name` with one field (appended if absent)."""
+        n = name.lower().encode("latin-1")
+        out: list[tuple[bytes, bytes]] = []
+        placed = False
+        for k, v in self.fields:
+            if k.lower() == n:
+                if not placed:
+                    out.append((k, value.encode("latin-1")))
+                    placed = True
+            else:
+                out.append((k, v))
+        if not placed:
+            out.append((name.encode("latin-1"), value.encode("latin-1")))
+        self.fields = out
+
+    def remove(self, name: str) -> None:
+        n = name.lower().encode("latin-1")
+        self.fields = [(k, v) for k, v in self.fields if k.lower() != n]
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return self.items()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self.fields == other.fields
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self.items())!r})"
+
+    def copy(self) -> Headers:
+        return Headers(self.fields)
+
+
+class Request:
+    __slots__ = (
+        "method", "scheme", "host", "port", "target", "http_version", "headers",
+        "body", "body_size", "body_truncated", "authority",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int,
+        target: str,
+        http_version: str = "HTTP/1.1",
+        headers: Headers | None = None,
+        body: bytes = b"",
+        authority: str = "",
+    ) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.host = host  # lower-case, no port, IPv6 without brackets
+        self.port = port
+        self.target = target  # origin-form path with query ("/a?b=1"), or "host:port" for CONNECT
+        self.http_version = http_version
+        self.headers = headers if headers is not None else Headers()
+        self.body = body  # captured body (at most max_body_size bytes), as sent on the wire
+        self.body_size = len(body)  # bytes seen on the wire, whole body
+        self.body_truncated = False
+        self.authority = authority  # Host header value as sent (may carry a port)
+
+    @property
+    def path(self) -> str:
+        """Path without the query."""
+        return self.target.split("?", 1)[0]
+
+    @property
+    def query_string(self) -> str:
+        parts = self.target.split("?", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+    @property
+    def host_header(self) -> str:
+        return self.authority or self.netloc
+
+    @property
+    def netloc(self) -> str:
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return h if self.port == default else f"{h}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        if self.method == "CONNECT":
+            return self.target
+        return f"{self.scheme}://{self.netloc}{self.target}"
+
+
+class Response:
+    __slots__ = ("status", "reason", "http_version", "headers", "body", "body_size", "body_truncated")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str = "",
+        http_version: str = "HTTP/1.1",
+        headers: Headers | None = None,
+        body: bytes = b"",
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.http_version = http_version
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self.body_size = len(body)
+        self.body_truncated = False
+
+
+class Timings:
+    """Wall-clock timestamps (time.time()) of one exchange; None when a phase did not happen."""
+
+    __slots__ = ("start", "connect_start", "connect_end", "tls_end", "request_sent", "first_byte", "end")
+
+    def __init__(self, start: float | None = None) -> None:
+        self.start = start if start is not None else time.time()
+        self.connect_start: float | None = None
+        self.connect_end: float | None = None
+        self.tls_end: float | None = None
+        self.request_sent: float | None = None
+        self.first_byte: float | None = None
+        self.end: float | None = None
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.end is None:
+            return None
+        return round((self.end - self.start) * 1000.0, 3)
+
+
+class TLSInfo:
+    __slots__ = ("sni", "alpn", "version", "cipher", "cert_subject", "cert_issuer", "cert_not_after", "cert_sans")
+
+    def __init__(self) -> None:
+        self.sni: str | None = None
+        self.alpn: str | None = None
+        self.version: str | None = None
+        self.cipher: str | None = None
+        self.cert_subject: str | None = None
+        self.cert_issuer: str | None = None
+        self.cert_not_after: str | None = None
+        self.cert_sans: list[str] = []
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k)}
+
+
+class Flow:
+    """One exchange. `id` is unique and increasing within the process."""
+
+    __slots__ = (
+        "id", "client_addr", "server_addr", "request", "response", "error", "timings",
+        "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
+        "modified", "passthrough", "in_scope", "sampled", "__weakref__",
+    )
+
+    def __init__(self, request: Request, client_addr: tuple[str, int] | None = None) -> None:
+        self.id = next(_ids)
+        self.client_addr = client_addr
+        self.server_addr: tuple[str, int] | None = None
+        self.request = request
+        self.response: Response | None = None
+        self.error: str | None = None
+        self.timings = Timings()
+        self.client_tls: TLSInfo | None = None  # the client's TLS to us (MITM)
+        self.server_tls: TLSInfo | None = None  # our TLS to the origin
+        self.state = PENDING
+        self.marked = False
+        self.comment = ""
+        self.tags: list[str] = []
+        self.is_replay = False
+        self.modified = False
+        self.passthrough = False  # a tunnel relayed untouched (skip-host or --no-mitm)
+        self.in_scope = True  # include/exclude filters
+        self.sampled = True  # sampling decision for sinks
+
+    @property
+    def is_tls(self) -> bool:
+        return self.request.scheme == "https"
+
+    def __repr__(self) -> str:
+        status = self.response.status if self.response else (self.error or "-")
+        return f"<Flow {self.id} {self.request.method} {self.request.url} {status}>"
