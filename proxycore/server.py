@@ -1,0 +1,183 @@
+"""The Proxy: listener, lifecycle, flow events and the capture pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .flow import Flow
+from .http1 import ClientConnection
+from .options import Options
+from .upstream import Pool, UpstreamProxy
+
+if TYPE_CHECKING:
+    from .capture import CaptureQueue
+    from .certs import CertificateAuthority
+
+Subscriber = Callable[[str, Flow], None]
+
+
+class StartupError(Exception):
+    """A problem that stops the proxy from starting; the message is one line for the user."""
+
+
+class Proxy:
+    """A forward HTTP(S) proxy. Usable as a library:
+
+        proxy = Proxy(Options(port=0))
+        await proxy.start()
+        proxy.subscribe(lambda kind, flow: ...)
+        await proxy.stop()
+    """
+
+    def __init__(self, options: Options, *, stdout_capture: bool = False,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.options = options
+        self.stdout_capture = stdout_capture
+        self.on_error = on_error
+        self.ca: CertificateAuthority | None = None
+        self.address: tuple[str, int] = (options.host, options.port)
+        self.connections: set[ClientConnection] = set()
+        self.capture: CaptureQueue | None = None
+        self.scope = None
+        self.sampler = None
+        self.skip_host: Callable[[str], bool] | None = None
+        self.capture_limit: int | None = options.max_body_size if options.include_body else None
+        self.pool = Pool(None, None)
+        self._subscribers: list[Subscriber] = []
+        self._server: asyncio.AbstractServer | None = None
+        self.flows_seen = 0
+        self.flows_captured = 0
+        self._errors_reported: set[str] = set()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        from . import certs
+        from .capture import CaptureQueue
+        from .record import RecordOptions, flow_to_record
+        from .scope import Sampler, Scope, skip_host_matcher
+        from .sinks import open_sinks
+
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        try:
+            upstream = UpstreamProxy(opts.upstream) if opts.upstream else None
+            self.scope = Scope.from_options(opts)
+            self.sampler = Sampler.from_options(opts)
+            self.skip_host = skip_host_matcher(opts.skip_hosts) if opts.skip_hosts else None
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            if opts.mitm:
+                self.ca = await loop.run_in_executor(
+                    None, certs.CertificateAuthority.load_or_create, opts.ca_cert_path, opts.ca_key_path)
+            client_ssl = certs.client_context(opts.ssl_insecure, opts.upstream_ca)
+        except certs.CAError as exc:
+            raise StartupError(str(exc)) from None
+        self.pool = Pool(client_ssl, upstream)
+
+        try:
+            sinks = open_sinks(opts, stdout_fallback=self.stdout_capture)
+        except (OSError, ValueError) as exc:
+            raise StartupError(str(exc)) from None
+        if sinks:
+            rec_opts = RecordOptions.from_options(opts)
+            self.capture = CaptureQueue(
+                sinks, lambda f: flow_to_record(f, rec_opts), queue_size=opts.queue_size,
+                batch_size=opts.batch_size, flush_interval=opts.flush_interval, on_error=self.report_error)
+            try:
+                await self.capture.start()
+            except Exception as exc:
+                raise StartupError(f"cannot open capture target: {exc}") from None
+
+        try:
+            self._server = await loop.create_server(
+                lambda: ClientConnection(self), opts.host, opts.port, reuse_address=True, backlog=1024)
+        except OSError as exc:
+            if self.capture is not None:
+                await self.capture.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"port {opts.port} on {opts.host} is already in use (stop the other program or pick "
+                    f"another port with --port)") from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise StartupError(f"not allowed to listen on {opts.host}:{opts.port} (ports below 1024 need "
+                                   "privileges; pick another with --port)") from None
+            raise StartupError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}") from None
+        sock = self._server.sockets[0].getsockname()
+        self.address = (sock[0], sock[1])
+
+    async def stop(self) -> None:
+        """Stop accepting, close client connections, drain the capture pipeline."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+        self.pool.close()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            except TimeoutError:
+                pass
+            self._server = None
+        if self.capture is not None:
+            await self.capture.close()
+
+    # --- events -------------------------------------------------------------------------------
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(kind, flow)` for "add", "update" and "done" on in-scope flows.
+
+        A flow may reach "done" without an "add" (CONNECT tunnels, failed handshakes): treat an
+        unknown flow in "done" as new.
+        """
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, kind: str, flow: Flow) -> None:
+        for cb in self._subscribers:
+            try:
+                cb(kind, flow)
+            except Exception as exc:  # a broken subscriber must not break proxying
+                self.report_error(f"flow subscriber failed: {exc!r}")
+
+    def flow_done(self, flow: Flow) -> None:
+        self.flows_seen += 1
+        if not flow.in_scope:
+            return
+        if self.sampler is not None:
+            flow.sampled = self.sampler.keep(flow.request.host)
+        if self.capture is not None and flow.sampled:
+            self.flows_captured += 1
+            self.capture.put(flow)
+        self.publish("done", flow)
+
+    def report_error(self, message: str) -> None:
+        """Tell the user about an engine problem once per distinct message."""
+        if message in self._errors_reported:
+            return
+        self._errors_reported.add(message)
+        if self.on_error is not None:
+            self.on_error(message)
+        else:
+            print(f"omniproxy: {message}", file=sys.stderr)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        cap = self.capture
+        return {
+            "flows": self.flows_seen,
+            "captured": self.flows_captured,
+            "written": cap.written if cap else 0,
+            "dropped": cap.dropped if cap else 0,
+            "failed": cap.failed if cap else 0,
+            "active_connections": len(self.connections),
+            "upstream_connections_opened": self.pool.connections_opened,
+        }
