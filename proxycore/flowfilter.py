@@ -16,7 +16,8 @@ Grammar (precedence ! > & > |; adjacency means &):
 
 ARG and WORD are either quoted ('...' or "...", a backslash escapes the next character; only
 escaped quotes lose their backslash so regex escapes like \\d survive) or a run of characters
-up to whitespace or a parenthesis. A bare WORD cannot start with one of ~ ! & | ( ).
+up to whitespace, a parenthesis, or an & or | directly followed by ~ ! or ( ("~c 200|~c 404").
+A bare WORD cannot start with one of ~ ! & | ( ). Inside a word, | is regex alternation.
 Regexes are case-insensitive. Bodies, headers and content types are searched as bytes.
 """
 
@@ -330,6 +331,10 @@ def _read_word(s: str, i: int) -> tuple[str, int]:
     j = i
     n = len(s)
     while j < n and s[j] not in _WORD_END:
+        # "~c 200|~c 404": an & or | right before another term ends the word; as a regex
+        # "200|~c" would be a surprise, and "|~", "&!" etc. hardly occur in real patterns.
+        if s[j] in "&|" and j + 1 < n and s[j + 1] in "~!(":
+            break
         j += 1
     return s[i:j], j
 

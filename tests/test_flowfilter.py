@@ -254,6 +254,18 @@ def test_word_ends_at_parenthesis() -> None:
     assert m("(~d example)", f)
 
 
+def test_operators_without_spaces() -> None:
+    f = make_flow(status=404, url_host="b.example")
+    assert m("~c 200|~c 404", f) and not m("~c 200|~c 500", f)
+    assert m("~d a.example|~d b.example", f)
+    assert m("~c 404&!~d a.example", f) and not m("~c 404&~d a.example", f)
+    assert m("~s&~c 404", f) and m("~q|~s", f)
+    with pytest.raises(FilterError, match="missing argument for ~d"):
+        parse("~d (a|b).example")  # a regex with parentheses must be quoted
+    assert m("~d '(a|b).example'", f)
+    assert m("~d a|b", f)  # | inside a word is regex alternation
+
+
 def test_case_insensitive() -> None:
     f = make_flow(method="DELETE", url_host="API.Example.COM", target="/Path",
                   resp_headers=[("Content-Type", "Text/HTML")], resp_body=b"Hello World")
