@@ -1,0 +1,298 @@
+"""Headless mode (`omniproxy-tui --no-ui`): run the proxy and log one line per finished flow.
+
+The log goes to stderr (or `log`) so that stdout stays clean NDJSON when records are captured
+there (`omniproxy-tui --no-ui > capture.ndjson`). Lines are collected and written in batches a
+few times a second: one write per flow would cost a syscall per flow under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+from .flow import Flow
+from .options import Options
+
+if TYPE_CHECKING:
+    from .server import Proxy
+
+MAX_LINE = 160
+LOG_FLUSH_INTERVAL = 0.1  # seconds between batched writes of flow lines
+
+# Content types worth a special short name; anything else shows its subtype.
+_SHORT_TYPES = {
+    "application/json": "json",
+    "application/javascript": "js",
+    "text/javascript": "js",
+    "application/x-www-form-urlencoded": "form",
+    "multipart/form-data": "multipart",
+    "application/octet-stream": "binary",
+    "text/plain": "text",
+    "application/xml": "xml",
+    "text/xml": "xml",
+    "application/grpc": "grpc",
+    "text/event-stream": "sse",
+    "application/x-ndjson": "ndjson",
+}
+
+
+def short_content_type(value: str | None) -> str:
+    """'application/json; charset=utf-8' -> 'json', 'image/png' -> 'png', None -> '-'."""
+    if not value:
+        return "-"
+    mime = value.split(";", 1)[0].strip().lower()
+    if mime in _SHORT_TYPES:
+        return _SHORT_TYPES[mime]
+    sub = mime.rsplit("/", 1)[-1]
+    if "+" in sub:  # application/vnd.api+json, image/svg+xml
+        suffix = sub.rsplit("+", 1)[1]
+        return "svg" if sub.startswith("svg") else suffix
+    sub = sub.removeprefix("x-").removeprefix("vnd.")
+    return sub[:12] or "-"
+
+
+def human_size(n: int | None) -> str:
+    """512B, 1.2k, 34k, 3.4M, 1.1G (powers of 1024)."""
+    if n is None:
+        return "-"
+    if n < 1024:
+        return f"{n}B"
+    for unit in ("k", "M", "G", "T"):
+        n /= 1024
+        if n < 9.95:
+            return f"{n:.1f}{unit}"
+        if n < 1024 or unit == "T":
+            return f"{n:.0f}{unit}"
+    return f"{n:.0f}T"  # unreachable; keeps type checkers quiet
+
+
+def human_duration(ms: float | None) -> str:
+    """12ms, 1.3s, 95s; '-' when the flow has no end."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    if ms < 9950:
+        return f"{ms / 1000:.1f}s"
+    return f"{ms / 1000:.0f}s"
+
+
+def _clock(ts: float) -> str:
+    lt = time.localtime(ts)
+    return f"{lt.tm_hour:02d}:{lt.tm_min:02d}:{lt.tm_sec:02d}.{int((ts % 1) * 1000):03d}"
+
+
+def _addr(addr: tuple[str, int] | None) -> str:
+    if not addr:
+        return "-"
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _truncate_url(url: str, budget: int) -> str:
+    """Fit `url` in `budget` chars: drop the query first, then cut the path's middle."""
+    if len(url) <= budget:
+        return url
+    parts = urlsplit(url)
+    if parts.query:
+        url = urlunsplit(parts._replace(query="", fragment="")) + "?..."
+        if len(url) <= budget:
+            return url
+    keep = max(budget - 3, 8)
+    head = keep * 2 // 3
+    return url[:head] + "..." + url[len(url) - (keep - head):]
+
+
+def format_flow_line(flow: Flow) -> str:
+    """One log line: time, client, method, URL, status, type, size, duration (< ~160 chars)."""
+    req, resp = flow.request, flow.response
+    if flow.error:
+        reason = " ".join(flow.error.split())
+        if len(reason) > 60:
+            reason = reason[:57] + "..."
+        status = f"{resp.status} ERR {reason}" if resp is not None and resp.status >= 400 else f"ERR {reason}"
+    elif resp is not None:
+        status = str(resp.status)
+    else:
+        status = "-"
+    if flow.passthrough:
+        ctype = "[tunnel]"
+    else:
+        ctype = short_content_type(resp.headers.get("content-type") if resp is not None else None)
+    size = human_size(resp.body_size if resp is not None else None)
+    dur = human_duration(flow.timings.duration_ms)
+    head = f"{_clock(flow.timings.start)} {_addr(flow.client_addr):<21} {req.method:<7}"
+    tail = f"{status} {ctype} {size} {dur}"
+    budget = MAX_LINE - len(head) - len(tail) - 2
+    return f"{head} {_truncate_url(req.url, max(budget, 40))} {tail}"
+
+
+def describe_capture(options: Options, stdout_capture: bool = True) -> str:
+    """Where records go, for the start-up line ("out.har (har)", "stdout (ndjson)", "sqlite://...")."""
+    targets = []
+    if options.output:
+        targets.append(f"{options.output} ({options.capture_format})")
+    if options.db:
+        targets.append(mask_url_password(options.db))
+    if not targets:
+        targets.append(f"stdout ({options.capture_format})" if stdout_capture else "off")
+    text = ", ".join(targets)
+    if options.sample_rate < 1.0:
+        text += f", sampling {options.sample_rate:g}"
+    return text
+
+
+def mask_url_password(url: str) -> str:
+    """postgres://user:secret@host/db -> postgres://user:****@host/db (for logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
+
+
+def listening_line(proxy: Proxy, options: Options) -> str:
+    host, port = proxy.address[0], proxy.address[1]
+    shown = f"[{host}]" if ":" in host else host
+    if options.mitm:
+        mitm = f"MITM on, CA: {options.ca_cert_path}"
+    else:
+        mitm = "MITM off"
+    if options.upstream:
+        mitm += f", upstream: {mask_url_password(options.upstream)}"
+    return f"proxy listening on http://{shown}:{port} ({mitm}) — capture: {describe_capture(options)}"
+
+
+def summary_line(stats: dict[str, int], interrupted: bool = False) -> str:
+    parts = [
+        f"{stats.get('flows', 0)} flows seen",
+        f"{stats.get('captured', 0)} captured",
+        f"{stats.get('written', 0)} written",
+        f"{stats.get('dropped', 0)} dropped",
+    ]
+    if stats.get("failed"):
+        parts.append(f"{stats['failed']} failed to write")
+    end = "stopped before the capture was drained" if interrupted else "stopped"
+    return f"{end}: " + ", ".join(parts)
+
+
+class _LineLog:
+    """Collects flow lines and writes them in one go every LOG_FLUSH_INTERVAL seconds."""
+
+    def __init__(self, stream: TextIO, loop: asyncio.AbstractEventLoop) -> None:
+        self.stream = stream
+        self.loop = loop
+        self.pending: list[Flow] = []
+        self.handle: asyncio.TimerHandle | None = None
+
+    def on_event(self, kind: str, flow: Flow) -> None:
+        if kind != "done":
+            return
+        self.pending.append(flow)
+        if self.handle is None:
+            self.handle = self.loop.call_later(LOG_FLUSH_INTERVAL, self.flush)
+
+    def flush(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if not self.pending:
+            return
+        flows, self.pending = self.pending, []
+        self.write("\n".join(format_flow_line(f) for f in flows))
+
+    def write(self, text: str) -> None:
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # log stream closed (e.g. a pipe reader went away)
+            pass
+
+
+async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
+    """Run the proxy until SIGINT/SIGTERM; 0 on a clean stop, 2 when it cannot start."""
+    from .server import Proxy, StartupError  # the engine; imported here so `--help` stays fast
+
+    loop = asyncio.get_running_loop()
+    lines = _LineLog(log, loop)
+
+    def on_error(message: str) -> None:
+        lines.flush()  # keep the order of what happened
+        lines.write(f"omniproxy-tui: warning: {message}")
+
+    proxy = Proxy(options, stdout_capture=True, on_error=on_error)
+    try:
+        await proxy.start()
+    except StartupError as exc:
+        lines.write(f"omniproxy-tui: error: {exc}")
+        return 2
+    unsubscribe = proxy.subscribe(lines.on_event)
+    lines.write(listening_line(proxy, options))
+
+    stop_requested = asyncio.Event()
+    stopping: list[asyncio.Task] = []
+
+    def on_signal() -> None:
+        if not stop_requested.is_set():
+            stop_requested.set()
+        elif stopping:  # a second Ctrl-C while draining: give up waiting
+            stopping[0].cancel()
+
+    installed = _install_signal_handlers(loop, on_signal)
+    interrupted = False
+    try:
+        try:
+            await stop_requested.wait()
+        except asyncio.CancelledError:
+            if installed:
+                raise
+            # No loop signal handlers (Windows): Ctrl-C arrives as asyncio.Runner cancelling us;
+            # still stop gracefully so the capture is drained and the HAR written.
+            asyncio.current_task().uncancel()
+        task = asyncio.ensure_future(proxy.stop())
+        stopping.append(task)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            interrupted = True
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        unsubscribe()
+        lines.flush()
+    lines.write(summary_line(proxy.stats, interrupted))
+    return 1 if interrupted else 0
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> list[int]:
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
+            pass
+    return installed
+
+
+def run_headless_sync(options: Options, *, log: TextIO | None = None) -> int:
+    """Run `run_headless` on a fresh event loop (uvloop when installed)."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(run_headless(options, log=log if log is not None else sys.stderr))
