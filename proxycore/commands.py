@@ -1,0 +1,384 @@
+"""Named commands with typed arguments: the one place user actions are defined.
+
+Keys in the UI, the command palette, the control API and tests all run these, so each behaviour is
+written and tested once. A command is a plain function `fn(ctx, *args)`; it returns a message for
+the user (str), None, or a `Job` — slow work (writing files, building HAR) the caller runs off the
+event loop and whose result is again a message.
+
+    registry.execute(ctx, "view.sort size")
+    registry.call(ctx, "export.clip", "curl")
+
+UI services (clipboard, notifications) come through `CommandContext`; the base class records them,
+which is what tests and headless callers use.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shlex
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proxycore.flow import Flow
+from proxycore.options import Options
+from proxycore.view import SORT_KEYS, FlowView, flows_by_selector
+
+_REQUIRED = object()
+_VERSION = "0.1.0"
+
+
+class CommandError(Exception):
+    """A command could not run (unknown name, bad argument, nothing focused); one line for the user."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One typed argument. `choices` may be a callable so it can follow late-loaded registries."""
+
+    name: str
+    type: type = str
+    help: str = ""
+    default: Any = _REQUIRED
+    choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def choice_list(self) -> list[str]:
+        c = self.choices
+        if c is None:
+            return []
+        return list(c() if callable(c) else c)
+
+    def convert(self, value: Any) -> Any:
+        if self.type is bool:
+            if isinstance(value, bool) or value is None:
+                return value
+            v = str(value).strip().lower()
+            if v in ("1", "true", "yes", "on"):
+                return True
+            if v in ("0", "false", "no", "off"):
+                return False
+            if v in ("", "toggle"):
+                return None
+            raise CommandError(f"{self.name}: expected true/false/toggle, got {value!r}")
+        if self.type is int and not isinstance(value, int):
+            try:
+                value = int(str(value), 10)
+            except ValueError:
+                raise CommandError(f"{self.name}: expected a number, got {value!r}") from None
+        if self.type is str and not isinstance(value, str):
+            value = str(value)
+        choices = self.choice_list()
+        if choices and value not in choices:
+            raise CommandError(f"{self.name}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    fn: Callable[..., Any]
+    help: str
+    args: tuple[Arg, ...] = ()
+
+    @property
+    def signature(self) -> str:
+        parts = [self.name]
+        for a in self.args:
+            choices = a.choice_list()
+            shown = "|".join(choices) if choices else a.name
+            parts.append(f"<{shown}>" if a.required else f"[{shown}]")
+        return " ".join(parts)
+
+
+@dataclass
+class Job:
+    """Work a command wants done off the event loop; `fn()` returns the message for the user."""
+
+    label: str
+    fn: Callable[[], str]
+
+
+@dataclass
+class CommandContext:
+    """What commands act on. The UI subclasses it to reach the real clipboard and notifications."""
+
+    view: FlowView
+    options: Options = field(default_factory=Options)
+    clipboard: str = ""
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    cwd: Path | None = None  # where exports go; None: the process's current directory
+
+    def copy_to_clipboard(self, text: str) -> None:
+        self.clipboard = text
+
+    def notify(self, message: str, severity: str = "information") -> None:
+        self.messages.append((severity, message))
+
+
+class CommandRegistry:
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+
+    def command(self, name: str, help: str, *args: Arg) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._commands:
+                raise ValueError(f"command {name} registered twice")
+            self._commands[name] = Command(name, fn, help, tuple(args))
+            return fn
+
+        return deco
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._commands
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(sorted(self._commands.values(), key=lambda c: c.name))
+
+    def get(self, name: str) -> Command:
+        try:
+            return self._commands[name]
+        except KeyError:
+            raise CommandError(f"unknown command {name!r}") from None
+
+    def call(self, ctx: CommandContext, name: str, *args: Any) -> Any:
+        """Run a command with positional arguments (strings are converted to the declared types)."""
+        cmd = self.get(name)
+        if len(args) > len(cmd.args):
+            raise CommandError(f"{name} takes at most {len(cmd.args)} argument(s): {cmd.signature}")
+        values = []
+        for i, a in enumerate(cmd.args):
+            if i < len(args):
+                values.append(a.convert(args[i]))
+            elif a.required:
+                raise CommandError(f"{name}: missing <{a.name}> ({cmd.signature})")
+            else:
+                values.append(a.default)
+        try:
+            return cmd.fn(ctx, *values)
+        except (ValueError, OSError) as exc:  # bad selector, unexportable flow, unwritable file
+            raise CommandError(f"{name}: {exc}") from None
+
+    def execute(self, ctx: CommandContext, line: str) -> Any:
+        """Run a command line such as `view.sort size` or `view.filter.set "~m post"`."""
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise CommandError(f"cannot parse command line: {exc}") from None
+        if not words:
+            raise CommandError("empty command")
+        return self.call(ctx, words[0], *words[1:])
+
+    def run(self, ctx: CommandContext, name: str, *args: Any) -> str | None:
+        """Call a command and, if it returns a Job, run it inline (tests, headless callers)."""
+        result = self.call(ctx, name, *args)
+        if isinstance(result, Job):
+            return result.fn()
+        return result
+
+
+registry = CommandRegistry()
+command = registry.command
+
+_SELECTOR = Arg("flows", str, "@focus, @shown, @all, @marked, @unmarked, @hidden or flow ids", "@focus")
+
+
+def _flows(ctx: CommandContext, selector: str) -> list[Flow]:
+    flows = flows_by_selector(ctx.view, selector)
+    if not flows and selector == "@focus":
+        raise CommandError("no flow selected")
+    return flows
+
+
+def export_formats() -> list[str]:
+    from proxycore.exporters import EXPORT_FORMATS
+
+    return list(EXPORT_FORMATS)
+
+
+# --------------------------------------------------------------------------- flows
+
+
+@command("flow.mark", "Toggle the mark on flows (all marked when any was not)", _SELECTOR)
+def _flow_mark(ctx: CommandContext, selector: str) -> str:
+    flows = _flows(ctx, selector)
+    state = ctx.view.toggle_mark(flows)
+    return f"{'marked' if state else 'unmarked'} {len(flows)} flow{'s' * (len(flows) != 1)}"
+
+
+@command("flow.unmark_all", "Remove every mark")
+def _flow_unmark_all(ctx: CommandContext) -> str:
+    flows = ctx.view.marked()
+    ctx.view.set_marked(flows, False)
+    return f"unmarked {len(flows)} flow{'s' * (len(flows) != 1)}"
+
+
+@command("flow.delete", "Delete flows from the view (capture files keep them)", _SELECTOR)
+def _flow_delete(ctx: CommandContext, selector: str) -> str:
+    n = ctx.view.delete(_flows(ctx, selector))
+    return f"deleted {n} flow{'s' * (n != 1)}"
+
+
+@command("flow.duplicate", "Duplicate flows into the view", _SELECTOR)
+def _flow_duplicate(ctx: CommandContext, selector: str) -> str:
+    flows = _flows(ctx, selector)
+    for f in flows:
+        ctx.view.duplicate(f)
+    return f"duplicated {len(flows)} flow{'s' * (len(flows) != 1)}"
+
+
+# --------------------------------------------------------------------------- view
+
+
+@command("view.clear", "Remove every flow from the view")
+def _view_clear(ctx: CommandContext) -> str:
+    n = ctx.view.clear()
+    return f"cleared {n} flow{'s' * (n != 1)}"
+
+
+@command("view.filter.set", "Show only flows matching a filter expression (empty: no filter)",
+         Arg("expr", str, "filter expression, e.g. ~d example.com & ~c 404", ""))
+def _view_filter_set(ctx: CommandContext, expr: str) -> str:
+    from proxycore.flowfilter import FilterError
+
+    try:
+        ctx.view.set_filter(expr)
+    except FilterError as exc:
+        raise CommandError(f"filter: {exc}") from None
+    v = ctx.view
+    return f"filter {v.filter_expr!r}: {len(v)}/{v.total}" if v.filter else f"no filter: {len(v)}/{v.total}"
+
+
+@command("view.filter.toggle", "Switch the filter off and on again without losing it")
+def _view_filter_toggle(ctx: CommandContext) -> str:
+    v = ctx.view
+    if v.filter is None:
+        return "no filter set (press f to set one)"
+    on = v.toggle_filter()
+    return f"filter {'on' if on else 'off'}: {len(v)}/{v.total}"
+
+
+@command("view.marked_only", "Show only marked flows (toggle)", Arg("on", bool, "true, false or toggle", None))
+def _view_marked_only(ctx: CommandContext, on: bool | None) -> str:
+    state = ctx.view.set_marked_only(on)
+    return f"marked only: {'on' if state else 'off'}"
+
+
+@command("view.sort", "Sort the flows", Arg("key", str, "sort key", choices=SORT_KEYS))
+def _view_sort(ctx: CommandContext, key: str) -> str:
+    ctx.view.set_sort(key)
+    return _sort_message(ctx.view)
+
+
+@command("view.sort.cycle", "Sort by the next key (time, method, url, size, duration, status)")
+def _view_sort_cycle(ctx: CommandContext) -> str:
+    ctx.view.cycle_sort()
+    return _sort_message(ctx.view)
+
+
+@command("view.sort.reverse", "Reverse the sort order")
+def _view_sort_reverse(ctx: CommandContext) -> str:
+    ctx.view.toggle_reverse()
+    return _sort_message(ctx.view)
+
+
+def _sort_message(view: FlowView) -> str:
+    return f"sorted by {view.sort_key}{' (reversed)' if view.sort_reverse else ''}"
+
+
+@command("view.follow", "Focus follows new flows (toggle)", Arg("on", bool, "true, false or toggle", None))
+def _view_follow(ctx: CommandContext, on: bool | None) -> str:
+    v = ctx.view
+    v.follow = (not v.follow) if on is None else on
+    if v.follow:
+        v.set_focus(v.newest_shown())
+    return f"follow: {'on' if v.follow else 'off'}"
+
+
+# --------------------------------------------------------------------------- export
+
+
+@command("export.clip", "Copy a flow to the clipboard as curl, httpie, raw request/response or Python",
+         Arg("format", str, "export format", choices=export_formats), _SELECTOR)
+def _export_clip(ctx: CommandContext, fmt: str, selector: str) -> str:
+    from proxycore.exporters import EXPORT_FORMATS
+
+    flows = _flows(ctx, selector)
+    text = "\n".join(EXPORT_FORMATS[fmt](f) for f in flows)
+    ctx.copy_to_clipboard(text)
+    return f"copied {fmt.replace('_', ' ')} ({len(text.encode('utf-8'))} bytes)"
+
+
+def default_export_path(ext: str, cwd: Path | None = None, now: _dt.datetime | None = None) -> Path:
+    """./omniproxy-YYYYMMDD-HHMMSS.<ext>, with -2, -3 ... when that name is taken."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    path = base / f"omniproxy-{stamp}.{ext}"
+    n = 2
+    while path.exists():
+        path = base / f"omniproxy-{stamp}-{n}.{ext}"
+        n += 1
+    return path
+
+
+def _resolve(ctx: CommandContext, path: str, ext: str) -> Path:
+    if not path:
+        return default_export_path(ext, ctx.cwd)
+    p = Path(path).expanduser()
+    if not p.is_absolute() and ctx.cwd is not None:
+        p = ctx.cwd / p
+    return p
+
+
+def _records(ctx: CommandContext, flows: list[Flow]) -> list[dict]:
+    from proxycore.record import RecordOptions, flow_to_record
+
+    ro = RecordOptions.from_options(ctx.options)
+    return [flow_to_record(f, ro) for f in flows]
+
+
+def _shown_or_selected(ctx: CommandContext, selector: str) -> list[Flow]:
+    flows = flows_by_selector(ctx.view, selector or "@shown")
+    if not flows:
+        raise CommandError("no flows to save")
+    return flows
+
+
+@command("export.har", "Write the shown flows as HAR 1.2 (default ./omniproxy-YYYYMMDD-HHMMSS.har)",
+         Arg("path", str, "file to write", ""), Arg("flows", str, "flow selector", "@shown"))
+def _export_har(ctx: CommandContext, path: str, selector: str) -> Job:
+    flows = _shown_or_selected(ctx, selector)  # snapshot now, on the caller's thread
+    target = _resolve(ctx, path, "har")
+
+    def work() -> str:
+        from proxycore.har import records_to_har, write_har_atomic
+
+        write_har_atomic(target, records_to_har(_records(ctx, flows), _VERSION))
+        return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
+
+    return Job(f"HAR → {target.name}", work)
+
+
+@command("export.ndjson", "Write the shown flows as NDJSON records (default ./omniproxy-YYYYMMDD-HHMMSS.ndjson)",
+         Arg("path", str, "file to write", ""), Arg("flows", str, "flow selector", "@shown"))
+def _export_ndjson(ctx: CommandContext, path: str, selector: str) -> Job:
+    flows = _shown_or_selected(ctx, selector)
+    target = _resolve(ctx, path, "ndjson")
+
+    def work() -> str:
+        from proxycore.record import record_to_json_line
+
+        lines = [record_to_json_line(r) for r in _records(ctx, flows)]
+        data = b"".join(
+            (ln if isinstance(ln, bytes) else ln.encode("utf-8")).rstrip(b"\n") + b"\n" for ln in lines)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)  # never leave a half-written file under the final name
+        return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
+
+    return Job(f"NDJSON → {target.name}", work)
