@@ -248,7 +248,10 @@ class ClientConnection(asyncio.Protocol):
             self._malformed("request header block too large", status=431)
 
     def eof_received(self) -> bool | None:
-        # half-close from the client: finish what is in flight, then close
+        ex = self.current
+        if ex is not None and not ex.body_complete:
+            return False  # gone mid-request: close, connection_lost fails the exchange
+        # a half-close after complete requests: answer them, then close
         if self.active is None and not self.queue:
             return False
         self.closing = True

@@ -59,7 +59,7 @@ class Proxy:
         from .capture import CaptureQueue
         from .record import RecordOptions, flow_to_record
         from .scope import Sampler, Scope, skip_host_matcher
-        from .sinks import open_sinks
+        from .sinks import SinkError, open_sinks
 
         opts = self.options
         loop = asyncio.get_running_loop()
@@ -80,8 +80,8 @@ class Proxy:
         self.pool = Pool(client_ssl, upstream)
 
         try:
-            sinks = open_sinks(opts, stdout_fallback=self.stdout_capture)
-        except (OSError, ValueError) as exc:
+            sinks = await open_sinks(opts, stdout_fallback=self.stdout_capture, on_error=self.report_error)
+        except (OSError, ValueError, SinkError) as exc:
             raise StartupError(str(exc)) from None
         if sinks:
             rec_opts = RecordOptions.from_options(opts)

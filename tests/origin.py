@@ -10,7 +10,7 @@ Routes:
   /cookies              two Set-Cookie headers
   /status/N             an empty response with status N
   /close                a body delimited by closing the connection
-  /hang                 headers only, then waits until the client goes away
+  /die                  headers and part of the body, then the connection is dropped
 """
 
 from __future__ import annotations
@@ -153,10 +153,10 @@ class Origin:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nuntil close")
             await writer.drain()
             return False
-        elif path == "/hang":
+        elif path == "/die":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\npartial")
             await writer.drain()
-            await reader.read()
+            writer.transport.abort()
             return False
         else:
             send(404, b'{"error": "not found"}')
