@@ -193,7 +193,7 @@ def ca() -> None:
     """Manage the root CA used to intercept HTTPS."""
 
 
-@ca.command("generate")
+@ca.command("generate", short_help="Create a new root CA.")
 @click.option("--force", "-f", is_flag=True, help="Replace an existing CA (clients must trust the new one).")
 @click.option("--cert", metavar="FILE", help="Certificate path [default: the configured CA path].")
 @click.option("--key", metavar="FILE", help="Key path [default: the configured CA key path].")
@@ -222,7 +222,7 @@ def ca_generate(ctx: click.Context, force: bool, cert: str | None, key: str | No
     click.echo(f"Trust it so clients accept intercepted HTTPS: `{PROG} ca info` shows how.")
 
 
-@ca.command("info")
+@ca.command("info", short_help="Show the CA and how to trust it.")
 @click.option("--cert", metavar="FILE", help="Certificate to describe [default: the configured CA].")
 @click.pass_context
 def ca_info(ctx: click.Context, cert: str | None) -> None:
@@ -283,11 +283,11 @@ def _cert_only_info(cert_path: Path) -> dict[str, str]:
     }
 
 
-@ca.command("path")
+@ca.command("path", short_help="Print the CA certificate path.")
 @click.option("--key", "show_key", is_flag=True, help="Print the key path instead.")
 @click.pass_context
 def ca_path(ctx: click.Context, show_key: bool) -> None:
-    """Print the CA certificate path (e.g. for curl --cacert)."""
+    """Print the CA certificate path, for curl --cacert and the like."""
     opts = _effective_options(ctx)
     click.echo(str(opts.ca_key_path if show_key else opts.ca_cert_path))
 
@@ -300,7 +300,7 @@ def config_group() -> None:
     """Create or show the YAML configuration."""
 
 
-@config_group.command("init")
+@config_group.command("init", short_help="Write a commented config file.")
 @click.option("-o", "--output", metavar="FILE", help="Where to write [default: ~/.omniproxy/config.yaml]; - for stdout.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite an existing file.")
 def config_init(output: str | None, force: bool) -> None:
@@ -335,7 +335,7 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-@config_group.command("show")
+@config_group.command("show", short_help="Print the effective configuration.")
 @click.option("--config", "config", metavar="FILE", help="Config file [default: the group's --config, else "
               "~/.omniproxy/config.yaml when present].")
 @click.pass_context
@@ -359,30 +359,27 @@ def config_show(ctx: click.Context, config: str | None) -> None:
 # ---------------------------------------------------------------- export
 
 
-@cli.command("export")
+@cli.command("export", short_help="Convert a capture to another format.")
 @click.argument("input_path", metavar="IN")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS, case_sensitive=False),
               help="Output format [default: from OUT's extension].")
-@click.option("-o", "--output", "out", required=True, metavar="OUT", help="File to write.")
+@click.option("-o", "--output", "out", required=True, metavar="OUT", help="File to write; - for stdout.")
 def export(input_path: str, fmt: str | None, out: str) -> None:
-    """Convert a capture (NDJSON, JSON, IR or HAR) to another format."""
+    """Convert a capture (NDJSON, JSON, IR or HAR) to another format; headers stay redacted."""
     if not Path(input_path).exists():
         raise UserError(f"{input_path}: no such file")
     if fmt is None:
-        fmt = Options(output=out).capture_format
-        if Path(out).suffix.lower().lstrip(".") not in (*FORMATS, "jsonl"):
+        if out == "-" or Path(out).suffix.lower().lstrip(".") not in (*FORMATS, "jsonl"):
             raise UserError(f"cannot tell the format from {out!r}; pass -f {'|'.join(FORMATS)}")
+        fmt = Options(output=out).capture_format
     from proxycore.convert import convert
 
     try:
-        result = convert(input_path, out, fmt.lower())
-    except (ValueError, KeyError) as exc:
-        raise UserError(f"{input_path}: {exc}") from None
-    except OSError as exc:
-        name = exc.filename or input_path
-        raise RuntimeFailure(f"{name}: {exc.strerror or exc}") from None
-    count = f"{result} records " if isinstance(result, int) and not isinstance(result, bool) else ""
-    click.echo(f"wrote {count}to {out} ({fmt.lower()})", err=True)
+        count = convert(input_path, out, fmt.lower())
+    except ValueError as exc:  # convert's messages already name the file
+        raise UserError(str(exc)) from None
+    if out != "-":
+        click.echo(f"wrote {count} records to {out} ({fmt.lower()})", err=True)
 
 
 # ---------------------------------------------------------------- entry point
@@ -422,6 +419,10 @@ def run(argv: list[str] | None = None) -> int:
     try:
         rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.UsageError as exc:
+        no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+        if no_args and isinstance(exc, no_args) and exc.ctx is not None:  # `omniproxy-tui ca`: show its help
+            click.echo(exc.ctx.get_help())
+            return 2
         hint = f" (see {PROG} --help)" if exc.ctx is None else f" (see {exc.ctx.command_path} --help)"
         return _fail(exc.format_message() + hint, 2)
     except click.exceptions.Abort:

@@ -292,11 +292,13 @@ def _check_upstream(value: str, bad: Any) -> None:
 def _check_db(value: str, where: str) -> None:
     # dburl is another module (and may not exist yet); import lazily so config stays light.
     try:
-        from .dburl import parse_db_url
+        from . import dburl
     except ImportError:
         return
+    # validate_db_url also refuses URLs this build cannot store to (say so at load, not mid-run)
+    check = getattr(dburl, "validate_db_url", None) or dburl.parse_db_url
     try:
-        parse_db_url(value)
+        check(value)
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
 

@@ -83,8 +83,9 @@ def human_duration(ms: float | None) -> str:
 
 
 def _clock(ts: float) -> str:
-    lt = time.localtime(ts)
-    return f"{lt.tm_hour:02d}:{lt.tm_min:02d}:{lt.tm_sec:02d}.{int((ts % 1) * 1000):03d}"
+    secs, ms = divmod(round(ts * 1000), 1000)  # round: 0.123 is 0.12299.. as a float
+    lt = time.localtime(secs)
+    return f"{lt.tm_hour:02d}:{lt.tm_min:02d}:{lt.tm_sec:02d}.{ms:03d}"
 
 
 def _addr(addr: tuple[str, int] | None) -> str:
@@ -138,7 +139,11 @@ def describe_capture(options: Options, stdout_capture: bool = True) -> str:
     if options.output:
         targets.append(f"{options.output} ({options.capture_format})")
     if options.db:
-        targets.append(mask_url_password(options.db))
+        try:
+            from .dburl import mask_url
+        except ImportError:
+            mask_url = mask_url_password
+        targets.append(mask_url(options.db))
     if not targets:
         targets.append(f"stdout ({options.capture_format})" if stdout_capture else "off")
     text = ", ".join(targets)
