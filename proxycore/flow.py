@@ -99,10 +99,40 @@ class Headers:
         return Headers(self.fields)
 
 
-class Request:
+class _Message:
+    """Common body handling. The captured body may be held as the chunks it arrived in and joined
+    only when somebody reads it: joining a 1 MiB body on the hot path costs a fresh allocation,
+    and most captured binary bodies are never read whole."""
+
+    __slots__ = ("_body", "_chunks")
+
+    @property
+    def body(self) -> bytes:
+        if self._chunks is not None:
+            self._body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+            self._chunks = None
+        return self._body
+
+    @body.setter
+    def body(self, value: bytes) -> None:
+        self._body = value
+        self._chunks = None
+
+    def set_body_chunks(self, chunks: list[bytes]) -> None:
+        self._body = b""
+        self._chunks = chunks or None
+
+    def body_head(self, n: int) -> bytes:
+        """The first n captured bytes, without joining the whole body."""
+        if self._chunks is not None and len(self._chunks[0]) >= n:
+            return self._chunks[0][:n]
+        return self.body[:n]
+
+
+class Request(_Message):
     __slots__ = (
         "method", "scheme", "host", "port", "target", "http_version", "headers",
-        "body", "body_size", "body_truncated", "authority",
+        "body_size", "body_truncated", "authority",
     )
 
     def __init__(
@@ -124,7 +154,8 @@ class Request:
         self.target = target  # origin-form path with query ("/a?b=1"), or "host:port" for CONNECT
         self.http_version = http_version
         self.headers = headers if headers is not None else Headers()
-        self.body = body  # captured body (at most max_body_size bytes), as sent on the wire
+        self._chunks = None
+        self._body = body  # captured body (at most max_body_size bytes), as sent on the wire
         self.body_size = len(body)  # bytes seen on the wire, whole body
         self.body_truncated = False
         self.authority = authority  # Host header value as sent (may carry a port)
@@ -156,8 +187,8 @@ class Request:
         return f"{self.scheme}://{self.netloc}{self.target}"
 
 
-class Response:
-    __slots__ = ("status", "reason", "http_version", "headers", "body", "body_size", "body_truncated")
+class Response(_Message):
+    __slots__ = ("status", "reason", "http_version", "headers", "body_size", "body_truncated")
 
     def __init__(
         self,
@@ -171,7 +202,8 @@ class Response:
         self.reason = reason
         self.http_version = http_version
         self.headers = headers if headers is not None else Headers()
-        self.body = body
+        self._chunks = None
+        self._body = body
         self.body_size = len(body)
         self.body_truncated = False
 

@@ -70,9 +70,6 @@ class _Capture:
         self.chunks.append(data)
         self.size += len(data)
 
-    def value(self) -> bytes:
-        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-
 
 class Exchange:
     """One request/response on a client connection; also the upstream's ResponseHandler."""
@@ -681,13 +678,13 @@ class ClientConnection(asyncio.Protocol):
         req = flow.request
         req.body_size = ex.req_size
         if ex.req_cap is not None:
-            req.body = ex.req_cap.value()
+            req.set_body_chunks(ex.req_cap.chunks)
             req.body_truncated = ex.req_cap.truncated
         resp = flow.response
         if resp is not None:
             resp.body_size = ex.resp_size
             if ex.resp_cap is not None and ex.resp_cap.chunks:
-                resp.body = ex.resp_cap.value()
+                resp.set_body_chunks(ex.resp_cap.chunks)
                 resp.body_truncated = ex.resp_cap.truncated
         flow.state = flowmod.ERROR if flow.error else flowmod.DONE
         self.proxy.flow_done(flow)

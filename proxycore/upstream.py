@@ -117,6 +117,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_message = False
         self._relay = False  # after 101 / CONNECT tunnels: raw bytes to the handler
         self._paused = False
+        # Content-Length body bytes still to come. Once the head is parsed, such bodies bypass the
+        # parser: each received buffer goes to the client as is, without httptools' per-chunk copy.
+        self._remaining = 0
+        self._keep_alive = False
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -127,6 +131,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self._remaining > 0 and self.handler is not None:
+            n = len(data)
+            if n < self._remaining:
+                self._remaining -= n
+                self.handler.response_body(data)
+                return
+            body, extra = data[:self._remaining], data[self._remaining:]
+            self._remaining = 0
+            self.handler.response_body(body)
+            self.parser = httptools.HttpResponseParser(self)  # the old one is mid-message
+            self._finish(keep_alive=self._keep_alive and not extra)
+            if extra:
+                self.close()  # bytes nobody asked for: the connection can't be trusted
+            return
         if self._relay:
             if self.handler is not None:
                 self.handler.response_body(data)
@@ -206,7 +224,12 @@ class UpstreamConnection(asyncio.Protocol):
                     break
                 if lk == b"content-length":
                     framing = "length"
+                    try:
+                        self._remaining = int(v)
+                    except ValueError:
+                        self._remaining = 0  # malformed: llhttp will reject it
         self._framing = framing
+        self._keep_alive = p.should_keep_alive()
         if self.handler is not None:
             self.handler.response_head(status, self._reason, p.get_http_version(), self._headers, framing)
         if framing == "none" and self.head_request:
@@ -215,10 +238,13 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser = httptools.HttpResponseParser(self)
 
     def on_body(self, body: bytes) -> None:
+        if self._remaining:
+            self._remaining -= len(body)
         if self.handler is not None:
             self.handler.response_body(body)
 
     def on_message_complete(self) -> None:
+        self._remaining = 0
         if not self._in_message:
             return
         status = self.parser.get_status_code()
