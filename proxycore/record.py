@@ -1,0 +1,340 @@
+"""The canonical IR record: one Flow as a JSON-ready dict (what an NDJSON/IR line holds).
+
+JSON, HAR and SQLite exports derive from this dict, so its shape is the contract:
+
+    {"id", "request": {...}, "response": {...}?, "startTime", "endTime"?, "durationMs"?,
+     "error"?, "clientAddress"?, "serverAddress"?, "tls"?, "passthrough"?, "timings": {...}}
+
+Keys are camelCase and omitted when empty, false or zero, as in the original OmniProxy, except
+request.method/url/host/path/scheme and response.status, which are always present.
+
+This runs in the batched writer for every flow, off the proxy's hot path but still thousands of
+times a second: options are resolved once (`RecordOptions`), header names are decoded through a
+small cache, and content detection only ever looks at the first 512 bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from proxycore.contentdetect import detect
+from proxycore.encoding import DEFAULT_MAX_SIZE, decode_body, parse_codings
+from proxycore.options import DEFAULT_REDACT
+
+if TYPE_CHECKING:
+    from proxycore.flow import Flow, Headers, Request, Response, Timings, TLSInfo
+    from proxycore.options import Options
+
+REDACTED = "[REDACTED]"
+BINARY_PLACEHOLDER = "[binary content]"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOptions:
+    """What goes into a record; built once per capture session, not per flow."""
+
+    redact_headers: frozenset[str] = frozenset(DEFAULT_REDACT)  # lower-case names
+    max_body_size: int = 1048576
+    skip_binary: bool = True
+    include_headers: bool = True
+    include_body: bool = True
+
+    @classmethod
+    def from_options(cls, opts: Options) -> RecordOptions:
+        return cls(
+            redact_headers=opts.redacted_headers,  # empty when redaction is off (--no-redact)
+            max_body_size=opts.max_body_size,
+            skip_binary=opts.skip_binary,
+            include_headers=opts.include_headers,
+            include_body=opts.include_body,
+        )
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+_name_cache: dict[bytes, str] = {}
+
+
+def _header_name(raw: bytes) -> str:
+    # Header names repeat across flows (a few dozen in practice); cache their decoded form.
+    name = _name_cache.get(raw)
+    if name is None:
+        name = raw.decode("latin-1").lower()
+        if len(_name_cache) < 4096:  # bounded: odd clients must not grow it forever
+            _name_cache[raw] = name
+    return name
+
+
+def _header_value(raw: bytes) -> str:
+    if raw.isascii():
+        return raw.decode("ascii")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # obsolete HTTP text encoding; never fails
+
+
+def _scan_headers(
+    headers: Headers, redact: frozenset[str], want_dict: bool
+) -> tuple[dict[str, str | list[str]] | None, str | None, str | None]:
+    """One pass over the fields: (headers dict or None, Content-Type, Content-Encoding).
+
+    In the dict, names are lower-cased and a repeated header becomes a list of all its values.
+    Redacted headers are masked, not dropped: someone debugging should still see that, say,
+    an Authorization header was sent, just not its secret.
+    """
+    out: dict[str, str | list[str]] | None = {} if want_dict else None
+    ctype: str | None = None
+    cenc: str | None = None
+    for k, v in headers.fields:
+        name = _header_name(k)
+        if name == "content-type":
+            if ctype is None:
+                ctype = _header_value(v)
+        elif name == "content-encoding":
+            cenc = _header_value(v) if cenc is None else f"{cenc}, {_header_value(v)}"
+        if out is None:
+            continue
+        value = REDACTED if name in redact else _header_value(v)
+        prev = out.get(name)
+        if prev is None:
+            out[name] = value
+        elif isinstance(prev, list):
+            prev.append(value)
+        else:
+            out[name] = [prev, value]
+    return out, ctype, cenc
+
+
+def headers_dict(headers: Headers, redact: frozenset[str]) -> dict[str, str | list[str]]:
+    """Lower-cased name -> value (a list when repeated); redacted values masked."""
+    return _scan_headers(headers, redact, True)[0] or {}
+
+
+def query_dict(query_string: str) -> dict[str, str | list[str]]:
+    """Name -> value, a list when the name repeats; blank values kept."""
+    out: dict[str, str | list[str]] = {}
+    if not query_string:
+        return out
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        prev = out.get(name)
+        if prev is None:
+            out[name] = value
+        elif isinstance(prev, list):
+            prev.append(value)
+        else:
+            out[name] = [prev, value]
+    return out
+
+
+@lru_cache(maxsize=256)
+def _charset(content_type: str) -> str:
+    """The codec named by `charset=` if Python knows it, else utf-8."""
+    for param in content_type.split(";")[1:]:
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset":
+            name = val.strip().strip('"').strip("'")
+            try:
+                return codecs.lookup(name).name
+            except LookupError:
+                break
+    return "utf-8"
+
+
+_JSON_START = re.compile(r"\s*[{\[]").match  # no copy of a big body just to look at its start
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN/Infinity are not JSON; keep such bodies as text
+
+
+def _body_fields(
+    out: dict[str, Any],
+    data: bytes,
+    truncated: bool,
+    content_type: str | None,
+    content_encoding: str | None,
+    ropts: RecordOptions,
+) -> int | None:
+    """Fill body, isBinary, bodyEncoding and bodyTruncated into `out`.
+
+    Returns the decoded size when a Content-Encoding was undone, else None.
+    """
+    if not ropts.include_body or not data:
+        if truncated:
+            out["bodyTruncated"] = True
+        return None
+    decoded_size: int | None = None
+    if content_encoding:
+        codings = parse_codings(content_encoding)
+        if codings:
+            # the decoded body is what the capture keeps, so the capture cap applies to it too
+            cap = ropts.max_body_size if ropts.max_body_size > 0 else DEFAULT_MAX_SIZE
+            decoded, err = decode_body(data, content_encoding, max_size=cap, allow_truncated=truncated)
+            if decoded is not data:  # decoded, fully or the part the capture kept
+                out["bodyEncoding"] = ", ".join(codings)
+                decoded_size = len(decoded)
+                if err is not None:
+                    truncated = True
+                data = decoded
+    if truncated:
+        out["bodyTruncated"] = True
+    det = detect(content_type, data)  # looks at 512 bytes at most
+    if det.is_binary:
+        out["isBinary"] = True
+        if ropts.skip_binary:
+            out["body"] = BINARY_PLACEHOLDER
+        else:
+            out["body"] = base64.b64encode(data).decode("ascii")
+            out["bodyEncoding"] = "base64"
+        return decoded_size
+    text = data.decode(_charset(content_type) if content_type else "utf-8", errors="replace")
+    body: Any = text
+    if (content_type and "json" in content_type.lower()) or _JSON_START(text):
+        try:
+            parsed = json.loads(text, parse_constant=_reject_constant)
+        except ValueError:  # not JSON after all, or cut short by the capture: keep the text
+            pass
+        else:
+            if parsed is not None:
+                body = parsed
+    out["body"] = body
+    return decoded_size
+
+
+# --- the record ------------------------------------------------------------------------------
+
+
+def _addr(addr: tuple[str, int] | None) -> str | None:
+    if not addr:
+        return None
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _rfc3339(ts: float) -> str:
+    # local time with its offset and microseconds, e.g. 2026-11-25T13:00:00.123456+01:00
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds")
+
+
+def _ms(a: float | None, b: float | None) -> float:
+    if a is None or b is None:
+        return -1
+    return round(max(b - a, 0.0) * 1000.0, 3)
+
+
+def timings_dict(t: Timings) -> dict[str, float]:
+    """Phase durations in ms (µs precision); -1 for a phase that did not happen."""
+    send_start = t.tls_end or t.connect_end or t.start
+    return {
+        "connectMs": _ms(t.connect_start, t.connect_end),
+        "tlsMs": _ms(t.connect_end, t.tls_end),
+        "sendMs": _ms(send_start, t.request_sent),
+        "waitMs": _ms(t.request_sent, t.first_byte),
+        "receiveMs": _ms(t.first_byte, t.end),
+    }
+
+
+def _tls_dict(tls: TLSInfo | None) -> dict[str, str] | None:
+    if tls is None:
+        return None
+    d = {k: v for k, v in (("sni", tls.sni), ("alpn", tls.alpn), ("version", tls.version),
+                           ("cipher", tls.cipher)) if v}
+    return d or None
+
+
+def status_text(status: int, reason: str) -> str:
+    """The full status line as the original recorded it: "200 OK" (HTTP/2 has no reason)."""
+    if not reason:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            return str(status)
+    return f"{status} {reason}"
+
+
+def _request_dict(req: Request, ropts: RecordOptions) -> dict[str, Any]:
+    connect = req.method == "CONNECT"
+    out: dict[str, Any] = {
+        "method": req.method,
+        "url": req.url,
+        "host": req.host_header,
+        "path": "" if connect else req.path,
+        "scheme": req.scheme,
+    }
+    if req.http_version:
+        out["httpVersion"] = req.http_version
+    hdict, ct, ce = _scan_headers(req.headers, ropts.redact_headers, ropts.include_headers)
+    if hdict:
+        out["headers"] = hdict
+    if not connect:
+        q = req.query_string
+        if q:
+            query = query_dict(q)
+            if query:
+                out["query"] = query
+    if req.body_size:
+        out["bodySize"] = req.body_size  # whole body on the wire, even when capture cut it
+    _body_fields(out, req.body, req.body_truncated, ct, ce, ropts)
+    if ct:
+        out["contentType"] = ct
+    return out
+
+
+def _response_dict(resp: Response, ropts: RecordOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": resp.status, "statusText": status_text(resp.status, resp.reason)}
+    if resp.http_version:
+        out["httpVersion"] = resp.http_version
+    hdict, ct, ce = _scan_headers(resp.headers, ropts.redact_headers, ropts.include_headers)
+    if hdict:
+        out["headers"] = hdict
+    decoded_size = _body_fields(out, resp.body, resp.body_truncated, ct, ce, ropts)
+    if decoded_size is not None:
+        out["bodySize"] = decoded_size  # after undoing Content-Encoding (HAR content.size)
+    if resp.body_size:
+        out["size"] = resp.body_size  # body bytes on the wire, before decoding
+    if ct:
+        out["contentType"] = ct
+    return out
+
+
+def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
+    """The canonical record of one flow (see the module docstring for the shape)."""
+    rec: dict[str, Any] = {"id": flow.id, "request": _request_dict(flow.request, opts)}
+    if flow.response is not None:
+        rec["response"] = _response_dict(flow.response, opts)
+    t = flow.timings
+    rec["startTime"] = _rfc3339(t.start)
+    if t.end is not None:
+        rec["endTime"] = _rfc3339(t.end)
+        rec["durationMs"] = t.duration_ms
+    if flow.error:
+        rec["error"] = flow.error
+    client = _addr(flow.client_addr)
+    if client:
+        rec["clientAddress"] = client
+    server = _addr(flow.server_addr)
+    if server:
+        rec["serverAddress"] = server
+    # what the client negotiated with us (MITM), else our side towards the origin
+    tls = _tls_dict(flow.client_tls) or _tls_dict(flow.server_tls)
+    if tls:
+        rec["tls"] = tls
+    if flow.passthrough:
+        rec["passthrough"] = True
+    rec["timings"] = timings_dict(t)
+    return rec
+
+
+def record_to_json_line(record: dict[str, Any]) -> bytes:
+    """One compact UTF-8 JSON line, newline-terminated (NDJSON / IR)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
