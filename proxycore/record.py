@@ -26,7 +26,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from proxycore.contentdetect import detect
+from proxycore.contentdetect import CHECK_BYTES, detect
 from proxycore.encoding import DEFAULT_MAX_SIZE, decode_body, parse_codings
 from proxycore.options import DEFAULT_REDACT
 
@@ -159,7 +159,7 @@ def _reject_constant(name: str) -> Any:
 
 def _body_fields(
     out: dict[str, Any],
-    data: bytes,
+    msg: Request | Response,
     truncated: bool,
     content_type: str | None,
     content_encoding: str | None,
@@ -169,10 +169,22 @@ def _body_fields(
 
     Returns the decoded size when a Content-Encoding was undone, else None.
     """
-    if not ropts.include_body or not data:
+    # a few bytes past the window tell the detector that a character cut at its end goes on
+    head = msg.body_head(CHECK_BYTES + 8) if ropts.include_body else b""
+    if not head:
         if truncated:
             out["bodyTruncated"] = True
         return None
+    if ropts.skip_binary and not content_encoding:
+        # decide on the first bytes: a binary body is never joined or copied just to be dropped
+        det = detect(content_type, head)
+        if det.is_binary:
+            if truncated:
+                out["bodyTruncated"] = True
+            out["isBinary"] = True
+            out["body"] = BINARY_PLACEHOLDER
+            return None
+    data = msg.body
     decoded_size: int | None = None
     if content_encoding:
         codings = parse_codings(content_encoding)
@@ -284,7 +296,7 @@ def _request_dict(req: Request, ropts: RecordOptions) -> dict[str, Any]:
                 out["query"] = query
     if req.body_size:
         out["bodySize"] = req.body_size  # whole body on the wire, even when capture cut it
-    _body_fields(out, req.body, req.body_truncated, ct, ce, ropts)
+    _body_fields(out, req, req.body_truncated, ct, ce, ropts)
     if ct:
         out["contentType"] = ct
     return out
@@ -297,7 +309,7 @@ def _response_dict(resp: Response, ropts: RecordOptions) -> dict[str, Any]:
     hdict, ct, ce = _scan_headers(resp.headers, ropts.redact_headers, ropts.include_headers)
     if hdict:
         out["headers"] = hdict
-    decoded_size = _body_fields(out, resp.body, resp.body_truncated, ct, ce, ropts)
+    decoded_size = _body_fields(out, resp, resp.body_truncated, ct, ce, ropts)
     if decoded_size is not None:
         out["bodySize"] = decoded_size  # after undoing Content-Encoding (HAR content.size)
     if resp.body_size:
