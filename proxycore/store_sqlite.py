@@ -45,6 +45,7 @@ bodies of JSON APIs can be queried with ``json_extract(response_body, '$.field')
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -187,9 +188,18 @@ class SqliteStore(_Reporter):
         if self.opened:
             return
         target, uri = self.db.sqlite_target()
+        pending = aiosqlite.connect(target, uri=uri)
         conn = None
         try:
-            conn = await aiosqlite.connect(target, uri=uri)
+            try:
+                conn = await pending
+            except BaseException:
+                # aiosqlite stops its worker thread asynchronously after a failed connect; wait for
+                # it, or it may try to call back into a loop that has been closed meanwhile.
+                thread = getattr(pending, "_thread", None)
+                if thread is not None and thread.is_alive():
+                    await asyncio.to_thread(thread.join, 5)
+                raise
             if not self.db.is_memory:
                 await conn.execute("PRAGMA journal_mode=WAL")
                 await conn.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash keeps commits
