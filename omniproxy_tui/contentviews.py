@@ -1,0 +1,729 @@
+"""Content views: a message body turned into displayable, highlighted lines.
+
+Views are lazy and capped so any body opens at once: only a prefix of the body is decoded and
+formatted until `limit_lines` lines exist (JSON and XML are pretty-printed by a streaming
+tokenizer, never by parsing the whole document), and lines are highlighted only when they are
+looked at. `limit_lines=None` (or mode "full") formats everything; callers run that in a worker.
+Pure functions of (body, headers, mode): no Textual here, only rich.text.Text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from rich.text import Text
+
+from omniproxy_tui import imageinfo
+
+try:  # written by the engine team; the views still work (undecoded) without it
+    from proxycore.encoding import decode_body as _decode_body
+except ImportError:  # pragma: no cover
+    _decode_body = None
+try:
+    from proxycore.contentdetect import detect as _detect
+except ImportError:  # pragma: no cover
+    _detect = None
+
+# the cycle of the `m` key, as in mitmproxy's view list
+CYCLE_MODES = ("auto", "json", "xml", "text", "hex", "raw")
+MODES = (*CYCLE_MODES, "form", "multipart", "image", "full")
+DEFAULT_LIMIT = 512
+MAX_LINE_CHARS = 8192  # longer lines are split: one minified 50 MiB line must not become one Text
+_FIRST_PREFIX = 64 * 1024
+_MAX_PREFIX = 16 * 1024 * 1024  # a capped view never decodes or formats more than this
+_TEXT_CACHE = 2048
+
+STYLE_KEY = "bold #61afef"
+STYLE_STR = "#98c379"
+STYLE_NUM = "#d19a66"
+STYLE_LIT = "italic #c678dd"
+STYLE_PUNCT = "dim"
+STYLE_TAG = "#e06c75"
+STYLE_ATTR = "#d19a66"
+STYLE_COMMENT = "dim italic"
+STYLE_META = "#c678dd"
+STYLE_DIM = "dim"
+STYLE_TITLE = "bold"
+
+
+class StyledLines(Sequence[Text]):
+    """Plain lines plus a per-line highlighter applied on access (with a small cache)."""
+
+    def __init__(self, plain: Sequence[str], highlight: Callable[[str], Text] | None = None) -> None:
+        self.plain = plain
+        self._highlight = highlight
+        self._cache: dict[int, Text] = {}
+
+    def __len__(self) -> int:
+        return len(self.plain)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        hit = self._cache.get(i)
+        if hit is None:
+            s = self.plain[i]
+            hit = self._highlight(s) if self._highlight else Text(s)
+            if len(self._cache) >= _TEXT_CACHE:
+                self._cache.clear()
+            self._cache[i] = hit
+        return hit
+
+
+@dataclass
+class ContentView:
+    name: str  # "JSON", "XML/HTML", "form", "multipart", "image", "hex", "text", "raw"
+    lines: StyledLines
+    total_lines: int | None  # None while the view is cut short (the rest was not formatted)
+    truncated: bool
+    error: str | None = None  # why the view fell back (bad JSON, undecodable encoding...)
+    body_size: int = 0  # decoded size in bytes (as far as decoded)
+    hang: int = 0  # extra indent for wrapped continuation rows (form keys)
+    mode: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def plain(self) -> Sequence[str]:
+        return self.lines.plain
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+_SANITIZE = {c: 0x2400 + c for c in range(32) if c != 9}  # control pictures: one cell, copyable
+_SANITIZE.update({0x7F: 0x2421, 0x85: 0xFFFD, 0x2028: 0xFFFD, 0x2029: 0xFFFD})
+_SANITIZE.update({c: 0xFFFD for c in range(0x80, 0xA0)})
+
+
+def clean_line(s: str) -> str:
+    """Make a line safe for one terminal row (and for str.splitlines in selections)."""
+    s = s.translate(_SANITIZE)
+    return s.expandtabs(4) if "\t" in s else s
+
+
+_DIRTY = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _finish(lines: list[str]) -> list[str]:
+    """clean_line and split long lines, skipped (two C-speed scans) when nothing needs it."""
+    if lines and (_DIRTY.search("\n".join(lines)) or max(map(len, lines)) > MAX_LINE_CHARS):
+        return [clean_line(s) for s in _split_long(lines)]
+    return lines
+
+
+def _split_long(lines: Iterator[str] | list[str]) -> Iterator[str]:
+    for s in lines:
+        if len(s) <= MAX_LINE_CHARS:
+            yield s
+        else:
+            for i in range(0, len(s), MAX_LINE_CHARS):
+                yield s[i:i + MAX_LINE_CHARS]
+
+
+def _take(it: Iterator[str], limit: int | None) -> tuple[list[str], bool]:
+    """Up to `limit` items and whether more were left."""
+    out: list[str] = []
+    for s in it:
+        if limit is not None and len(out) >= limit:
+            return out, True
+        out.append(s)
+    return out, False
+
+
+def mime_of(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def charset_of(content_type: str | None, default: str = "utf-8") -> str:
+    m = re.search(r";\s*charset\s*=\s*\"?([\w.:-]+)", content_type or "", re.I)
+    if m:
+        try:
+            return codecs.lookup(m.group(1)).name
+        except LookupError:
+            pass
+    return default
+
+
+def _decode_text(data: bytes, charset: str, final: bool) -> str:
+    # incremental decoding drops a multi-byte character cut by the prefix instead of a U+FFFD
+    return codecs.getincrementaldecoder(charset)(errors="replace").decode(data, final=final)
+
+
+def human_size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}"
+    return f"{n} B"  # pragma: no cover
+
+
+def _prefixes(data: bytes, capped: bool) -> Iterator[tuple[bytes, bool]]:
+    """Growing prefixes of `data` (64 KiB, x4, ...) flagged with whether it is the whole body."""
+    if not capped:
+        yield data, True
+        return
+    size = _FIRST_PREFIX
+    while size < len(data) and size < _MAX_PREFIX:
+        yield data[:size], False
+        size *= 4
+    yield (data, True) if len(data) <= _MAX_PREFIX else (data[:_MAX_PREFIX], False)
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+_JSON_TOKEN = re.compile(
+    r'[ \t\r\n]*(?:("(?:[^"\\]|\\.)*")|([{}\[\],:])|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|(true|false|null))',
+    re.S,
+)
+_JSON_WS = re.compile(r"[ \t\r\n]*")
+
+
+class _Incomplete(Exception):
+    pass
+
+
+def _json_pretty(text: str, complete: bool, limit: int | None) -> tuple[list[str], bool]:
+    """Pretty-print (2-space indent, source order and number spelling kept) up to `limit` lines.
+
+    Returns (lines, more): `more` when output stopped at the limit or at the end of a prefix.
+    Raises ValueError on invalid JSON and _Incomplete when the prefix ends too early.
+    """
+    lines: list[str] = []
+    cur: list[str] = []
+    stack: list[str] = []
+    pos, n = 0, len(text)
+    expect = "value"  # value | key | colon | next (comma or close) | first (value or close)
+    match = _JSON_TOKEN.match
+
+    def flush() -> None:
+        if cur:
+            lines.append("".join(cur))
+            cur.clear()
+
+    def put(tok: str) -> None:
+        if not cur:
+            cur.append("  " * len(stack))
+        cur.append(tok)
+
+    while True:
+        if limit is not None and len(lines) >= limit:
+            return lines[:limit], True
+        m = match(text, pos)
+        if m is None:
+            end = _JSON_WS.match(text, pos).end()
+            if end >= n:
+                if stack or expect != "next":
+                    if not complete:
+                        raise _Incomplete
+                    if not stack and expect == "value" and lines:
+                        break  # whitespace after the last of several top-level values
+                    raise ValueError("unexpected end of data")
+                break
+            if not complete and text.startswith('"', end):
+                raise _Incomplete
+            raise ValueError(f"unexpected {text[end]!r} at offset {end}")
+        if m.end() >= n and not complete and not m.group(2):
+            raise _Incomplete  # a number or string may continue past the prefix
+        pos = m.end()
+        s, p, num, lit = m.groups()
+        tok = s or num or lit
+        if p in ("}", "]"):
+            if expect not in ("next", "first") or not stack or stack[-1] != p:
+                raise ValueError(f"unexpected {p!r} at offset {pos - 1}")
+            if expect == "first":  # empty container stays on its line: {}
+                stack.pop()
+                cur.append(p)
+            else:
+                flush()
+                stack.pop()
+                put(p)
+            expect = "next"
+        elif p == ",":
+            if expect != "next" or not stack:
+                raise ValueError(f"unexpected ',' at offset {pos - 1}")
+            cur.append(",")
+            flush()
+            expect = "key" if stack[-1] == "}" else "value"
+        elif p == ":":
+            if expect != "colon":
+                raise ValueError(f"unexpected ':' at offset {pos - 1}")
+            cur.append(": ")
+            expect = "value"
+        elif expect == "key" or (expect == "first" and stack[-1] == "}"):
+            if not s:
+                raise ValueError(f"expected a key at offset {m.start()}")
+            put(s)
+            expect = "colon"
+        elif expect in ("value", "first"):
+            if p in ("{", "["):
+                put(p)
+                flush_after = True
+                stack.append("}" if p == "{" else "]")
+                expect = "first"
+                # peek: an empty container is printed inline, anything else opens a new line
+                m2 = match(text, pos)
+                if m2 is not None and m2.group(2) == stack[-1]:
+                    flush_after = False
+                if flush_after:
+                    flush()
+                continue
+            put(tok)
+            expect = "next"
+        else:
+            raise ValueError(f"unexpected {(tok or p)!r} at offset {m.start()}")
+        if not stack and expect == "next":
+            flush()  # a complete top-level value; NDJSON may continue with another
+            expect = "value"
+    flush()
+    return lines, False
+
+
+class _Pairs(dict):
+    """A JSON object that keeps duplicate keys and their order for json.dumps (Python encoder)."""
+
+    def __init__(self, pairs: list[tuple[str, object]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+
+    def items(self):  # type: ignore[override]
+        return self.pairs
+
+
+def _json_full(text: str) -> list[str] | None:
+    """All of a document through the C parser: ~3x faster than the tokenizer for "full" views.
+
+    Float spelling may change (1e5 -> 100000.0); None when it is not one valid document.
+    """
+    try:
+        doc = json.loads(text, object_pairs_hook=_Pairs)
+    except ValueError:
+        return None
+    return json.dumps(doc, indent=2, ensure_ascii=False).split("\n")
+
+
+_JSON_HL = re.compile(
+    r'("(?:[^"\\]|\\.)*"?)(\s*:)?|(-?\d[\d.eE+-]*)|(true|false|null)|([{}\[\],:])'
+)
+
+
+def _hl_json(s: str) -> Text:
+    t = Text(s)
+    for m in _JSON_HL.finditer(s):
+        if m.group(1):
+            t.stylize(STYLE_KEY if m.group(2) else STYLE_STR, m.start(1), m.end(1))
+        elif m.group(3):
+            t.stylize(STYLE_NUM, m.start(), m.end())
+        elif m.group(4):
+            t.stylize(STYLE_LIT, m.start(), m.end())
+        else:
+            t.stylize(STYLE_PUNCT, m.start(), m.end())
+    return t
+
+
+# --- XML / HTML -------------------------------------------------------------------------------
+
+_XML_TOKEN = re.compile(
+    r"<!--.*?(?:-->|\Z)|<!\[CDATA\[.*?(?:\]\]>|\Z)|<\?.*?(?:\?>|\Z)|<![^>]*>?"
+    r"|<(script|style)\b[^>]*>.*?(?:</\1\s*>|\Z)|<[^>]*>?|[^<]+",
+    re.S | re.I,
+)
+_TAG_NAME = re.compile(r"</?\s*([\w:.-]+)")
+_VOID = frozenset(
+    "area base br col embed hr img input link meta param source track wbr keygen command".split()
+)
+
+
+def _xml_pretty(text: str, complete: bool, limit: int | None, html: bool) -> tuple[list[str], bool]:
+    lines: list[str] = []
+    depth = 0
+    toks = [m.group(0) for m in _XML_TOKEN.finditer(text)]
+    i, n = 0, len(toks)
+
+    def emit(s: str) -> None:
+        lines.append("  " * depth + s)
+
+    while i < n:
+        if limit is not None and len(lines) >= limit:
+            return lines[:limit], True
+        tok = toks[i]
+        i += 1
+        if not tok.startswith("<") or tok == "<":
+            for part in tok.splitlines():
+                part = part.strip()
+                if part:
+                    emit(part)
+            continue
+        if tok.startswith(("<!", "<?")):
+            parts = [p.strip() for p in tok.strip().splitlines() if p.strip()]
+            emit(parts[0])
+            for extra in parts[1:]:
+                emit("  " + extra)
+            continue
+        m = _TAG_NAME.match(tok)
+        name = m.group(1).lower() if m else ""
+        if tok.startswith("</"):
+            depth = max(0, depth - 1)
+            emit(tok)
+            continue
+        low = tok[:8].lower()
+        if low.startswith(("<script", "<style")) and tok.lower().rstrip().endswith(("</script>", "</style>")):
+            # raw text element: the opening tag, its content as written, the closing tag
+            open_end = tok.index(">") + 1
+            close_start = tok.lower().rindex("</")
+            emit(tok[:open_end])
+            depth += 1
+            body = tok[open_end:close_start].strip("\n").splitlines()
+            common = min((len(b) - len(b.lstrip()) for b in body if b.strip()), default=0)
+            for b in body:
+                if b.strip():
+                    emit(b[common:].rstrip())
+            depth -= 1
+            emit(tok[close_start:])
+            continue
+        self_closing = tok.endswith("/>") or (html and name in _VOID)
+        # <a>text</a> stays on one line when short
+        if (not self_closing and i + 1 < n and not toks[i].startswith("<")
+                and toks[i + 1].startswith("</") and "\n" not in toks[i].strip()):
+            m2 = _TAG_NAME.match(toks[i + 1])
+            one = tok + toks[i].strip() + toks[i + 1]
+            if m2 and m2.group(1).lower() == name and len(one) <= 120:
+                emit(one)
+                i += 2
+                continue
+        if not self_closing and i < n and toks[i].startswith("</"):
+            m2 = _TAG_NAME.match(toks[i])
+            if m2 and m2.group(1).lower() == name:  # <a></a>
+                emit(tok + toks[i])
+                i += 1
+                continue
+        emit(" ".join(tok.split()) if "\n" in tok else tok)
+        if not self_closing:
+            depth += 1
+    return lines, not complete
+
+
+_XML_HL = re.compile(
+    r"(<!--.*?(?:-->|$))|(<[!?][^>]*>?)|(</?)([\w:.-]+)|([\w:.-]+)(=)(\"[^\"]*\"?|'[^']*'?)|(/?>)"
+)
+
+
+def _hl_xml(s: str) -> Text:
+    t = Text(s)
+    for m in _XML_HL.finditer(s):
+        if m.group(1):
+            t.stylize(STYLE_COMMENT, m.start(), m.end())
+        elif m.group(2):
+            t.stylize(STYLE_META, m.start(), m.end())
+        elif m.group(4):
+            t.stylize(STYLE_PUNCT, m.start(3), m.end(3))
+            t.stylize(STYLE_TAG, m.start(4), m.end(4))
+        elif m.group(5):
+            t.stylize(STYLE_ATTR, m.start(5), m.end(5))
+            t.stylize(STYLE_STR, m.start(7), m.end(7))
+        elif m.group(8):
+            t.stylize(STYLE_PUNCT, m.start(), m.end())
+    return t
+
+
+# --- hex --------------------------------------------------------------------------------------
+
+_PRINTABLE = "".join(chr(c) if 32 <= c < 127 else "." for c in range(256))
+
+
+class HexLines(Sequence[str]):
+    """A hex dump computed line by line on access: the full dump of 50 MiB costs nothing."""
+
+    def __init__(self, data: bytes, limit: int | None = None) -> None:
+        self.data = data
+        count = (len(data) + 15) // 16
+        self.count = count if limit is None else min(count, limit)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += self.count
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        chunk = self.data[i * 16:i * 16 + 16]
+        h = chunk.hex(" ")
+        return f"{i * 16:08x}  {h[:23]:<23}  {h[24:]:<23}  {''.join(_PRINTABLE[b] for b in chunk)}"
+
+
+def _hl_hex(s: str) -> Text:
+    t = Text(s)
+    t.stylize(STYLE_DIM, 0, 8)
+    t.stylize(STYLE_STR, 60)
+    return t
+
+
+# --- form / multipart -------------------------------------------------------------------------
+
+
+def _form_lines(text: str, limit: int | None) -> tuple[list[str], bool, int]:
+    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
+    width = min(max((len(k) for k, _ in pairs), default=0), 24)
+    it = (clean_line(f"{k:<{width}}  {v}") for k, v in pairs)
+    lines, more = _take(_split_long(it), limit)
+    return lines, more, width + 2
+
+
+def _hl_form(width: int) -> Callable[[str], Text]:
+    def hl(s: str) -> Text:
+        t = Text(s)
+        t.stylize(STYLE_KEY, 0, max(0, width - 2))
+        return t
+    return hl
+
+
+def _multipart_lines(data: bytes, content_type: str) -> Iterator[str]:
+    m = re.search(r'boundary\s*=\s*"?([^";]+)"?', content_type, re.I)
+    if not m:
+        raise ValueError("multipart body without a boundary parameter")
+    delim = b"--" + m.group(1).strip().encode("latin-1")
+    pos = data.find(delim)
+    if pos < 0:
+        raise ValueError("multipart boundary not found in the body")
+    index = 0
+    while True:
+        start = pos + len(delim)
+        if data.startswith(b"--", start):
+            return
+        nxt = data.find(delim, start)
+        end = nxt if nxt >= 0 else len(data)
+        index += 1
+        head_end = data.find(b"\r\n\r\n", start, end)
+        sep = 4
+        if head_end < 0:
+            head_end, sep = data.find(b"\n\n", start, end), 2
+        if head_end < 0:
+            head_end, sep = end, 0
+        head = data[start:head_end].decode("latin-1").strip()
+        body = memoryview(data)[head_end + sep:end]
+        if bytes(body[-2:]) == b"\r\n":
+            body = body[:-2]
+        elif bytes(body[-1:]) == b"\n":
+            body = body[:-1]
+        headers = [h.strip() for h in head.splitlines() if h.strip()]
+        disp = next((h for h in headers if h.lower().startswith("content-disposition")), "")
+        ctype = next((h.split(":", 1)[1].strip() for h in headers if h.lower().startswith("content-type")), "")
+        name = re.search(r'\bname="([^"]*)"', disp)
+        fname = re.search(r'filename="([^"]*)"', disp)
+        title = [f"── part {index}"]
+        if name:
+            title.append(f'name="{name.group(1)}"')
+        if fname:
+            title.append(f'filename="{fname.group(1)}"')
+        title.append(f"({ctype or 'text/plain'}, {human_size(len(body))})")
+        yield clean_line("  ".join(title))
+        for h in headers:
+            yield clean_line("  " + h)
+        chunk = bytes(body[:_FIRST_PREFIX])
+        info = imageinfo.describe(chunk)
+        if info:
+            yield f"  {info}"
+        elif _is_binary(ctype, chunk):
+            yield f"  <binary, {human_size(len(body))}>"
+        else:
+            text = _decode_text(bytes(body[:_MAX_PREFIX]), charset_of(ctype), True)
+            for line in text.split("\n"):
+                yield clean_line("  " + line.rstrip("\r"))
+        if nxt < 0:
+            return
+        pos = nxt
+
+
+def _hl_multipart(s: str) -> Text:
+    t = Text(s)
+    if s.startswith("── part"):
+        t.stylize(STYLE_TITLE)
+    elif re.match(r"  [\w-]+: ", s):
+        colon = s.index(":")
+        t.stylize(STYLE_KEY, 2, colon)
+    return t
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+def _text_prefix(data: bytes, limit: int | None) -> tuple[bytes, bool]:
+    """The bytes holding the first `limit` lines (found with bytes.find: no decoding)."""
+    if limit is None:
+        return data, True
+    # long lines are split at MAX_LINE_CHARS, so `limit` lines never need more than this
+    window = min(len(data), limit * MAX_LINE_CHARS)
+    pos = 0
+    for _ in range(limit):
+        nl = data.find(b"\n", pos, window)
+        if nl < 0:
+            pos = window
+            break
+        pos = nl + 1
+    return data[:pos], pos >= len(data)
+
+
+def _text_lines(text: str, limit: int | None, raw: bool = False) -> tuple[list[str], bool]:
+    if text.endswith("\n"):
+        text = text[:-1]
+    parts = text.split("\n") if text else []
+    if not raw and "\r" in text:  # CRLF is a line ending; raw shows the CR (as a control picture)
+        parts = [p[:-1] if p.endswith("\r") else p for p in parts]
+    parts = _finish(parts)
+    if limit is not None and len(parts) > limit:
+        return parts[:limit], True
+    return parts, False
+
+
+def _is_binary(content_type: str, data: bytes) -> bool:
+    if _detect is not None:
+        return _detect(content_type or None, data).is_binary
+    sample = data[:512]
+    return b"\x00" in sample  # pragma: no cover
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+
+def _auto_name(data: bytes, mime: str) -> str:
+    """Content type first, then sniffing the first bytes."""
+    if "json" in mime:
+        return "json"
+    if mime in ("image/svg+xml",) or "xml" in mime or "html" in mime:
+        return "xml"
+    if mime == "application/x-www-form-urlencoded":
+        return "form"
+    if mime.startswith("multipart/"):
+        return "multipart"
+    if mime.startswith("image/"):
+        return "image"
+    if mime.startswith("text/") or "javascript" in mime or "css" in mime:
+        return "text"
+    if not data:
+        return "text"
+    if imageinfo.describe(data[:_FIRST_PREFIX]):
+        return "image"
+    if _is_binary(mime, data):
+        return "hex"
+    head = data[:64].lstrip()
+    if head[:1] in (b"{", b"["):
+        return "json"
+    if head[:1] == b"<":
+        return "xml"
+    return "text"
+
+
+_NAMES = {"json": "JSON", "xml": "XML/HTML", "form": "form", "multipart": "multipart",
+          "image": "image", "hex": "hex", "text": "text", "raw": "raw"}
+
+
+def view_body(
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None = None,
+    *,
+    mode: str = "auto",
+    limit_lines: int | None = DEFAULT_LIMIT,
+) -> ContentView:
+    """Format `body` for display. Never raises on bad data: falls back to text/hex with `error`."""
+    if mode not in MODES:
+        raise ValueError(f"unknown view mode {mode!r} (one of {', '.join(MODES)})")
+    if mode == "full":
+        mode, limit_lines = "auto", None
+    if limit_lines is not None and limit_lines < 1:
+        limit_lines = None
+    ct = content_type or ""
+    mime = mime_of(ct)
+    error: str | None = None
+    data = body
+    if mode != "raw" and content_encoding and _decode_body is not None:
+        # a capped view decodes only a bounded prefix: a 50 MiB gzip bomb stays cheap
+        cap = _MAX_PREFIX if limit_lines is not None else 64 * 1024 * 1024
+        data, note = _decode_body(body, content_encoding, max_size=cap, allow_truncated=True)
+        if note and not (limit_lines is not None and note.startswith("decoded body larger")):
+            error = note
+    if not data:
+        return ContentView("text", StyledLines([]), 0, False, error, mode=mode)
+    kind = _auto_name(data, mime) if mode == "auto" else mode
+    view = _build(kind, data, ct, mime, limit_lines, mode, error)
+    view.mode = mode
+    view.body_size = len(data)
+    return view
+
+
+def _build(kind: str, data: bytes, ct: str, mime: str, limit: int | None, mode: str,
+           error: str | None) -> ContentView:
+    def done(name: str, plain: Sequence[str], more: bool, hl=None, hang: int = 0) -> ContentView:
+        return ContentView(_NAMES[name], StyledLines(plain, hl), None if more else len(plain), more,
+                           error, hang=hang)
+
+    if kind == "hex":
+        lines = HexLines(data, limit)
+        return done("hex", lines, len(lines) * 16 < len(data), _hl_hex)
+    if kind == "image":
+        info = imageinfo.describe(data[:_FIRST_PREFIX])
+        if info is None:
+            if mode == "image":
+                error = error or "not a recognised image (PNG, GIF, JPEG, WebP, BMP, ICO)"
+            lines = HexLines(data, limit)
+            return done("hex", lines, len(lines) * 16 < len(data), _hl_hex)
+        return done("image", [info, f"{human_size(len(data))} ({len(data):,} bytes)"], False,
+                    lambda s: Text(s, STYLE_TITLE if "×" in s else ""))
+    if kind in ("json", "xml"):
+        charset = charset_of(ct)
+        html = "html" in mime or data[:200].lstrip()[:15].lower() in (b"<!doctype html", b"<html")
+        result: tuple[list[str], bool, bool] | None = None
+        for prefix, complete in _prefixes(data, limit is not None):
+            text = _decode_text(prefix, charset, complete)
+            try:
+                full = _json_full(text) if kind == "json" and limit is None else None
+                if full is not None:
+                    lines, more = full, False
+                elif kind == "json":
+                    lines, more = _json_pretty(text, complete, limit)
+                else:
+                    lines, more = _xml_pretty(text, complete, limit, html)
+            except _Incomplete:
+                continue  # the prefix ended inside a token: try a longer one
+            except ValueError as e:
+                error = f"not valid {'JSON' if kind == 'json' else 'XML'} ({e}); shown as text"
+                result, kind = None, "text"
+                break
+            result = (lines, more, complete)
+            if limit is None or len(lines) >= limit or complete:
+                break
+        if result is not None:
+            lines, more, complete = result
+            lines = _finish(lines)
+            if limit is not None and len(lines) > limit:
+                lines, more = lines[:limit], True
+            return done(kind, lines, more or not complete, _hl_json if kind == "json" else _hl_xml)
+        kind = "text"  # one token longer than the prefix cap: show the text
+    if kind == "form":
+        prefix = data if limit is None else data[:_MAX_PREFIX]
+        lines, more, hang = _form_lines(_decode_text(prefix, charset_of(ct), True), limit)
+        return done("form", lines, more or len(prefix) < len(data), _hl_form(hang), hang=hang)
+    if kind == "multipart":
+        try:
+            lines, more = _take(_split_long(_multipart_lines(data, ct)), limit)
+            return done("multipart", lines, more, _hl_multipart)
+        except ValueError as e:
+            error = f"{e}; shown as text"
+    raw = kind == "raw"
+    prefix, complete = _text_prefix(data, limit)
+    if raw:  # bytes as on the wire: undecoded, invalid UTF-8 shown as \xNN escapes
+        text = prefix.decode("utf-8", "backslashreplace")
+    else:
+        text = _decode_text(prefix, charset_of(ct), complete)
+    lines, more = _text_lines(text, limit, raw)
+    return done("raw" if raw else "text", lines, more or not complete, None)

@@ -1,0 +1,576 @@
+"""Flow detail: Request, Response, Timing and Raw tabs, as a widget and as a full screen.
+
+Each tab is one LineView document (first line, headers, body through a content view), so
+scrolling, wrapping, text selection and `/` search work the same everywhere. Bodies are capped
+content views; `f` computes the whole body in a worker thread, `m` cycles the view mode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
+
+from omniproxy_tui.contentviews import CYCLE_MODES, ContentView, human_size, view_body
+from omniproxy_tui.lineview import Document, LineView
+from proxycore.flow import INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
+
+TABS = ("request", "response", "timing", "raw")
+TAB_TITLES = {"request": "Request", "response": "Response", "timing": "Timing", "raw": "Raw"}
+BAR_WIDTH = 40
+_PHASES = (("connect", "yellow"), ("TLS", "magenta"), ("wait", "cyan"), ("receive", "green"))
+S_TITLE = "bold"
+S_NAME = "bold #61afef"
+S_WARN = "bold #e5c07b"
+S_ERROR = "bold #e06c75"
+S_DIM = "dim"
+
+
+# --- documents (pure functions of a flow) -------------------------------------------------------
+
+
+def _status_style(status: int) -> str:
+    return {2: "bold green", 3: "bold cyan", 4: "bold yellow", 5: "bold red"}.get(status // 100, "bold")
+
+
+def _add_headers(doc: Document, headers: Headers) -> None:
+    if not len(headers):
+        doc.add(Text("(no headers)", S_DIM))
+        return
+    width = min(max(len(k) for k, _ in headers.items()), 28)
+    for name, value in headers.items():
+        line = Text(f"{name:<{width}}  ", S_NAME)
+        line.append(value)
+        doc.add(line, hang=width + 2)
+
+
+def _add_body(doc: Document, view: ContentView | None, msg: Request | Response, ctype: str | None,
+              pending_full: bool) -> None:
+    doc.add("")
+    if not msg.body and not msg.body_size:
+        doc.add(Text("(no body)", S_DIM))
+        return
+    assert view is not None
+    head = Text("Body  ", S_TITLE)
+    facts = [view.name, human_size(msg.body_size)]
+    if ctype:
+        facts.append(ctype.split(";", 1)[0].strip())
+    ce = msg.headers.get("content-encoding")
+    if ce and view.name != "raw":
+        facts.append(f"{ce} → {human_size(view.body_size)}")
+    head.append(" · ".join(facts), S_DIM)
+    doc.add(head)
+    if msg.body_truncated or msg.body_size > len(msg.body):
+        doc.add(Text(f"⚠ body captured partially: {human_size(len(msg.body))} of "
+                     f"{human_size(msg.body_size)} on the wire", S_WARN))
+    if view.error:
+        doc.add(Text(f"⚠ {view.error}", S_WARN))
+    doc.add_lines(view.lines, view.hang)
+    if view.truncated:
+        note = "computing the whole body…" if pending_full else "press f for the whole body"
+        doc.add(Text(f"… first {len(view.lines):,} lines shown ({human_size(view.body_size)} body) — {note}",
+                     S_WARN))
+
+
+def request_document(flow: Flow, view: ContentView | None, pending_full: bool = False) -> Document:
+    req = flow.request
+    doc = Document()
+    first = Text()
+    first.append(req.method, "bold")
+    first.append(f" {req.url} ")
+    first.append(req.http_version, S_DIM)
+    doc.add(first)
+    doc.add("")
+    _add_headers(doc, req.headers)
+    _add_body(doc, view, req, req.headers.get("content-type"), pending_full)
+    return doc
+
+
+def response_document(flow: Flow, view: ContentView | None, pending_full: bool = False) -> Document:
+    doc = Document()
+    resp = flow.response
+    if resp is None:
+        if flow.error:
+            doc.add(Text(f"No response: {flow.error}", S_ERROR))
+        elif flow.passthrough:
+            doc.add(Text("TLS passthrough: the tunnel was relayed without interception", S_DIM))
+        elif flow.state == INTERCEPTED:
+            doc.add(Text("Request intercepted: the response comes after it is resumed", S_WARN))
+        else:
+            doc.add(Text("Waiting for the response…", S_DIM))
+        return doc
+    first = Text()
+    first.append(f"{resp.http_version} ", S_DIM)
+    first.append(f"{resp.status} {resp.reason}", _status_style(resp.status))
+    doc.add(first)
+    doc.add("")
+    _add_headers(doc, resp.headers)
+    _add_body(doc, view, resp, resp.headers.get("content-type"), pending_full)
+    return doc
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def timing_phases(t: Timings) -> list[tuple[str, float, float]]:
+    """(phase, start, end) for each phase that happened, in order."""
+    out: list[tuple[str, float, float]] = []
+    if t.connect_start is not None and t.connect_end is not None:
+        out.append(("connect", t.connect_start, t.connect_end))
+    if t.connect_end is not None and t.tls_end is not None:
+        out.append(("TLS", t.connect_end, t.tls_end))
+    if t.first_byte is not None:
+        sent = t.request_sent or t.tls_end or t.connect_end or t.start
+        out.append(("wait", sent, t.first_byte))
+        if t.end is not None:
+            out.append(("receive", t.first_byte, t.end))
+    return out
+
+
+def _add_tls(doc: Document, title: str, tls: TLSInfo | None, with_cert: bool) -> None:
+    doc.add(Text(title, S_TITLE))
+    if tls is None:
+        doc.add(Text("  none", S_DIM))
+        return
+    rows = [("version", tls.version), ("ALPN", tls.alpn), ("SNI", tls.sni), ("cipher", tls.cipher)]
+    if with_cert:
+        rows += [("subject", tls.cert_subject), ("issuer", tls.cert_issuer),
+                 ("expires", tls.cert_not_after), ("names", ", ".join(tls.cert_sans) or None)]
+    for name, value in rows:
+        line = Text(f"  {name:<9} ", S_NAME)
+        line.append(value or "—", "" if value else S_DIM)
+        doc.add(line, hang=12)
+
+
+def _addr(addr: tuple[str, int] | None) -> str:
+    if not addr:
+        return "—"
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def timing_document(flow: Flow) -> Document:
+    t = flow.timings
+    doc = Document()
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.start)) + f".{int(t.start % 1 * 1000):03d}"
+    doc.add(Text.assemble(("Started  ", S_TITLE), started))
+    doc.add("")
+    phases = timing_phases(t)
+    end = t.end or max((e for _, _, e in phases), default=t.start)
+    total = max(end - t.start, 1e-9)
+    if not phases:
+        doc.add(Text("No timings yet", S_DIM))
+    styles = dict(_PHASES)
+    for name, s, e in phases:
+        x0 = min(BAR_WIDTH - 1, int((s - t.start) / total * BAR_WIDTH))
+        x1 = max(x0 + 1, min(BAR_WIDTH, round((e - t.start) / total * BAR_WIDTH)))
+        line = Text(f"{name:<8}{_ms(e - s):>12}  ")
+        line.append("│", S_DIM)
+        line.append(" " * x0 + "█" * (x1 - x0), styles[name])
+        line.append(" " * (BAR_WIDTH - x1) + "│", S_DIM)
+        doc.add(line)
+    if t.end is not None:
+        doc.add(Text.assemble(("total   ", S_TITLE), (f"{_ms(t.end - t.start):>12}", S_TITLE)))
+    doc.add("")
+    doc.add(Text("Connection", S_TITLE))
+    for name, value in (("client", _addr(flow.client_addr)), ("server", _addr(flow.server_addr)),
+                        ("HTTP", flow.request.http_version)):
+        doc.add(Text.assemble((f"  {name:<9} ", S_NAME), value))
+    if flow.passthrough:
+        doc.add(Text("  TLS passthrough: relayed without interception", S_WARN))
+    doc.add("")
+    _add_tls(doc, "Client TLS (client ↔ proxy)", flow.client_tls, False)
+    doc.add("")
+    _add_tls(doc, "Server TLS (proxy ↔ server)", flow.server_tls, True)
+    return doc
+
+
+def _raw_head(doc: Document, first: str, headers: Headers) -> None:
+    doc.add(Text(first, "bold"))
+    for name, value in headers.items():
+        doc.add(Text.assemble((name, S_NAME), f": {value}"), hang=4)
+
+
+def raw_document(flow: Flow, req_view: ContentView | None, resp_view: ContentView | None,
+                 pending_full: bool = False) -> Document:
+    """Heads and bodies as on the wire (bodies undecoded, capped)."""
+    doc = Document()
+    req = flow.request
+    _raw_head(doc, f"{req.method} {req.target} {req.http_version}", req.headers)
+    for msg, view in ((req, req_view), (flow.response, resp_view)):
+        if msg is None:
+            break
+        if msg is flow.response:
+            doc.add("")
+            doc.add(Text("─" * 40, S_DIM))
+            _raw_head(doc, f"{msg.http_version} {msg.status} {msg.reason}", msg.headers)
+        doc.add("")
+        if view is not None and len(view.lines):
+            doc.add_lines(view.lines)
+            if view.truncated:
+                note = "computing…" if pending_full else "press f for all of it"
+                doc.add(Text(f"… first {len(view.lines):,} lines of {human_size(len(msg.body))} — {note}",
+                             S_WARN))
+    if flow.error:
+        doc.add("")
+        doc.add(Text(f"error: {flow.error}", S_ERROR))
+    return doc
+
+
+def flow_summary(flow: Flow) -> Text:
+    """One line: method URL → status, size, duration (the DetailScreen title)."""
+    req = flow.request
+    t = Text()
+    t.append(f"#{flow.id} ", S_DIM)
+    t.append(f"{req.method} ", "bold")
+    t.append(req.url)
+    if flow.response is not None:
+        t.append("  → ", S_DIM)
+        t.append(str(flow.response.status), _status_style(flow.response.status))
+        t.append(f"  {human_size(flow.response.body_size)}", S_DIM)
+    elif flow.error:
+        t.append("  → err", S_ERROR)
+    if flow.timings.duration_ms is not None:
+        t.append(f"  {flow.timings.duration_ms:,.0f} ms", S_DIM)
+    return t
+
+
+def _signature(flow: Flow) -> tuple:
+    """Cheap change detector so refresh_flow at 10 Hz rebuilds only when something changed."""
+    r, q, t = flow.response, flow.request, flow.timings
+    resp = None if r is None else (r.status, len(r.headers), id(r.body), len(r.body), r.body_size)
+    return (flow.state, flow.error, flow.modified, len(q.headers), id(q.body), len(q.body), q.body_size,
+            resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
+            flow.client_tls is None, flow.server_addr)
+
+
+# --- the widget ---------------------------------------------------------------------------------
+
+
+class FlowDetail(Widget):
+    """Tabs for one flow. The app calls show_flow(flow) and refresh_flow() (when it changes)."""
+
+    DEFAULT_CSS = """
+    FlowDetail { height: 1fr; layout: vertical; }
+    FlowDetail #detail-error { display: none; color: $error; text-style: bold; padding: 0 1; }
+    FlowDetail.-error #detail-error { display: block; }
+    FlowDetail TabbedContent { height: 1fr; }
+    FlowDetail TabPane { padding: 0; height: 1fr; }
+    FlowDetail ContentSwitcher { height: 1fr; }
+    FlowDetail #detail-search { display: none; height: 1; }
+    FlowDetail.-searching #detail-search { display: block; }
+    FlowDetail #detail-search Label { width: auto; padding: 0 1; color: $accent; }
+    FlowDetail #detail-search Input { border: none; height: 1; padding: 0; width: 1fr; }
+    FlowDetail #detail-status { height: 1; padding: 0 1; background: $panel; color: $text-muted; }
+    """
+
+    BINDINGS = [
+        Binding("m", "cycle_mode", "View", id="detail.view_mode", tooltip="Cycle the body view"),
+        Binding("f", "full_body", "Full", id="detail.full_body", tooltip="Show the whole body"),
+        Binding("slash", "search", "Search", id="detail.search", tooltip="Search in this tab"),
+        Binding("n", "next_match", "Next", id="detail.next_match", tooltip="Next match"),
+        Binding("N", "prev_match", "Prev", id="detail.prev_match", tooltip="Previous match"),
+        Binding("1", "show_tab('request')", "Request", show=False),
+        Binding("2", "show_tab('response')", "Response", show=False),
+        Binding("3", "show_tab('timing')", "Timing", show=False),
+        Binding("4", "show_tab('raw')", "Raw", show=False),
+        Binding("escape", "close_search", "Close search", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.flow: Flow | None = None
+        self._sig: tuple | None = None
+        self._modes: dict[int, str] = {}  # flow id -> view mode (per flow, as in mitmproxy)
+        self._full: set[tuple[int, str]] = set()  # (flow id, part) shown whole
+        self._pending: set[tuple[int, str]] = set()  # (flow id, part) being computed in a worker
+        self._views: dict[tuple, ContentView] = {}
+        self.status_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-error")
+        with TabbedContent(id="detail-tabs", initial="request"):
+            for tab in TABS:
+                with TabPane(TAB_TITLES[tab], id=tab):
+                    yield LineView(id=f"view-{tab}")
+        with Horizontal(id="detail-search"):
+            yield Label("/")
+            yield Input(placeholder="search (Enter: keep, Esc: clear)", id="detail-search-input")
+        yield Static(id="detail-status")
+
+    def on_mount(self) -> None:
+        self._rebuild(keep_scroll=False)
+
+    # --- public API ------------------------------------------------------------------------
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active or "request"
+
+    def view(self, tab: str | None = None) -> LineView:
+        return self.query_one(f"#view-{tab or self.active_tab}", LineView)
+
+    def show_flow(self, flow: Flow | None) -> None:
+        """Show `flow` (None: an empty detail). The same flow again only refreshes it."""
+        if flow is not None and self.flow is not None and flow.id == self.flow.id:
+            self.flow = flow
+            self.refresh_flow()
+            return
+        self.flow = flow
+        self._views.clear()
+        self._sig = None
+        if self.is_mounted:
+            self._rebuild(keep_scroll=False)
+
+    def refresh_flow(self, force: bool = False) -> None:
+        """Re-read the current flow (it changed); keeps the tab and scroll positions."""
+        if self.flow is None or not self.is_mounted:
+            return
+        if not force and _signature(self.flow) == self._sig:
+            return
+        self._rebuild(keep_scroll=True)
+
+    # --- building --------------------------------------------------------------------------
+
+    def _mode(self) -> str:
+        return self._modes.get(self.flow.id, "auto") if self.flow else "auto"
+
+    def _content(self, part: str, msg: Request | Response | None, mode: str) -> ContentView | None:
+        """The (cached) content view of a body; whole if `f` was pressed for that part."""
+        if msg is None or (not msg.body and not msg.body_size):
+            return None
+        assert self.flow is not None
+        full = (self.flow.id, part) in self._full
+        ct, ce = msg.headers.get("content-type"), msg.headers.get("content-encoding")
+        key = (part, mode, full, id(msg.body), len(msg.body), ct, ce)
+        view = self._views.get(key)
+        if view is None and full:
+            full = False  # still computing: show the capped view meanwhile
+            key = (part, mode, False, id(msg.body), len(msg.body), ct, ce)
+            view = self._views.get(key)
+        if view is None:
+            view = view_body(msg.body, ct, ce, mode=mode)
+            self._views[key] = view
+        return view
+
+    def _rebuild(self, keep_scroll: bool) -> None:
+        flow = self.flow
+        error = self.query_one("#detail-error", Static)
+        if flow is None:
+            for tab in TABS:
+                doc = Document()
+                doc.add(Text("No flow selected", S_DIM))
+                self.view(tab).set_document(doc)
+            self.set_class(False, "-error")
+            self._sig = None
+            self._update_status()
+            return
+        self._sig = _signature(flow)
+        mode = self._mode()
+        fid = flow.id
+        req_view = self._content("request", flow.request, mode)
+        resp_view = self._content("response", flow.response, mode)
+        raw_req = self._content("raw", flow.request, "raw")
+        raw_resp = self._content("raw-response", flow.response, "raw")
+        self.view("request").set_document(
+            request_document(flow, req_view, (fid, "request") in self._pending), keep_scroll)
+        self.view("response").set_document(
+            response_document(flow, resp_view, (fid, "response") in self._pending), keep_scroll)
+        self.view("timing").set_document(timing_document(flow), keep_scroll)
+        self.view("raw").set_document(
+            raw_document(flow, raw_req, raw_resp, (fid, "raw") in self._pending), keep_scroll)
+        self.set_class(bool(flow.error), "-error")
+        error.update(Text(f"✖ {flow.error}") if flow.error else "")
+        tabs = self.query_one(TabbedContent)
+        paused = flow.state == INTERCEPTED
+        tabs.get_tab("request").label = "Request ⏸" if paused and flow.response is None else "Request"
+        tabs.get_tab("response").label = "Response ⏸" if paused and flow.response is not None else "Response"
+        self._update_status()
+
+    def _update_status(self) -> None:
+        flow, tab = self.flow, self.active_tab
+        parts: list[str] = []
+        if flow is not None and tab in ("request", "response", "raw"):
+            msg = flow.request if tab == "request" else flow.response
+            if tab == "raw":
+                parts.append("raw")
+            elif msg is not None:
+                view = self._content(tab, msg, self._mode())
+                if view is not None:
+                    parts.append(f"{view.name} (view: {self._mode()})")
+                    n = len(view.lines)
+                    if view.truncated:
+                        parts.append(f"first {n:,} lines, f: all")
+                    else:
+                        parts.append(f"{n:,} line{'' if n == 1 else 's'}")
+            if any(p[0] == flow.id for p in self._pending):
+                parts.append("computing full body…")
+        status = self.view(tab).match_status
+        if status:
+            parts.append(f"/{self.view(tab).query_text}: {status}")
+        self.status_text = " · ".join(parts)
+        self.query_one("#detail-status", Static).update(self.status_text)
+
+    # --- events and actions ----------------------------------------------------------------
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        event.stop()
+        view = self.view()
+        query = self.query_one("#detail-search-input", Input).value
+        if query != view.query_text:
+            view.search(query)
+        if self.has_focus_within and not self.query_one("#detail-search-input", Input).has_focus:
+            view.focus()
+        self._update_status()
+
+    @on(LineView.MatchesChanged)
+    def _matches_changed(self, event: LineView.MatchesChanged) -> None:
+        event.stop()
+        self._update_status()
+
+    def action_show_tab(self, tab: str) -> None:
+        if tab in TABS:
+            self.query_one(TabbedContent).active = tab
+
+    def action_next_tab(self, step: int = 1) -> None:
+        i = TABS.index(self.active_tab)
+        self.action_show_tab(TABS[(i + step) % len(TABS)])
+
+    def action_cycle_mode(self) -> None:
+        if self.flow is None:
+            return
+        mode = CYCLE_MODES[(CYCLE_MODES.index(self._mode()) + 1) % len(CYCLE_MODES)]
+        self._modes[self.flow.id] = mode
+        self._rebuild(keep_scroll=False)
+        self.notify(f"Body view: {mode}", timeout=1.5)
+
+    def action_full_body(self) -> None:
+        flow, tab = self.flow, self.active_tab
+        if flow is None or tab == "timing":
+            return
+        parts = {"request": [("request", flow.request)], "response": [("response", flow.response)],
+                 "raw": [("raw", flow.request), ("raw-response", flow.response)]}[tab]
+        mode = "raw" if tab == "raw" else self._mode()
+        todo = [(p, m) for p, m in parts if (v := self._content(p, m, mode)) is not None and v.truncated]
+        if not todo:
+            self.notify("The whole body is already shown", timeout=2)
+            return
+        self._full.add((flow.id, tab))
+        self._pending.add((flow.id, tab))
+        self._rebuild(keep_scroll=True)
+        jobs = [(p, m.body, m.headers.get("content-type"), m.headers.get("content-encoding")) for p, m in todo]
+        done = self._full_done
+        fid = flow.id
+
+        def work() -> None:
+            views = [(p, body, ct, ce, view_body(body, ct, ce, mode=mode, limit_lines=None))
+                     for p, body, ct, ce in jobs]
+            self.app.call_from_thread(done, fid, tab, mode, views)
+
+        self.run_worker(work, thread=True, group="detail-full", description="full body view")
+
+    def _full_done(self, fid: int, tab: str, mode: str, views: list) -> None:
+        self._pending.discard((fid, tab))
+        if self.flow is None or self.flow.id != fid:
+            return
+        for part, body, ct, ce, view in views:
+            self._views[(part, mode, True, id(body), len(body), ct, ce)] = view
+        self._full.update((fid, p) for p, *_ in views)
+        self._rebuild(keep_scroll=True)
+
+    def action_search(self) -> None:
+        self.add_class("-searching")
+        box = self.query_one("#detail-search-input", Input)
+        box.focus()
+
+    @on(Input.Changed, "#detail-search-input")
+    def _search_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.view().search(event.value)
+
+    @on(Input.Submitted, "#detail-search-input")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.remove_class("-searching")
+        self.view().focus()
+
+    def action_next_match(self) -> None:
+        self.view().next_match(1)
+
+    def action_prev_match(self) -> None:
+        self.view().next_match(-1)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close_search":  # otherwise Esc goes on to the screen (back)
+            return self.has_class("-searching") or bool(self.view().query_text)
+        return True
+
+    def action_close_search(self) -> None:
+        box = self.query_one("#detail-search-input", Input)
+        box.value = ""
+        self.view().search("")
+        self.remove_class("-searching")
+        self.view().focus()
+
+
+class DetailScreen(Screen):
+    """Full-screen detail of one flow (narrow terminals): Esc/q back, Tab/1-4 switch tabs."""
+
+    DEFAULT_CSS = """
+    DetailScreen #detail-title { height: 1; padding: 0 1; background: $boost; text-wrap: nowrap;
+                                 text-overflow: ellipsis; }
+    """
+    BINDINGS = [
+        Binding("escape,q", "back", "Back", id="detail.back"),
+        Binding("tab", "next_tab", "Next tab", priority=True, id="detail.next_tab"),
+        Binding("shift+tab", "prev_tab", "Prev tab", priority=True, show=False, id="detail.prev_tab"),
+    ]
+
+    def __init__(self, flow: Flow, on_close: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.flow = flow
+        self._on_close = on_close
+
+    def compose(self) -> ComposeResult:
+        yield Static(flow_summary(self.flow), id="detail-title")
+        yield FlowDetail(id="flow-detail")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        detail = self.query_one(FlowDetail)
+        detail.show_flow(self.flow)
+        detail.view().focus()
+
+    @property
+    def detail(self) -> FlowDetail:
+        return self.query_one(FlowDetail)
+
+    def refresh_flow(self) -> None:
+        self.query_one("#detail-title", Static).update(flow_summary(self.flow))
+        self.detail.refresh_flow()
+
+    def show_flow(self, flow: Flow) -> None:
+        self.flow = flow
+        self.query_one("#detail-title", Static).update(flow_summary(flow))
+        self.detail.show_flow(flow)
+
+    def action_next_tab(self) -> None:
+        self.detail.action_next_tab(1)
+
+    def action_prev_tab(self) -> None:
+        self.detail.action_next_tab(-1)
+
+    def action_back(self) -> None:
+        if self._on_close:
+            self._on_close()
+        self.dismiss()
