@@ -235,14 +235,6 @@ async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
         lines.write(f"omniproxy-tui: warning: {message}")
 
     proxy = Proxy(options, stdout_capture=True, on_error=on_error)
-    try:
-        await proxy.start()
-    except StartupError as exc:
-        lines.write(f"omniproxy-tui: error: {exc}")
-        return 2
-    unsubscribe = proxy.subscribe(lines.on_event)
-    lines.write(listening_line(proxy, options))
-
     stop_requested = asyncio.Event()
     stopping: list[asyncio.Task] = []
 
@@ -252,9 +244,19 @@ async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
         elif stopping:  # a second Ctrl-C while draining: give up waiting
             stopping[0].cancel()
 
+    # Handlers first: a signal that arrives while starting (or right after the "listening" line)
+    # still means a graceful stop, never a KeyboardInterrupt.
     installed = _install_signal_handlers(loop, on_signal)
+    unsubscribe: Callable[[], None] | None = None
     interrupted = False
     try:
+        try:
+            await proxy.start()
+        except StartupError as exc:
+            lines.write(f"omniproxy-tui: error: {exc}")
+            return 2
+        unsubscribe = proxy.subscribe(lines.on_event)
+        lines.write(listening_line(proxy, options))
         try:
             await stop_requested.wait()
         except asyncio.CancelledError:
@@ -274,7 +276,8 @@ async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-        unsubscribe()
+        if unsubscribe is not None:
+            unsubscribe()
         lines.flush()
     lines.write(summary_line(proxy.stats, interrupted))
     return 1 if interrupted else 0
