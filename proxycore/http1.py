@@ -245,6 +245,8 @@ class ClientConnection(asyncio.Protocol):
             self._malformed("request header block too large", status=431)
 
     def eof_received(self) -> bool | None:
+        if self.relay_to is not None:
+            return False  # a tunnel ends when either side ends; connection_lost finishes the flow
         ex = self.current
         if ex is not None and not ex.body_complete:
             return False  # gone mid-request: close, connection_lost fails the exchange
@@ -258,7 +260,9 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         self.proxy.connections.discard(self)
         ex = self.active
-        if ex is not None and not ex.response_complete_ok:
+        if ex is not None and self.relay_to is not None:
+            ex._resolve("ok")  # the client ended a tunnel / upgraded connection: a normal end
+        elif ex is not None and not ex.response_complete_ok:
             if ex.flow.error is None:
                 ex.flow.error = ("client disconnected before the request was complete" if not ex.body_complete
                                  else "client disconnected before the response was complete")

@@ -203,3 +203,18 @@ async def test_concurrent_clients(make_proxy, origin):
     assert sorted(r.json()["target"] for r in rs) == sorted(f"/echo?i={i}" for i in range(100))
     await wait_for(lambda: len(done) == 100, what="100 flows")
     assert len({f.id for f in done}) == 100
+
+
+async def test_tunnel_flow_finishes_when_the_client_closes(make_proxy, tls_origin, origin_ca):
+    proxy = await make_proxy(skip_hosts=["localhost"])
+    done = collect_done(proxy)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+    writer.write(f"CONNECT localhost:{tls_origin.port} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    ctx = ssl.create_default_context(cafile=str(origin_ca.cert_path))
+    await writer.start_tls(ctx, server_hostname="localhost")
+    writer.write(b"GET /json HTTP/1.1\r\nHost: localhost\r\n\r\n")  # keep-alive: the origin stays open
+    assert b"hello" in await reader.read(4096)
+    writer.close()
+    await wait_for(lambda: done, what="tunnel flow")
+    assert done[0].passthrough and done[0].error is None
