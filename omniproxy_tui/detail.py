@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
 
-from omniproxy_tui.contentviews import CYCLE_MODES, ContentView, human_size, view_body
+from omniproxy_tui.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
 from omniproxy_tui.lineview import Document, LineView
 from proxycore.flow import INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 
@@ -47,8 +47,8 @@ def _add_headers(doc: Document, headers: Headers) -> None:
         return
     width = min(max(len(k) for k, _ in headers.items()), 28)
     for name, value in headers.items():
-        line = Text(f"{name:<{width}}  ", S_NAME)
-        line.append(value)
+        line = Text(f"{clean_line(name):<{width}}  ", S_NAME)
+        line.append(clean_line(value))
         doc.add(line, hang=width + 2)
 
 
@@ -85,7 +85,7 @@ def request_document(flow: Flow, view: ContentView | None, pending_full: bool = 
     doc = Document()
     first = Text()
     first.append(req.method, "bold")
-    first.append(f" {req.url} ")
+    first.append(f" {clean_line(req.url)} ")
     first.append(req.http_version, S_DIM)
     doc.add(first)
     doc.add("")
@@ -197,7 +197,7 @@ def timing_document(flow: Flow) -> Document:
 def _raw_head(doc: Document, first: str, headers: Headers) -> None:
     doc.add(Text(first, "bold"))
     for name, value in headers.items():
-        doc.add(Text.assemble((name, S_NAME), f": {value}"), hang=4)
+        doc.add(Text.assemble((clean_line(name), S_NAME), f": {clean_line(value)}"), hang=4)
 
 
 def raw_document(flow: Flow, req_view: ContentView | None, resp_view: ContentView | None,
@@ -205,7 +205,7 @@ def raw_document(flow: Flow, req_view: ContentView | None, resp_view: ContentVie
     """Heads and bodies as on the wire (bodies undecoded, capped)."""
     doc = Document()
     req = flow.request
-    _raw_head(doc, f"{req.method} {req.target} {req.http_version}", req.headers)
+    _raw_head(doc, clean_line(f"{req.method} {req.target} {req.http_version}"), req.headers)
     for msg, view in ((req, req_view), (flow.response, resp_view)):
         if msg is None:
             break
@@ -294,6 +294,8 @@ class FlowDetail(Widget):
         self._full: set[tuple[int, str]] = set()  # (flow id, part) shown whole
         self._pending: set[tuple[int, str]] = set()  # (flow id, part) being computed in a worker
         self._views: dict[tuple, ContentView] = {}
+        self._stale: set[str] = set()  # tabs whose document is out of date (built when shown)
+        self._built_for: dict[str, int] = {}  # tab -> id of the flow its document shows
         self.status_text = ""
 
     def compose(self) -> ComposeResult:
@@ -315,6 +317,12 @@ class FlowDetail(Widget):
     @property
     def active_tab(self) -> str:
         return self.query_one(TabbedContent).active or "request"
+
+    def focus(self, scroll_visible: bool = True) -> FlowDetail:
+        """Focusing the detail focuses the visible tab's text (the widget itself takes no keys)."""
+        if self.is_mounted:
+            self.view().focus(scroll_visible)
+        return self
 
     def view(self, tab: str | None = None) -> LineView:
         return self.query_one(f"#view-{tab or self.active_tab}", LineView)
@@ -363,38 +371,48 @@ class FlowDetail(Widget):
         return view
 
     def _rebuild(self, keep_scroll: bool) -> None:
+        """Rebuild the visible tab now and the others when they are shown (cursor moves stay cheap)."""
         flow = self.flow
-        error = self.query_one("#detail-error", Static)
         if flow is None:
             for tab in TABS:
                 doc = Document()
                 doc.add(Text("No flow selected", S_DIM))
                 self.view(tab).set_document(doc)
+            self._stale.clear()
+            self._built_for.clear()
             self.set_class(False, "-error")
             self._sig = None
             self._update_status()
             return
         self._sig = _signature(flow)
-        mode = self._mode()
-        fid = flow.id
-        req_view = self._content("request", flow.request, mode)
-        resp_view = self._content("response", flow.response, mode)
-        raw_req = self._content("raw", flow.request, "raw")
-        raw_resp = self._content("raw-response", flow.response, "raw")
-        self.view("request").set_document(
-            request_document(flow, req_view, (fid, "request") in self._pending), keep_scroll)
-        self.view("response").set_document(
-            response_document(flow, resp_view, (fid, "response") in self._pending), keep_scroll)
-        self.view("timing").set_document(timing_document(flow), keep_scroll)
-        self.view("raw").set_document(
-            raw_document(flow, raw_req, raw_resp, (fid, "raw") in self._pending), keep_scroll)
+        self._stale = set(TABS)
+        self._build_tab(self.active_tab, keep_scroll)
         self.set_class(bool(flow.error), "-error")
-        error.update(Text(f"✖ {flow.error}") if flow.error else "")
+        self.query_one("#detail-error", Static).update(Text(f"✖ {clean_line(flow.error)}") if flow.error else "")
         tabs = self.query_one(TabbedContent)
         paused = flow.state == INTERCEPTED
         tabs.get_tab("request").label = "Request ⏸" if paused and flow.response is None else "Request"
         tabs.get_tab("response").label = "Response ⏸" if paused and flow.response is not None else "Response"
         self._update_status()
+
+    def _build_tab(self, tab: str, keep_scroll: bool) -> None:
+        flow = self.flow
+        assert flow is not None
+        self._stale.discard(tab)
+        fid, mode = flow.id, self._mode()
+        pending = (fid, tab) in self._pending
+        if tab == "request":
+            doc = request_document(flow, self._content("request", flow.request, mode), pending)
+        elif tab == "response":
+            doc = response_document(flow, self._content("response", flow.response, mode), pending)
+        elif tab == "timing":
+            doc = timing_document(flow)
+        else:
+            doc = raw_document(flow, self._content("raw", flow.request, "raw"),
+                               self._content("raw-response", flow.response, "raw"), pending)
+        # the scroll position is kept only for the flow it belongs to
+        self.view(tab).set_document(doc, keep_scroll and self._built_for.get(tab) == fid)
+        self._built_for[tab] = fid
 
     def _update_status(self) -> None:
         flow, tab = self.flow, self.active_tab
@@ -412,6 +430,9 @@ class FlowDetail(Widget):
                         parts.append(f"first {n:,} lines, f: all")
                     else:
                         parts.append(f"{n:,} line{'' if n == 1 else 's'}")
+        if flow is not None and tab == "timing" and flow.timings.duration_ms is not None:
+            parts.append(f"total {flow.timings.duration_ms:,.1f} ms")
+        if flow is not None and tab != "timing":
             if any(p[0] == flow.id for p in self._pending):
                 parts.append("computing full body…")
         status = self.view(tab).match_status
@@ -425,6 +446,8 @@ class FlowDetail(Widget):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         event.stop()
+        if self.flow is not None and self.active_tab in self._stale:
+            self._build_tab(self.active_tab, keep_scroll=True)
         view = self.view()
         query = self.query_one("#detail-search-input", Input).value
         if query != view.query_text:
@@ -549,7 +572,7 @@ class DetailScreen(Screen):
     def on_mount(self) -> None:
         detail = self.query_one(FlowDetail)
         detail.show_flow(self.flow)
-        detail.view().focus()
+        detail.focus()
 
     @property
     def detail(self) -> FlowDetail:

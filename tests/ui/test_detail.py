@@ -57,7 +57,7 @@ class DetailApp(App):
 
     def on_mount(self) -> None:
         self.query_one(FlowDetail).show_flow(self.flow)
-        self.query_one(FlowDetail).view().focus()
+        self.query_one(FlowDetail).focus()  # as the app does: focuses the visible tab's text
 
 
 class ScreenApp(App):
@@ -97,6 +97,7 @@ async def test_request_and_response_tabs_show_headers_and_pretty_body():
         await pilot.press("2")
         await pilot.pause()
         assert detail.active_tab == "response"
+        assert app.focused is detail.view("response")
         resp = seen(detail.view("response"))
         assert "HTTP/1.1 200 OK" in resp
         assert "Content-Type    application/json" in resp
@@ -129,6 +130,12 @@ async def test_search_finds_matches_and_n_N_move_between_them():
         await pilot.pause()
         assert "match 32/120" in detail.status_text
         assert '"needle": "value-31"' in seen(view)
+        # ...and highlighted differently from the other matches
+        row = view.visible_text().index('    "needle": "value-31"')
+        styles = {seg.text: seg.style for seg in view.render_line(row) if seg.text == "needle"}
+        assert styles["needle"].bgcolor.name == "#ffd700"
+        other = view.visible_text().index('    "needle": "value-30"')
+        assert {seg.style.bgcolor.name for seg in view.render_line(other) if seg.text == "needle"} == {"#5f5f00"}
         assert "match 32/120" in screen_text(app)
 
 
@@ -154,6 +161,7 @@ async def test_timing_tab_shows_phases_waterfall_and_tls():
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("3")
         await pilot.pause()
+        assert "total 153.0 ms" in app.query_one(FlowDetail).status_text
         text = seen(app.query_one(FlowDetail).view("timing"))
         for phase, ms in (("connect", "11.0 ms"), ("TLS", "28.0 ms"), ("wait", "79.0 ms"),
                           ("receive", "33.0 ms")):
