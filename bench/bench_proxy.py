@@ -140,12 +140,13 @@ def run_hey(url: str, proxy: str | None, duration: float, concurrency: int) -> d
     if proxy:
         args += ["-x", proxy]
     out = subprocess.run(args + [url], capture_output=True, text=True, timeout=duration + 60).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total_s = float(re.search(r"Total:\s+([\d.]+) secs", out).group(1))
     p50 = re.search(r"50%+ in ([\d.]+) secs", out)
     p99 = re.search(r"99%+ in ([\d.]+) secs", out)
     ok = sum(int(n) for n in re.findall(r"\[200\]\s+(\d+) responses", out))
     errors = re.findall(r"\[(\d+)\]\s+Get .*", out)
-    return {"rps": rps, "p50_ms": float(p50.group(1)) * 1000 if p50 else float("nan"),
+    # only complete 200 responses count: an error page served fast is not throughput
+    return {"rps": ok / total_s if total_s else 0.0, "p50_ms": float(p50.group(1)) * 1000 if p50 else float("nan"),
             "p99_ms": float(p99.group(1)) * 1000 if p99 else float("nan"), "ok": ok,
             "errors": sum(int(e) for e in errors)}
 
@@ -186,6 +187,7 @@ def main() -> int:
     args = ap.parse_args()
     ensure_tools()
     tmp = Path(tempfile.mkdtemp(prefix="omniproxy-bench-"))
+    tmp.chmod(0o755)  # nginx workers run as an unprivileged user and must read the files
     http_port, https_port = free_port(), free_port()
     nginx = start_nginx(tmp, http_port, https_port)
     home = tmp / "home"

@@ -327,3 +327,11 @@ def detect(content_type: str | None, data: bytes, trust_content_type: bool = Tru
 def is_binary(content_type: str | None, data: bytes) -> bool:
     """Fast path: just the verdict."""
     return detect(content_type, data).is_binary
+
+
+def binary_by_content_type(content_type: str | None) -> bool:
+    """True when the Content-Type alone says binary (stage 1 only; no body needed)."""
+    if not content_type:
+        return False
+    det = _by_content_type(normalize_content_type(content_type))
+    return det is not None and det.is_binary

@@ -234,7 +234,8 @@ async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
         lines.flush()  # keep the order of what happened
         lines.write(f"omniproxy-tui: warning: {message}")
 
-    proxy = Proxy(options, stdout_capture=True, on_error=on_error)
+    # nobody looks at binary bodies in headless mode: the capture only needs their first bytes
+    proxy = Proxy(options, stdout_capture=True, on_error=on_error, retain_binary_bodies=False)
     stop_requested = asyncio.Event()
     stopping: list[asyncio.Task] = []
 

@@ -17,6 +17,7 @@ import httptools
 
 from . import flow as flowmod
 from .certs import get_sni
+from .contentdetect import CHECK_BYTES, binary_by_content_type
 from .flow import Flow, Headers, Request, Response, TLSInfo
 from .upstream import MAX_HEAD_SIZE, UpstreamConnection, UpstreamError, _tls_info
 
@@ -51,24 +52,33 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
 class _Capture:
     """A capped copy of a body: chunks kept by reference, joined once at the end."""
 
-    __slots__ = ("chunks", "size", "limit", "truncated")
+    __slots__ = ("chunks", "size", "limit", "truncated", "head_only")
 
     def __init__(self, limit: int) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.limit = limit
         self.truncated = False
+        self.head_only = False
 
     def add(self, data: bytes) -> None:
         room = self.limit - self.size
         if room <= 0:
-            self.truncated = True
+            self.truncated = not self.head_only
             return
         if len(data) > room:
             data = data[:room]
-            self.truncated = True
+            self.truncated = not self.head_only  # a head kept for detection is not "truncated"
         self.chunks.append(data)
         self.size += len(data)
+
+
+def _trim_binary_capture(cap: _Capture, headers: Headers) -> None:
+    """Keep only the first bytes of a body its Content-Type calls binary (headless capture
+    replaces such bodies with a placeholder anyway: holding megabytes for it is waste)."""
+    if headers.get("content-encoding") is None and binary_by_content_type(headers.get("content-type")):
+        cap.limit = min(cap.limit, CHECK_BYTES + 8)
+        cap.head_only = True
 
 
 class Exchange:
@@ -95,6 +105,8 @@ class Exchange:
         self.resp_chunked = False
         self.resp_keep_alive = False
         self.req_cap = _Capture(capture_limit) if capture_limit is not None else None
+        if self.req_cap is not None and not conn.proxy.retain_binary_bodies:
+            _trim_binary_capture(self.req_cap, flow.request.headers)
         self.resp_cap = _Capture(capture_limit) if capture_limit is not None else None
         self.req_size = 0
         self.resp_size = 0
@@ -141,7 +153,10 @@ class Exchange:
         if 100 <= status < 200 and status != 101:
             return  # interim: the final response follows
         self.head_sent = True
-        flow.response = Response(status, reason.decode("latin-1"), f"HTTP/{version}", Headers(headers))
+        resp_headers = Headers(headers)
+        flow.response = Response(status, reason.decode("latin-1"), f"HTTP/{version}", resp_headers)
+        if self.resp_cap is not None and not self.conn.proxy.retain_binary_bodies:
+            _trim_binary_capture(self.resp_cap, resp_headers)
         self.resp_chunked = framing == "chunked"
         if framing == "close":
             self.client_keep_alive = False

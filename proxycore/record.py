@@ -233,9 +233,19 @@ def _addr(addr: tuple[str, int] | None) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_tz_cache: dict[int, Any] = {}
+
+
 def _rfc3339(ts: float) -> str:
-    # local time with its offset and microseconds, e.g. 2026-11-25T13:00:00.123456+01:00
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds")
+    # local time with its offset and microseconds, e.g. 2026-11-25T13:00:00.123456+01:00.
+    # Looking up the local zone costs more than formatting: do it once per hour of timestamps.
+    hour = int(ts) // 3600
+    tz = _tz_cache.get(hour)
+    if tz is None:
+        if len(_tz_cache) > 64:
+            _tz_cache.clear()
+        tz = _tz_cache[hour] = datetime.fromtimestamp(hour * 3600).astimezone().tzinfo
+    return datetime.fromtimestamp(ts, tz).isoformat(timespec="microseconds")
 
 
 def _ms(a: float | None, b: float | None) -> float:
@@ -349,4 +359,6 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
 
 def record_to_json_line(record: dict[str, Any]) -> bytes:
     """One compact UTF-8 JSON line, newline-terminated (NDJSON / IR)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    from proxycore.sinks import encode_record
+
+    return encode_record(record) + b"\n"

@@ -34,8 +34,11 @@ class Proxy:
     """
 
     def __init__(self, options: Options, *, stdout_capture: bool = False,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None, retain_binary_bodies: bool = True) -> None:
+        """`retain_binary_bodies=False` (headless): with skip-binary on, bodies whose Content-Type
+        says binary are captured only as far as detection needs, since records hold a placeholder."""
         self.options = options
+        self.retain_binary_bodies = retain_binary_bodies or not options.skip_binary
         self.stdout_capture = stdout_capture
         self.on_error = on_error
         self.ca: CertificateAuthority | None = None

@@ -143,3 +143,27 @@ async def test_unwritable_output_is_a_startup_error(make_proxy, tmp_path):
         await make_proxy(output=str(tmp_path / "missing-dir" / "x.ndjson"))
     assert "x.ndjson" in str(ei.value)
     assert "\n" not in str(ei.value)
+
+
+async def test_headless_keeps_only_the_head_of_binary_bodies(origin, tmp_path, origin_ca):
+    from proxycore.options import Options
+    from proxycore.server import Proxy
+
+    out = tmp_path / "b.ndjson"
+    proxy = Proxy(Options(port=0, output=str(out), upstream_ca=str(origin_ca.cert_path)),
+                  retain_binary_bodies=False)
+    await proxy.start()
+    done = []
+    proxy.subscribe(lambda k, f: done.append(f) if k == "done" else None)
+    async with httpx.AsyncClient(proxy=proxy_url(proxy)) as client:
+        r = await client.get(origin.url("/bytes?n=300000"))  # application/octet-stream
+        assert len(r.content) == 300000
+        await client.get(origin.url("/json"))
+    await proxy.stop()
+    binary, text = done
+    assert len(binary.response.body) <= 1024 and binary.response.body_size == 300000
+    assert not binary.response.body_truncated
+    assert text.response.body.startswith(b"{")
+    rec = {r["request"]["path"]: r for r in read_records(out)}
+    assert rec["/bytes"]["response"]["body"] == "[binary content]"
+    assert rec["/bytes"]["response"]["size"] == 300000
