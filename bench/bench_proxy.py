@@ -68,13 +68,14 @@ def make_origin_cert(d: Path) -> tuple[Path, Path]:
     from proxycore.certs import CertificateAuthority
 
     ca = CertificateAuthority.generate(d / "origin-ca.crt", d / "origin-ca.key", cn="Bench Origin CA")
+    import datetime as dt
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    import datetime as dt
 
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")]))
             .issuer_name(ca.cert.subject).public_key(key.public_key())
