@@ -172,7 +172,14 @@ class CommandRegistry:
             raise CommandError(f"cannot parse command line: {exc}") from None
         if not words:
             raise CommandError("empty command")
-        return self.call(ctx, words[0], *words[1:])
+        cmd = self.get(words[0])
+        args = words[1:]
+        n = len(cmd.args)
+        if n == 1 and len(args) > 1 and cmd.args[0].type is str and not cmd.args[0].choice_list():
+            # a lone free-text argument takes the rest of the line verbatim (quotes included, which
+            # the filter language understands): `view.filter.set ~h "x y" & ~c 404`
+            args = [line.strip().split(None, 1)[1].strip()]
+        return self.call(ctx, words[0], *args)
 
     def run(self, ctx: CommandContext, name: str, *args: Any) -> str | None:
         """Call a command and, if it returns a Job, run it inline (tests, headless callers)."""

@@ -118,6 +118,11 @@ def test_filter_sort_follow(ctx: CommandContext) -> None:
     assert len(v) == 2  # the old filter survives a syntax error
     registry.execute(ctx, "view.filter.set")
     assert len(v) == 3
+    # a lone free-text argument takes the rest of the line, quotes and all
+    assert registry.execute(ctx, 'view.filter.set ~c 404 | ~h "content-type: text"') == (
+        "filter '~c 404 | ~h \"content-type: text\"': 3/3")
+    registry.execute(ctx, "view.filter.set ''")
+    assert v.filter is None
     assert registry.execute(ctx, "view.sort status") == "sorted by status"
     assert [f.response.status for f in v.shown()] == [200, 404, 500]
     assert registry.execute(ctx, "view.sort.reverse") == "sorted by status (reversed)"

@@ -1,0 +1,557 @@
+"""The Textual app: the proxy and the UI in one process and one event loop.
+
+The proxy publishes flow events synchronously on the loop; the subscriber here only records them
+(a list of new flows, a dict of updated ones). A 15 Hz timer folds that batch into the FlowView
+and repaints what changed, so a burst of thousands of flows per second costs one small repaint
+per tick and key presses never wait behind rendering. Every user action goes through the named
+commands in `proxycore.commands`; keys and the palette only pick which command to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from omniproxy_tui.bars import HeaderBar, StatusLine, capture_label
+from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
+from omniproxy_tui.filterbar import FilterBar
+from omniproxy_tui.flowtable import FlowTable
+from omniproxy_tui.help import HelpScreen, binding_rows
+from omniproxy_tui.palette import FlowCommands
+from proxycore.commands import CommandContext, CommandError, Job, export_formats, registry
+from proxycore.flow import INTERCEPTED, Flow
+from proxycore.options import Options
+from proxycore.view import FlowView
+
+TICK_HZ = 15
+WIDE = 140  # columns from which the detail sits beside the table instead of on its own screen
+FILTER_TOGGLE_KEY = "t"
+
+
+def _load_detail() -> tuple[type[Widget] | None, type[Screen] | None]:
+    """The flow detail lives in omniproxy_tui.detail (built separately); degrade if it is absent."""
+    try:
+        from omniproxy_tui.detail import DetailScreen, FlowDetail
+    except ImportError:
+        return None, None
+    return FlowDetail, DetailScreen
+
+
+@dataclass
+class AppContext(CommandContext):
+    """Commands reach the real clipboard and notifications through the app."""
+
+    app: Any = None
+
+    def copy_to_clipboard(self, text: str) -> None:
+        self.clipboard = text
+        self.app.copy_text(text)
+
+    def notify(self, message: str, severity: str = "information") -> None:
+        self.app.notify(message, severity=severity)
+
+
+class DetailPlaceholder(Static):
+    DEFAULT_CSS = "DetailPlaceholder { color: $text-muted; padding: 1 2; }"
+
+    def show_flow(self, flow: Flow | None) -> None:
+        self.update("" if flow is None else f"{flow.request.method} {flow.request.url}\n\n(flow detail view "
+                    "not installed)")
+
+
+class MainScreen(Screen):
+    """Header, flow table (+ detail pane when wide), filter bar, status line, footer."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "filter", "Filter", id="filter"),
+        Binding(FILTER_TOGGLE_KEY, "command('view.filter.toggle')", "Filter on/off", id="filter.toggle"),
+        Binding("m", "command('flow.mark')", "Mark", show=False, id="mark"),
+        Binding("M", "command('view.marked_only')", "Marked only", show=False, id="marked_only"),
+        Binding("U", "command('flow.unmark_all')", "Unmark all", show=False, id="unmark_all"),
+        Binding("d", "command('flow.delete')", "Delete", show=False, id="delete"),
+        Binding("D", "command('flow.duplicate')", "Duplicate", show=False, id="duplicate"),
+        Binding("z", "clear", "Clear all", show=False, id="clear"),
+        Binding("x", "export", "Export", id="export"),
+        Binding("c", "copy_curl", "Copy as curl", show=False, id="copy_curl"),
+        Binding("H", "save('export.har')", "HAR", tooltip="Save shown flows as HAR 1.2", id="har"),
+        Binding("w", "save('export.ndjson')", "Save NDJSON", show=False, id="ndjson"),
+        Binding("o", "command('view.sort.cycle')", "Sort", show=False, id="sort"),
+        Binding("v", "command('view.sort.reverse')", "Reverse sort", show=False, id="reverse"),
+        Binding("F", "command('view.follow')", "Follow", show=False, id="follow"),
+        Binding("tab", "switch_pane", "Switch pane", show=False, id="pane"),
+    ]
+
+    DEFAULT_CSS = """
+    MainScreen { layout: vertical; }
+    MainScreen #main { height: 1fr; layout: vertical; }
+    MainScreen #main.wide { layout: horizontal; }
+    MainScreen #flows { height: 1fr; width: 1fr; }
+    MainScreen #detail { display: none; }
+    MainScreen #main.wide #detail { display: block; width: 45%; height: 1fr; border-left: vkey $panel-lighten-2; }
+    """
+
+    def __init__(self, view: FlowView) -> None:
+        super().__init__()
+        self.view = view
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        with Container(id="main"):
+            yield FlowTable(self.view, id="flows")
+            detail_cls, _ = _load_detail()
+            yield detail_cls(id="detail") if detail_cls is not None else DetailPlaceholder(id="detail")
+        yield FilterBar(self.view, id="filterbar")
+        status = StatusLine(self.view, id="status")
+        status.toggle_key = FILTER_TOGGLE_KEY
+        yield status
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(FlowTable).focus()
+        self.app_.main_screen_ready()
+
+    def on_resize(self) -> None:
+        self.app.update_layout()  # type: ignore[attr-defined]
+
+    @property
+    def app_(self) -> OmniProxyApp:
+        return self.app  # type: ignore[return-value]
+
+    def action_command(self, name: str, *args: str) -> None:
+        self.app_.run_command(name, *args)
+
+    def action_filter(self) -> None:
+        self.query_one(FilterBar).open()
+
+    def action_clear(self) -> None:
+        self.app_.confirm_clear()
+
+    def action_export(self) -> None:
+        self.app_.choose_export()
+
+    def action_copy_curl(self) -> None:
+        self.app_.run_command("export.clip", "curl", quiet=False)
+
+    def action_save(self, name: str) -> None:
+        self.app_.run_command(name, quiet=False)
+
+    def action_switch_pane(self) -> None:
+        main = self.query_one("#main")
+        table = self.query_one(FlowTable)
+        if not main.has_class("wide"):
+            table.focus()
+            return
+        if table.has_focus:
+            self.query_one("#detail").focus()
+        else:
+            table.focus()
+
+    @on(FilterBar.Changed)
+    def _filter_changed(self) -> None:
+        self.app_.sync_view(scroll=True)
+
+    @on(FilterBar.Closed)
+    def _filter_closed(self) -> None:
+        self.query_one(FlowTable).focus()
+
+    @on(FlowTable.FocusMoved)
+    def _focus_moved(self) -> None:
+        self.app_.sync_view(scroll=False)
+
+    @on(FlowTable.Open)
+    def _open(self, event: FlowTable.Open) -> None:
+        self.app_.open_detail(event.flow)
+
+
+class OmniProxyApp(App[int]):
+    """OmniProxy's terminal UI. `start_proxy=False` runs without a proxy (tests, snapshots, demos):
+    feed flows with `on_flow_event("add" | "update" | "done", flow)`."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "OmniProxy"
+    COMMANDS = App.COMMANDS | {FlowCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", key_display="?", id="help"),
+    ]
+    # commands whose free-form argument is typed in the UI rather than in the palette
+    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter"}
+
+    def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
+                 tick_hz: float = TICK_HZ) -> None:
+        super().__init__()
+        self.options = options
+        self.view = FlowView(options.max_flows)
+        self.ctx = AppContext(view=self.view, options=options, app=self)
+        self.proxy: Any = None
+        self.startup_error: Exception | None = None
+        self._start_proxy = start_proxy
+        self._clock = clock
+        self._tick_hz = tick_hz
+        self._unsubscribe: Callable[[], None] | None = None
+        self._stopped = False
+        self._seen: weakref.WeakSet[Flow] = weakref.WeakSet()
+        self._pending_add: list[Flow] = []
+        self._pending_upd: dict[int, Flow] = {}
+        self._intercepted: set[int] = set()
+        self._rate: deque[tuple[float, int]] = deque()
+        self._adds_total = 0
+        self._unsaved = False
+        self._drawn_version = -1
+        self._detail_flow: Flow | None = None
+        self._loop_thread = threading.get_ident()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._address = f"{options.host}:{options.port}"
+        self._state = "starting" if start_proxy else "running"
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen(self.view)
+
+    async def on_load(self) -> None:
+        # Start the proxy before the terminal switches to the UI: a StartupError then exits
+        # without ever drawing a screen, and the CLI prints the one-line reason.
+        self._loop_thread = threading.get_ident()
+        self._loop = asyncio.get_running_loop()
+        if self._start_proxy:
+            await self._start()
+
+    def on_mount(self) -> None:
+        # Runs before the main screen is composed: no widget queries here.
+        self.set_interval(1 / self._tick_hz, self._tick, name="flow-refresh")
+
+    def main_screen_ready(self) -> None:
+        self.update_layout()
+        self.sync_view(scroll=True)
+
+    async def _start(self) -> None:
+        from proxycore.server import Proxy, StartupError
+
+        opts = self.options
+        first_run = opts.mitm and not opts.ca_cert_path.exists()
+        self.proxy = Proxy(opts, on_error=self._engine_error)
+        try:
+            await self.proxy.start()
+        except StartupError as exc:
+            self.startup_error = exc
+            self._stopped = True
+            self.exit(2, return_code=2)
+            return
+        self._unsubscribe = self.proxy.subscribe(self.on_flow_event)
+        host, port = self.proxy.address[:2]
+        shown_host = f"[{host}]" if ":" in host else host
+        self._address, self._state = f"{shown_host}:{port}", "running"
+        self._update_header()
+        if first_run and self.proxy.ca is not None:
+            self.notify(f"Created a CA certificate at {self.proxy.ca.cert_path}. Clients must trust it to be "
+                        "intercepted over HTTPS: run `omniproxy-tui ca info` for how.",
+                        title="First run", timeout=20)
+
+    async def _stop_proxy(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self.proxy is not None:
+            await self.proxy.stop()  # drains the capture queue and closes sinks (HAR written)
+
+    async def on_unmount(self) -> None:
+        await self._stop_proxy()
+
+    def _engine_error(self, message: str) -> None:
+        # the engine may report from a writer thread, which must not wait for the UI
+        if threading.get_ident() == self._loop_thread or self._loop is None:
+            self.notify(message, severity="error", timeout=10)
+        else:
+            self._loop.call_soon_threadsafe(partial(self.notify, message, severity="error", timeout=10))
+
+    # ---------------------------------------------------------------- flow events → view
+
+    def on_flow_event(self, kind: str, flow: Flow) -> None:
+        """Proxy subscriber: record only; the timer applies the batch."""
+        if flow in self._seen:
+            self._pending_upd[flow.id] = flow
+        else:
+            self._seen.add(flow)
+            self._pending_add.append(flow)
+        if flow.state == INTERCEPTED:
+            self._intercepted.add(flow.id)
+        elif self._intercepted:
+            self._intercepted.discard(flow.id)
+
+    def _tick(self) -> None:
+        adds, self._pending_add = self._pending_add, []
+        updates = self._pending_upd
+        if updates:
+            self._pending_upd = {}
+        view = self.view
+        if adds:
+            view.add_many(adds)
+            self._adds_total += len(adds)
+            self._unsaved = True
+        if updates:
+            view.update_many(updates.values())
+        now = self._clock()
+        self._rate.append((now, len(adds)))
+        while self._rate and self._rate[0][0] < now - 2.0:
+            self._rate.popleft()
+        if not isinstance(self.screen, MainScreen) and not updates and not adds:
+            return
+        self._update_header()
+        if view.version != self._drawn_version:
+            self.sync_view(scroll=view.follow)
+        elif updates and self._detail_flow is not None and self._detail_flow.id in updates:
+            self._show_detail(force=True)
+        self._refresh_pushed_detail(updates)
+
+    def _update_header(self) -> None:
+        try:
+            header = self.get_screen_main().query_one(HeaderBar)
+        except Exception:
+            return
+        opts = self.options
+        # flows per second over the last ~2 s of ticks; 0 with a frozen clock (snapshots)
+        elapsed = self._rate[-1][0] - self._rate[0][0] if self._rate else 0.0
+        rate = sum(n for _, n in list(self._rate)[1:]) / max(elapsed, 1.0) if elapsed > 0 else 0.0
+        header.set_info(flows=self.view.total, rate=rate, intercepted=len(self._intercepted),
+                        address=self._address, state=self._state, mode="MITM" if opts.mitm else "no-MITM",
+                        capture=capture_label(opts.output, opts.db))
+
+    def get_screen_main(self) -> MainScreen:
+        for s in self.screen_stack:
+            if isinstance(s, MainScreen):
+                return s
+        raise LookupError("main screen not mounted")
+
+    def sync_view(self, scroll: bool = True) -> None:
+        """Repaint table, status line and detail after the view changed."""
+        try:
+            main = self.get_screen_main()
+            table = main.query_one(FlowTable)
+        except Exception:
+            return
+        self._drawn_version = self.view.version
+        table.refresh_view(scroll_to_focus=scroll)
+        main.query_one(StatusLine).update_view()
+        self._update_header()
+        self._show_detail()
+
+    # ---------------------------------------------------------------- detail
+
+    @property
+    def is_wide(self) -> bool:
+        return self.size.width >= WIDE
+
+    def update_layout(self) -> None:
+        try:
+            main = self.get_screen_main().query_one("#main")
+        except Exception:
+            return
+        main.set_class(self.is_wide, "wide")
+        self._detail_flow = None
+        self._show_detail()
+
+    def _show_detail(self, force: bool = False) -> None:
+        if not self.is_wide:
+            return
+        try:
+            detail = self.get_screen_main().query_one("#detail")
+        except Exception:
+            return
+        flow = self.view.focus
+        if force or flow is not self._detail_flow:
+            self._detail_flow = flow
+            detail.show_flow(flow)  # type: ignore[attr-defined]
+
+    def _refresh_pushed_detail(self, updates: dict[int, Flow]) -> None:
+        """A DetailScreen on top shows one flow: tell it when that flow changed."""
+        if not updates or isinstance(self.screen, MainScreen):
+            return
+        flow = getattr(self.screen, "flow", None)
+        refresh = getattr(self.screen, "refresh_flow", None)
+        if isinstance(flow, Flow) and flow.id in updates and callable(refresh):
+            refresh()
+
+    def open_detail(self, flow: Flow) -> None:
+        if self.is_wide:
+            self.get_screen_main().query_one("#detail").focus()
+            return
+        _, screen_cls = _load_detail()
+        if screen_cls is None:
+            self.notify(f"{flow.request.method} {flow.request.url} (flow detail view not installed)")
+            return
+        self.push_screen(screen_cls(flow))
+
+    # ---------------------------------------------------------------- commands
+
+    def run_command(self, name: str, *args: Any, quiet: bool = True,
+                    after: Callable[[], Any] | None = None) -> Any:
+        """Run a named command; errors become notifications, jobs run in a worker thread."""
+        try:
+            result = registry.call(self.ctx, name, *args)
+        except CommandError as exc:
+            self.notify(str(exc), severity="warning")
+            return None
+        if isinstance(result, Job):
+            self._run_job(result, name, after)
+        elif result and (not quiet or name.startswith("export.")):
+            self.notify(str(result))
+        self.sync_view(scroll=True)
+        return result
+
+    def run_command_line(self, line: str) -> None:
+        try:
+            result = registry.execute(self.ctx, line)
+        except CommandError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if isinstance(result, Job):
+            self._run_job(result, line.split()[0], None)
+        elif result:
+            self.notify(str(result))
+        self.sync_view(scroll=True)
+
+    def _run_job(self, job: Job, name: str, after: Callable[[], Any] | None) -> None:
+        covers_all = len(self.view) == self.view.total
+        adds_at_start = self._adds_total
+
+        def done(message: str) -> None:
+            if covers_all and self._adds_total == adds_at_start and name in ("export.har", "export.ndjson"):
+                self._unsaved = False
+            self.notify(message, title="Saved", timeout=8)
+            if after is not None:
+                after()
+
+        def work() -> None:
+            try:
+                message = job.fn()
+            except Exception as exc:  # a full disk or unwritable directory: tell, don't crash
+                self.call_from_thread(self.notify, f"{job.label} failed: {exc}", severity="error", timeout=10)
+                return
+            self.call_from_thread(done, message)
+
+        self.run_worker(work, name=job.label, group="jobs", thread=True, exit_on_error=False)
+
+    def open_filter(self) -> None:
+        self.get_screen_main().query_one(FilterBar).open()
+
+    def confirm_clear(self) -> None:
+        n = self.view.total
+        if n == 0:
+            self.notify("nothing to clear")
+            return
+
+        def answer(key: str | None) -> None:
+            if key == "y":
+                self.run_command("view.clear", quiet=False)
+
+        self.push_screen(ConfirmScreen("Clear all flows?", f"Remove all {n:,} flows from the view. Capture "
+                                       "files and databases keep them.", {"y": "clear", "n": "keep"}), answer)
+
+    def choose_export(self) -> None:
+        flow = self.view.focus
+        if flow is None:
+            self.notify("no flow selected", severity="warning")
+            return
+
+        def answer(fmt: str | None) -> None:
+            if fmt:
+                self.run_command("export.clip", fmt, quiet=False)
+
+        label = f"#{flow.id} {flow.request.method} {flow.request.url}"
+        self.push_screen(ExportScreen(export_formats(), label[:70]), answer)
+
+    def copy_text(self, text: str) -> None:
+        """OSC 52 (works over SSH and in tmux) plus the local clipboard when there is one."""
+        self.copy_to_clipboard(text)
+        if not self.is_headless:
+            self.run_worker(partial(_pyperclip_copy, text), thread=True, group="clipboard", exit_on_error=False)
+
+    # ---------------------------------------------------------------- help / quit
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        sections = [
+            ("Flow list", binding_rows(MainScreen.BINDINGS)),
+            ("Moving", binding_rows(FlowTable.BINDINGS)),
+            ("Anywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette (every command, themes)")]),
+            ("Filter bar", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),
+                            ("↑ ↓", "filter history"), (FILTER_TOGGLE_KEY, "(in the list) filter off / on")]),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+    def needs_quit_confirmation(self) -> bool:
+        """Ask only when flows exist nowhere else: no capture file/db and not saved since they arrived."""
+        opts = self.options
+        return not (opts.output or opts.db) and self._unsaved and self.view.total > 0
+
+    async def action_quit(self) -> None:
+        if not self.needs_quit_confirmation():
+            await self.shutdown()
+            return
+
+        async def answer(key: str | None) -> None:
+            if key == "y":
+                await self.shutdown()
+            elif key == "h":
+                self.run_command("export.har", quiet=False, after=lambda: self.call_later(self.shutdown))
+
+        n = self.view.total
+        self.push_screen(ConfirmScreen("Quit OmniProxy?", f"{n:,} flow{'s' * (n != 1)} are only in memory (no "
+                                       "-o/--db capture). Quit anyway, or save them as HAR first?",
+                                       {"y": "quit", "h": "save HAR and quit", "n": "stay"}), answer)
+
+    async def shutdown(self) -> None:
+        await self._stop_proxy()
+        self.exit(0)
+
+
+def _pyperclip_copy(text: str) -> None:
+    try:
+        import pyperclip
+
+        pyperclip.copy(text)
+    except Exception:  # no local clipboard (SSH, no X): OSC 52 already did the job
+        pass
+
+
+def run_app(options: Options) -> int:
+    """Run the UI until quit. A StartupError is re-raised after the terminal is restored, so the
+    CLI prints its one line and exits 2."""
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = OmniProxyApp(options)
+    try:
+        rc = app.run(loop=loop)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+    if app.startup_error is not None:
+        raise app.startup_error
+    return rc if isinstance(rc, int) else 0

@@ -1,0 +1,213 @@
+"""The filter bar: type a flow filter, watch the table narrow, see syntax errors where they are.
+
+While typing, every expression that parses is applied to the view (debounced) so `shown/total`
+is live; an expression that does not parse shows the message with a caret under the column and
+leaves the last good filter in place. Enter keeps the filter (and adds it to the history), Esc
+restores the filter that was active when the bar opened. Up/Down walk the history.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Input, Static
+
+from proxycore.flowfilter import Filter, FilterError, parse
+from proxycore.view import FlowView
+
+_LABEL = " filter: "
+DEBOUNCE = 0.06  # seconds: a re-filter of 50 000 flows per keystroke would make fast typing lag
+
+
+class FilterInput(Input):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "submit", "Apply", key_display="⏎"),
+        Binding("escape", "cancel", "Cancel", key_display="esc"),
+        Binding("up", "history(-1)", "History", key_display="↑↓"),
+        Binding("down", "history(1)", "Newer", show=False),
+    ]
+
+    def action_history(self, step: int) -> None:
+        bar = self.parent.parent if self.parent is not None else None
+        if isinstance(bar, FilterBar):
+            bar.history_step(step)
+
+    def action_cancel(self) -> None:
+        bar = self.parent.parent if self.parent is not None else None
+        if isinstance(bar, FilterBar):
+            bar.close(commit=False)
+
+
+class FilterBar(Vertical):
+    DEFAULT_CSS = """
+    FilterBar { height: auto; display: none; background: $panel; }
+    FilterBar.-open { display: block; }
+    FilterBar > Horizontal { height: 1; }
+    FilterBar #fb-label { width: auto; color: $text-accent; text-style: bold; }
+    FilterBar FilterInput { border: none; height: 1; padding: 0; width: 1fr; background: $panel; }
+    FilterBar FilterInput:focus { border: none; background: $boost; }
+    FilterBar #fb-count { width: auto; color: $text-muted; padding: 0 1; }
+    FilterBar #fb-error { height: 1; color: $text-error; display: none; }
+    FilterBar.-error #fb-error { display: block; }
+    FilterBar.-error #fb-count { color: $text-error; }
+    """
+
+    class Changed(Message):
+        """The view's filter changed (live preview, commit or cancel): repaint the table."""
+
+    class Closed(Message):
+        def __init__(self, committed: bool) -> None:
+            super().__init__()
+            self.committed = committed
+
+    def __init__(self, view: FlowView, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.view = view
+        self.error: FilterError | None = None
+        self._original: tuple[Filter | None, bool] = (None, True)
+        self._timer: Timer | None = None
+        self._history_pos: int | None = None
+        self._draft = ""
+        self._applied_text: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Static(_LABEL, id="fb-label")
+            yield FilterInput(placeholder="~d host & ~c 404 | word (? for help)", id="fb-input",
+                              select_on_focus=False)
+            yield Static("", id="fb-count")
+        yield Static("", id="fb-error")
+
+    @property
+    def input(self) -> FilterInput:
+        return self.query_one(FilterInput)
+
+    @property
+    def is_open(self) -> bool:
+        return self.has_class("-open")
+
+    # ---------------------------------------------------------------- open / close
+
+    def open(self) -> None:
+        v = self.view
+        self._original = (v.filter, v.filter_enabled)
+        self._history_pos = None
+        self._applied_text = v.filter_expr if v.filter_active else ""
+        self.add_class("-open")
+        self.input.value = v.filter_expr
+        self.input.cursor_position = len(self.input.value)
+        self._set_error(None)
+        self._update_count()
+        self.input.focus()
+
+    def close(self, commit: bool) -> None:
+        if not self.is_open:
+            return
+        self._cancel_timer()
+        v = self.view
+        if commit:
+            text = self.input.value.strip()
+            try:
+                v.set_filter(text, remember=True)
+            except FilterError as exc:
+                self._set_error(exc)  # stay open: Enter on a broken expression must not lose it
+                return
+        else:
+            flt, enabled = self._original
+            v.set_filter(flt, remember=False)
+            if flt is not None and not enabled:
+                v.toggle_filter()
+        self.remove_class("-open")
+        self._set_error(None)
+        self.post_message(self.Changed())
+        self.post_message(self.Closed(commit))
+
+    # ---------------------------------------------------------------- typing
+
+    @on(Input.Changed, "#fb-input")
+    def _on_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if not self.is_open:
+            return
+        self._cancel_timer()
+        self._timer = self.set_timer(DEBOUNCE, self.apply_now)
+
+    @on(Input.Submitted, "#fb-input")
+    def _on_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.close(commit=True)
+
+    def apply_now(self) -> None:
+        """Parse what is typed; apply it when valid, show the error otherwise."""
+        self._timer = None
+        text = self.input.value.strip()
+        try:
+            flt = parse(text) if text else None
+        except FilterError as exc:
+            self._set_error(exc)
+            self._update_count()
+            return
+        self._set_error(None)
+        if text != self._applied_text:
+            self._applied_text = text
+            self.view.set_filter(flt, remember=False)
+            self.post_message(self.Changed())
+        self._update_count()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _set_error(self, exc: FilterError | None) -> None:
+        self.error = exc
+        self.set_class(exc is not None, "-error")
+        label = self.query_one("#fb-error", Static)
+        if exc is None:
+            label.update("")
+            return
+        col = len(_LABEL) + exc.position
+        msg = exc.message
+        width = self.size.width or 80
+        if col + 2 + len(msg) <= width:
+            label.update(" " * col + "^ " + msg)
+        else:
+            label.update(f" {msg} (column {exc.position + 1})")
+
+    def _update_count(self) -> None:
+        v = self.view
+        text = f"{len(v):,}/{v.total:,}"
+        if self.error is not None:
+            text = "error · " + text
+        self.query_one("#fb-count", Static).update(text)
+
+    # ---------------------------------------------------------------- history
+
+    def history_step(self, step: int) -> None:
+        hist = self.view.filter_history
+        if not hist:
+            return
+        if self._history_pos is None:
+            if step > 0:
+                return
+            self._draft = self.input.value
+            pos = len(hist) - 1
+        else:
+            pos = self._history_pos + step
+        if pos >= len(hist):
+            self._history_pos = None
+            self._set_value(self._draft)
+            return
+        pos = max(0, pos)
+        self._history_pos = pos
+        self._set_value(hist[pos])
+
+    def _set_value(self, text: str) -> None:
+        self.input.value = text
+        self.input.cursor_position = len(text)

@@ -1,0 +1,444 @@
+"""The live flow table: a Line-API ScrollView that renders only the rows on screen.
+
+The widget owns no flow data: it draws rows straight from a `proxycore.view.FlowView` (index →
+flow in O(1)), so 50 000 flows cost nothing until they scroll into view. It never repaints per
+proxy event: the app calls `refresh_view()` from a 10–20 Hz timer when the view's version moved.
+Rendered rows are cached on the few fields a row shows, so scrolling and repaints of unchanged rows
+are dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from proxycore.flow import ERROR, INTERCEPTED, PENDING, Flow
+from proxycore.view import FlowView
+
+# Terminal control characters in hosts/paths would let a request repaint the user's terminal.
+_CTRL = {i: "?" for i in (*range(0x20), 0x7F)}
+
+_CACHE_MAX = 4000
+# which column header is underlined for each sort key
+_SORT_COLUMN = {"time": "time", "method": "method", "url": "path", "size": "size", "duration": "duration",
+                "status": "status"}
+
+
+def _clean(s: str) -> str:
+    return s if s.isprintable() else s.translate(_CTRL)
+
+
+def _fit(s: str, width: int, align_right: bool = False, cut_left: bool = False) -> str:
+    """Pad or truncate to exactly `width` cells (an ellipsis marks a cut)."""
+    if width <= 0:
+        return ""
+    if s.isascii():
+        n = len(s)
+        if n > width:
+            s = ("…" + s[n - width + 1:]) if cut_left else (s[: width - 1] + "…")
+            return s
+        return s.rjust(width) if align_right else s.ljust(width)
+    n = cell_len(s)
+    if n > width:
+        if cut_left:
+            while cell_len(s) > width - 1:
+                s = s[1:]
+            return set_cell_size("…" + s, width)
+        return set_cell_size(s, width - 1) + "…"
+    pad = " " * (width - n)
+    return pad + s if align_right else s + pad
+
+
+def human_size(n: int) -> str:
+    if n < 1024:
+        return f"{n}b"
+    for unit in ("k", "m", "g"):
+        n /= 1024.0
+        if n < 10:
+            return f"{n:.1f}{unit}"
+        if n < 1024 or unit == "g":
+            return f"{n:.0f}{unit}"
+    return f"{n:.0f}g"  # pragma: no cover
+
+
+def human_duration(seconds: float) -> str:
+    ms = seconds * 1000.0
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 600:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m"
+
+
+def short_content_type(value: str | None) -> str:
+    if not value:
+        return ""
+    ct = value.split(";", 1)[0].strip().lower()
+    if ct.startswith("application/"):
+        ct = ct[12:]
+    return ct
+
+
+def _size_class(n: int) -> str:
+    if n < 1024:
+        return "small"
+    if n < 100 * 1024:
+        return "medium"
+    if n < 1024 * 1024:
+        return "large"
+    return "huge"
+
+
+def _dur_class(seconds: float) -> str:
+    if seconds < 0.1:
+        return "fast"
+    if seconds < 1.0:
+        return "medium"
+    if seconds < 3.0:
+        return "slow"
+    return "huge"
+
+
+class Column:
+    __slots__ = ("name", "title", "width", "right")
+
+    def __init__(self, name: str, title: str, width: int, right: bool = False) -> None:
+        self.name = name
+        self.title = title
+        self.width = width
+        self.right = right
+
+
+def layout_columns(width: int, id_width: int = 4) -> list[Column]:
+    """Columns for a table `width` cells wide; narrow tables drop time and content type."""
+    if width >= 140:
+        host_w, time_w, type_w = 28, 12, 16
+    elif width >= 100:
+        host_w, time_w, type_w = 22, 8, 10
+    else:
+        host_w, time_w, type_w = 16, 0, 0
+    cols = [Column("id", "#", id_width, right=True)]
+    if time_w:
+        cols.append(Column("time", "time", time_w))
+    cols += [Column("method", "method", 7), Column("host", "host", host_w, right=True),
+             Column("path", "path", 0), Column("status", "sts", 3, right=True)]
+    if type_w:
+        cols.append(Column("type", "type", type_w))
+    cols += [Column("size", "size", 5, right=True), Column("duration", "dur", 5, right=True),
+             Column("marks", "", 2)]
+    fixed = sum(c.width for c in cols) + len(cols) - 1  # one space between columns
+    cols[[c.name for c in cols].index("path")].width = max(6, width - fixed)
+    return cols
+
+
+def flow_marks(flow: Flow) -> str:
+    """Up to two state symbols: ⏸ intercepted, ● marked, ↺ replayed, ✎ modified, ⇄ tunnel."""
+    out = ""
+    if flow.state == INTERCEPTED:
+        out += "⏸"
+    if flow.marked:
+        out += "●"
+    if flow.is_replay:
+        out += "↺"
+    if flow.modified:
+        out += "✎"
+    if flow.passthrough:
+        out += "⇄"
+    return out[:2]
+
+
+class FlowTable(ScrollView, can_focus=True):
+    """Rows of the flows a FlowView shows; the cursor is the view's focus."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "flowtable--header", "flowtable--cursor", "flowtable--cursor-blurred", "flowtable--muted",
+        "flowtable--method", "flowtable--host", "flowtable--path", "flowtable--s1", "flowtable--s2",
+        "flowtable--s3", "flowtable--s4", "flowtable--s5", "flowtable--err", "flowtable--pending",
+        "flowtable--size-small", "flowtable--size-medium", "flowtable--size-large", "flowtable--size-huge",
+        "flowtable--dur-fast", "flowtable--dur-medium", "flowtable--dur-slow", "flowtable--dur-huge",
+        "flowtable--marks", "flowtable--intercepted", "flowtable--empty",
+    }
+
+    DEFAULT_CSS = """
+    FlowTable {
+        overflow-x: hidden;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+        background: $surface;
+    }
+    FlowTable > .flowtable--header { text-style: bold; color: $text-muted; background: $panel; }
+    FlowTable > .flowtable--cursor { background: $block-cursor-background; color: $block-cursor-foreground;
+                                     text-style: bold; }
+    FlowTable > .flowtable--cursor-blurred { background: $block-cursor-blurred-background;
+                                             color: $block-cursor-blurred-foreground; }
+    FlowTable > .flowtable--muted { color: $text-muted; }
+    FlowTable > .flowtable--method { color: $text; text-style: bold; }
+    FlowTable > .flowtable--host { color: $text-secondary; }
+    FlowTable > .flowtable--path { color: $text; }
+    FlowTable > .flowtable--s1 { color: $text-muted; }
+    FlowTable > .flowtable--s2 { color: $text-success; }
+    FlowTable > .flowtable--s3 { color: $text-primary; }
+    FlowTable > .flowtable--s4 { color: $text-warning; }
+    FlowTable > .flowtable--s5 { color: $text-error; }
+    FlowTable > .flowtable--err { color: $text-error; text-style: bold; }
+    FlowTable > .flowtable--pending { color: $text-muted; }
+    FlowTable > .flowtable--size-small { color: $text-muted; }
+    FlowTable > .flowtable--size-medium { color: $text; }
+    FlowTable > .flowtable--size-large { color: $text-warning; }
+    FlowTable > .flowtable--size-huge { color: $text-error; }
+    FlowTable > .flowtable--dur-fast { color: $text-success; }
+    FlowTable > .flowtable--dur-medium { color: $text; }
+    FlowTable > .flowtable--dur-slow { color: $text-warning; }
+    FlowTable > .flowtable--dur-huge { color: $text-error; }
+    FlowTable > .flowtable--marks { color: $text-accent; }
+    FlowTable > .flowtable--intercepted { color: $text-warning; text-style: bold; }
+    FlowTable > .flowtable--empty { color: $text-muted; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup,ctrl+b", "page(-1)", "Page up", show=False),
+        Binding("pagedown,ctrl+f,space", "page(1)", "Page down", show=False),
+        Binding("home,g", "first", "First", show=False),
+        Binding("end,G", "last", "Last (and follow)", show=False),
+        Binding("enter", "open", "Detail", key_display="⏎", id="flow.open"),
+    ]
+
+    class FocusMoved(Message):
+        """The user moved the cursor (key or mouse): the detail pane follows."""
+
+    class Open(Message):
+        """Enter (or a double click) on a flow."""
+
+        def __init__(self, flow: Flow) -> None:
+            super().__init__()
+            self.flow = flow
+
+    def __init__(self, view: FlowView, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.view = view
+        self._cache: dict[tuple, list[Segment]] = {}
+        self._columns: list[Column] = []
+        self._columns_width = -1
+        self._id_width = 4
+        self._seen_version = -1
+        self._clock_cache: tuple[int, str] = (-1, "")
+        self.empty_message = "No flows yet. Point a client at the proxy."
+
+    # ---------------------------------------------------------------- data → screen
+
+    def refresh_view(self, scroll_to_focus: bool = True) -> None:
+        """Re-read the view: new row count, keep the cursor visible, repaint the visible rows."""
+        self._seen_version = self.view.version
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.view) + 1)
+        self._refresh_scrollbars()  # show the scrollbar now, so scrolling below is allowed and tracked
+        if scroll_to_focus:
+            self._scroll_to_cursor()
+        self.refresh()
+
+    @property
+    def visible_rows(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def _scroll_to_cursor(self) -> None:
+        idx = self.view.focus_index
+        if idx is None:
+            return
+        top = round(self.scroll_y)
+        rows = self.visible_rows
+        if idx < top:
+            self.scroll_to(y=idx, animate=False, immediate=True)
+        elif idx >= top + rows:
+            self.scroll_to(y=idx - rows + 1, animate=False, immediate=True)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cache.clear()  # theme changed: cached colours are stale
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.refresh_view()
+
+    def _layout(self, width: int) -> list[Column]:
+        newest = self.view.newest_shown()
+        id_width = max(4, len(str(newest.id))) if newest is not None else 4
+        if width != self._columns_width or id_width != self._id_width:
+            self._id_width = id_width
+            self._columns = layout_columns(width, id_width)
+            self._columns_width = width
+            self._cache.clear()
+        return self._columns
+
+    def _fmt_time(self, ts: float) -> tuple[str, str]:
+        sec = int(ts)
+        cached_sec, text = self._clock_cache
+        if sec != cached_sec:
+            text = time.strftime("%H:%M:%S", time.localtime(sec))
+            self._clock_cache = (sec, text)
+        return text, f"{text}.{int((ts - sec) * 1000):03d}"
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        cols = self._layout(width)
+        if y == 0:
+            return self._render_header(cols, width)
+        view = self.view
+        index = round(self.scroll_y) + y - 1
+        if index >= len(view):
+            if index == 0 and len(view) == 0:
+                style = self.get_component_rich_style("flowtable--empty")
+                msg = self.empty_message if view.total == 0 else f"No flows match ({view.total} hidden)"
+                return Strip([Segment(_fit(" " + msg, width), style)], width)
+            return Strip.blank(width, self.rich_style)
+        flow = view[index]
+        segments = self._row_segments(flow, cols, width)
+        if flow is view.focus:
+            cursor = self.get_component_rich_style(
+                "flowtable--cursor" if self.has_focus else "flowtable--cursor-blurred")
+            segments = list(Segment.apply_style(segments, post_style=cursor))
+            return Strip(segments).adjust_cell_length(width, cursor)
+        return Strip(segments).adjust_cell_length(width, self.rich_style)
+
+    def _render_header(self, cols: list[Column], width: int) -> Strip:
+        style = self.get_component_rich_style("flowtable--header")
+        sorted_style = style + Style(underline=True, bold=True)
+        sorted_col = _SORT_COLUMN.get(self.view.sort_key, "")
+        if sorted_col == "time" and not any(c.name == "time" for c in cols):
+            sorted_col = "id"  # narrow layout: ids follow arrival order
+        segs: list[Segment] = []
+        for i, c in enumerate(cols):
+            if i:
+                segs.append(Segment(" ", style))
+            segs.append(Segment(_fit(c.title, c.width, c.right), sorted_style if c.name == sorted_col else style))
+        return Strip(segs).adjust_cell_length(width, style)
+
+    def _row_key(self, flow: Flow, width: int) -> tuple:
+        resp = flow.response
+        return (flow.id, width, flow.state, resp.status if resp is not None else None,
+                resp.body_size if resp is not None else None, flow.timings.end, flow.error is not None,
+                flow.marked, flow.is_replay, flow.modified, flow.passthrough, flow.request.target)
+
+    def _row_segments(self, flow: Flow, cols: list[Column], width: int) -> list[Segment]:
+        key = self._row_key(flow, width)
+        segs = self._cache.get(key)
+        if segs is None:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            segs = self._cache[key] = self._build_row(flow, cols)
+        return segs
+
+    def _build_row(self, flow: Flow, cols: list[Column]) -> list[Segment]:
+        st = self.get_component_rich_style
+        req, resp = flow.request, flow.response
+        out: list[Segment] = []
+        space = Segment(" ", st("flowtable--path"))
+        for i, c in enumerate(cols):
+            if i:
+                out.append(space)
+            name = c.name
+            text, style = "", "flowtable--muted"
+            if name == "id":
+                text = str(flow.id)
+            elif name == "time":
+                short, long = self._fmt_time(flow.timings.start)
+                text = long if c.width >= 12 else short
+            elif name == "method":
+                text, style = _clean(req.method), "flowtable--method"
+            elif name == "host":
+                text = _clean(req.host if req.port in (80, 443) else f"{req.host}:{req.port}")
+                style = "flowtable--host"
+            elif name == "path":
+                text = "(tunnel)" if req.method == "CONNECT" else _clean(req.target)
+                style = "flowtable--path"
+            elif name == "status":
+                text, style = self._status(flow)
+            elif name == "type":
+                if resp is not None:
+                    text = _clean(short_content_type(resp.headers.get("content-type")))
+            elif name == "size":
+                if resp is not None:
+                    text = human_size(resp.body_size)
+                    style = f"flowtable--size-{_size_class(resp.body_size)}"
+            elif name == "duration":
+                t = flow.timings
+                if t.end is not None:
+                    d = max(0.0, t.end - t.start)
+                    text, style = human_duration(d), f"flowtable--dur-{_dur_class(d)}"
+            elif name == "marks":
+                text = flow_marks(flow)
+                style = "flowtable--intercepted" if flow.state == INTERCEPTED else "flowtable--marks"
+            out.append(Segment(_fit(text, c.width, c.right, cut_left=name == "host"), st(style)))
+        return out
+
+    @staticmethod
+    def _status(flow: Flow) -> tuple[str, str]:
+        if flow.error is not None or flow.state == ERROR:
+            return "err", "flowtable--err"
+        resp = flow.response
+        if resp is None:
+            if flow.state == INTERCEPTED:
+                return "⏸", "flowtable--intercepted"
+            return ("…" if flow.state == PENDING else "-"), "flowtable--pending"
+        cls = resp.status // 100
+        return str(resp.status), f"flowtable--s{cls}" if 1 <= cls <= 5 else "flowtable--muted"
+
+    # ---------------------------------------------------------------- cursor
+
+    def _moved(self, follow: bool = False) -> None:
+        self.view.follow = follow
+        self._scroll_to_cursor()
+        self.refresh()
+        self.post_message(self.FocusMoved())
+
+    def action_cursor(self, delta: int) -> None:
+        self.view.move_focus(delta)
+        self._moved()
+
+    def action_page(self, direction: int) -> None:
+        self.view.move_focus(direction * max(1, self.visible_rows - 1))
+        self._moved()
+
+    def action_first(self) -> None:
+        self.view.set_focus_index(0)
+        self._moved()
+
+    def action_last(self) -> None:
+        """Jump to the newest flow and follow again from there."""
+        v = self.view
+        v.set_focus(v.newest_shown())
+        self._moved(follow=True)
+
+    def action_open(self) -> None:
+        if self.view.focus is not None:
+            self.post_message(self.Open(self.view.focus))
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y < 1:
+            return
+        index = round(self.scroll_y) + offset.y - 1
+        if 0 <= index < len(self.view):
+            flow = self.view[index]
+            self.view.set_focus(flow)
+            self._moved()
+            if event.chain >= 2:
+                self.post_message(self.Open(flow))
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()

@@ -1,0 +1,87 @@
+"""The `?` screen: every key (read from the live bindings, so it cannot drift), the filter
+language and the command list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from proxycore.commands import registry
+from proxycore.flowfilter import help_text
+
+
+def _key_name(b: Binding) -> str:
+    if b.key_display:
+        return b.key_display
+    keys = []
+    for k in b.key.split(","):
+        k = k.strip()
+        keys.append({"question_mark": "?", "enter": "⏎", "escape": "esc", "space": "space"}.get(k, k))
+    return " ".join(keys)
+
+
+def _table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
+    t = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None,
+              padding=(0, 1), expand=False)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    for k, d in rows:
+        t.add_row(k, d)
+    return t
+
+
+def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
+    rows = []
+    for b in bindings:
+        if isinstance(b, Binding) and b.description:
+            rows.append((_key_name(b), b.tooltip or b.description))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; background: $background 60%; }
+    HelpScreen > VerticalScroll {
+        width: 100%; max-width: 110; height: 100%; max-height: 46;
+        border: round $accent; border-title-color: $text-accent; border-subtitle-color: $text-muted;
+        background: $surface; padding: 0 1;
+    }
+    HelpScreen Static { width: 100%; margin-bottom: 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "close", "Close", show=False),
+        Binding("j", "scroll(1)", show=False),
+        Binding("k", "scroll(-1)", show=False),
+    ]
+
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as vs:
+            vs.border_title = "OmniProxy keys"
+            vs.border_subtitle = "esc closes · ↑↓ scroll"
+            for title, rows in self.sections:
+                yield Static(_table(title, rows))
+            yield Static(_table("Filter language (f)", help_text()))
+            yield Static(_table("Commands (ctrl+p)", [(c.signature, c.help) for c in registry]))
+            yield Static(Text("Flows stay in memory up to --max-flows (oldest dropped first); the capture "
+                              "file or database keeps everything.", style="italic"))
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_scroll(self, step: int) -> None:
+        self.query_one(VerticalScroll).scroll_relative(y=step, animate=False)
