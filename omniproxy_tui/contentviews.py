@@ -229,7 +229,8 @@ def _hl_form(width: int) -> Callable[[str], Text]:
     return hl
 
 
-def _multipart_lines(data: bytes, content_type: str) -> Iterator[str]:
+def _multipart_lines(data: bytes, content_type: str, part_cap: int) -> Iterator[str]:
+    """Each part: a title (name, filename, type, size), its headers, then its text or a summary."""
     m = re.search(r'boundary\s*=\s*"?([^";]+)"?', content_type, re.I)
     if not m:
         raise ValueError("multipart body without a boundary parameter")
@@ -278,7 +279,7 @@ def _multipart_lines(data: bytes, content_type: str) -> Iterator[str]:
         elif _is_binary(ctype, chunk):
             yield f"  <binary, {human_size(len(body))}>"
         else:
-            text = _decode_text(bytes(body[:_MAX_PREFIX]), charset_of(ctype), True)
+            text = _decode_text(bytes(body[:part_cap]), charset_of(ctype), len(body) <= part_cap)
             for line in text.split("\n"):
                 yield clean_line("  " + line.rstrip("\r"))
         if nxt < 0:
@@ -299,7 +300,7 @@ def _hl_multipart(s: str) -> Text:
 # --- text -------------------------------------------------------------------------------------
 
 
-def _text_prefix(data: bytes, limit: int | None) -> tuple[bytes, bool]:
+def _text_prefix(data: bytes, limit: int | None, sep: bytes = b"\n") -> tuple[bytes, bool]:
     """The bytes holding the first `limit` lines (found with bytes.find: no decoding)."""
     if limit is None:
         return data, True
@@ -307,7 +308,7 @@ def _text_prefix(data: bytes, limit: int | None) -> tuple[bytes, bool]:
     window = min(len(data), limit * MAX_LINE_CHARS)
     pos = 0
     for _ in range(limit):
-        nl = data.find(b"\n", pos, window)
+        nl = data.find(sep, pos, window)
         if nl < 0:
             pos = window
             break
@@ -355,7 +356,7 @@ def _auto_name(data: bytes, mime: str) -> str:
         return "text"
     if imageinfo.describe(data[:_FIRST_PREFIX]):
         return "image"
-    if _is_binary(mime, data):
+    if _is_binary("", data):  # the type did not decide: sniff the bytes alone
         return "hex"
     head = data[:64].lstrip()
     if head[:1] in (b"{", b"["):
@@ -452,12 +453,12 @@ def _build(kind: str, data: bytes, ct: str, mime: str, limit: int | None, mode: 
             return done(kind, lines, more or not complete, hl_json if kind == "json" else hl_xml)
         kind = "text"  # one token longer than the prefix cap: show the text
     if kind == "form":
-        prefix = data if limit is None else data[:_MAX_PREFIX]
+        prefix = _text_prefix(data, limit, b"&")[0]  # parse only the pairs that are shown
         lines, more, hang = _form_lines(_decode_text(prefix, charset_of(ct), True), limit)
         return done("form", lines, more or len(prefix) < len(data), _hl_form(hang), hang=hang)
     if kind == "multipart":
         try:
-            lines, more = _take(_split_long(_multipart_lines(data, ct)), limit)
+            lines, more = _take(_split_long(_multipart_lines(data, ct, len(data) if limit is None else limit * 256)), limit)
             return done("multipart", lines, more, _hl_multipart)
         except ValueError as e:
             error = f"{e}; shown as text"

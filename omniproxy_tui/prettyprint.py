@@ -64,7 +64,9 @@ def json_pretty(text: str, complete: bool, limit: int | None) -> tuple[list[str]
 
     while True:
         if limit is not None and len(lines) >= limit:
-            return lines[:limit], True
+            rest = _JSON_WS.match(text, pos).end()
+            done = complete and rest >= n and not stack and not cur and len(lines) == limit
+            return lines[:limit], not done
         m = match(text, pos)
         if m is None:
             end = _JSON_WS.match(text, pos).end()

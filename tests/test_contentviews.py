@@ -302,3 +302,17 @@ def test_full_mode_formats_everything():
     v = view_body(body, "application/json", mode="full")
     assert not v.truncated and v.total_lines == len(v.lines) > DEFAULT_LIMIT
     assert v.plain[-1] == "]"
+
+
+def test_a_view_exactly_at_the_cap_is_not_marked_truncated():
+    assert not view_body(b"[1,2,3]", "application/json", limit_lines=5).truncated
+    cut = view_body(b"[1,2,3,4]", "application/json", limit_lines=5)
+    assert cut.truncated and len(cut.lines) == 5
+    assert not view_body(b"a\nb\n", "text/plain", limit_lines=2).truncated
+    assert view_body(b"a\nb\nc", "text/plain", limit_lines=2).truncated
+
+
+def test_mislabelled_octet_stream_is_sniffed():
+    assert view_body(b'{"a": [1]}', "application/octet-stream").name == "JSON"
+    assert view_body(b"\x00\x01\x02\x03" * 8, "application/octet-stream").name == "hex"
+    assert view_body(b"<root><a/></root>", None).name == "XML/HTML"
