@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
@@ -31,6 +31,7 @@ from omniproxy_tui.bars import HeaderBar, StatusLine, capture_label
 from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
 from omniproxy_tui.filterbar import FilterBar
 from omniproxy_tui.flowtable import FlowTable
+from omniproxy_tui.gcpolicy import GcPolicy
 from omniproxy_tui.help import HelpScreen, binding_rows
 from omniproxy_tui.palette import FlowCommands
 from proxycore.commands import CommandContext, CommandError, Job, export_formats, registry
@@ -78,22 +79,33 @@ class MainScreen(Screen):
     """Header, flow table (+ detail pane when wide), filter bar, status line, footer."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f", "filter", "Filter", id="filter"),
-        Binding(FILTER_TOGGLE_KEY, "command('view.filter.toggle')", "Filter on/off", id="filter.toggle"),
-        Binding("m", "command('flow.mark')", "Mark", show=False, id="mark"),
-        Binding("M", "command('view.marked_only')", "Marked only", show=False, id="marked_only"),
+        Binding("f", "filter", "Filter", tooltip="Filter the flows (live; ? in the bar for syntax)", id="filter"),
+        Binding(FILTER_TOGGLE_KEY, "command('view.filter.toggle')", "Filter on/off",
+                tooltip="Switch the filter off and on without losing it", id="filter.toggle"),
+        Binding("m", "command('flow.mark')", "Mark", show=False, tooltip="Mark / unmark the flow", id="mark"),
+        Binding("M", "command('view.marked_only')", "Marked only", show=False,
+                tooltip="Show only marked flows (on/off)", id="marked_only"),
         Binding("U", "command('flow.unmark_all')", "Unmark all", show=False, id="unmark_all"),
-        Binding("d", "command('flow.delete')", "Delete", show=False, id="delete"),
-        Binding("D", "command('flow.duplicate')", "Duplicate", show=False, id="duplicate"),
-        Binding("z", "clear", "Clear all", show=False, id="clear"),
-        Binding("x", "export", "Export", id="export"),
-        Binding("c", "copy_curl", "Copy as curl", show=False, id="copy_curl"),
+        Binding("d", "command('flow.delete')", "Delete", show=False, tooltip="Delete the flow from the view",
+                id="delete"),
+        Binding("D", "command('flow.duplicate')", "Duplicate", show=False, tooltip="Duplicate the flow",
+                id="duplicate"),
+        Binding("z", "clear", "Clear all", show=False, tooltip="Clear all flows (asks first)", id="clear"),
+        Binding("x", "export", "Export",
+                tooltip="Copy the flow as curl, HTTPie, raw request/response or Python", id="export"),
+        Binding("c", "copy_curl", "Copy as curl", show=False, tooltip="Copy the flow as a curl command",
+                id="copy_curl"),
         Binding("H", "save('export.har')", "HAR", tooltip="Save shown flows as HAR 1.2", id="har"),
-        Binding("w", "save('export.ndjson')", "Save NDJSON", show=False, id="ndjson"),
-        Binding("o", "command('view.sort.cycle')", "Sort", show=False, id="sort"),
-        Binding("v", "command('view.sort.reverse')", "Reverse sort", show=False, id="reverse"),
-        Binding("F", "command('view.follow')", "Follow", show=False, id="follow"),
-        Binding("tab", "switch_pane", "Switch pane", show=False, id="pane"),
+        Binding("w", "save('export.ndjson')", "Save NDJSON", show=False,
+                tooltip="Save shown flows as NDJSON records", id="ndjson"),
+        Binding("o", "command('view.sort.cycle')", "Sort", show=False,
+                tooltip="Sort by time, method, url, size, duration, status", id="sort"),
+        Binding("v", "command('view.sort.reverse')", "Reverse sort", show=False, tooltip="Reverse the order",
+                id="reverse"),
+        Binding("F", "command('view.follow')", "Follow", show=False, tooltip="Follow new flows (on/off)",
+                id="follow"),
+        Binding("tab", "switch_pane", "Switch pane", show=False,
+                tooltip="Move between the table and the detail pane (wide terminals)", id="pane"),
     ]
 
     DEFAULT_CSS = """
@@ -216,6 +228,7 @@ class OmniProxyApp(App[int]):
         self._detail_flow: Flow | None = None
         self._loop_thread = threading.get_ident()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.gc_policy = GcPolicy()
         self._address = f"{options.host}:{options.port}"
         self._state = "starting" if start_proxy else "running"
 
@@ -259,9 +272,8 @@ class OmniProxyApp(App[int]):
         self._address, self._state = f"{shown_host}:{port}", "running"
         self._update_header()
         if first_run and self.proxy.ca is not None:
-            self.notify(f"Created a CA certificate at {self.proxy.ca.cert_path}. Clients must trust it to be "
-                        "intercepted over HTTPS: run `omniproxy-tui ca info` for how.",
-                        title="First run", timeout=20)
+            self.notify(f"New CA: {self.proxy.ca.cert_path}\nTrust it for HTTPS: omniproxy-tui ca info",
+                        title="First run", timeout=15)
 
     async def _stop_proxy(self) -> None:
         if self._stopped:
@@ -274,6 +286,12 @@ class OmniProxyApp(App[int]):
 
     async def on_unmount(self) -> None:
         await self._stop_proxy()
+        self.gc_policy.release()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown)):
+            self.gc_policy.busy()
+        await super().on_event(event)
 
     def _engine_error(self, message: str) -> None:
         # the engine may report from a writer thread, which must not wait for the UI
@@ -308,6 +326,9 @@ class OmniProxyApp(App[int]):
             self._unsaved = True
         if updates:
             view.update_many(updates.values())
+        if adds or updates:
+            self.gc_policy.busy()
+        self.gc_policy.tick()
         now = self._clock()
         self._rate.append((now, len(adds)))
         while self._rate and self._rate[0][0] < now - 2.0:

@@ -212,8 +212,8 @@ class FlowTable(ScrollView, can_focus=True):
         Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup,ctrl+b", "page(-1)", "Page up", show=False),
         Binding("pagedown,ctrl+f,space", "page(1)", "Page down", show=False),
-        Binding("home,g", "first", "First", show=False),
-        Binding("end,G", "last", "Last (and follow)", show=False),
+        Binding("home,g", "first", "First flow", show=False),
+        Binding("end,G", "last", "Newest flow (and follow again)", show=False),
         Binding("enter", "open", "Detail", key_display="⏎", id="flow.open"),
     ]
 
@@ -436,6 +436,12 @@ class FlowTable(ScrollView, can_focus=True):
             self._moved()
             if event.chain >= 2:
                 self.post_message(self.Open(flow))
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        # reading older flows with the wheel: new arrivals must not yank the view back down
+        if self.view.follow:
+            self.view.follow = False
+            self.post_message(self.FocusMoved())
 
     def on_focus(self) -> None:
         self.refresh()

@@ -17,6 +17,9 @@ from textual.widgets import Static
 from proxycore.commands import registry
 from proxycore.flowfilter import help_text
 
+_KEY_NAMES = {"question_mark": "?", "enter": "⏎", "escape": "esc", "up": "↑", "down": "↓", "pageup": "PgUp",
+              "pagedown": "PgDn", "home": "Home", "end": "End"}
+
 
 def _key_name(b: Binding) -> str:
     if b.key_display:
@@ -24,7 +27,7 @@ def _key_name(b: Binding) -> str:
     keys = []
     for k in b.key.split(","):
         k = k.strip()
-        keys.append({"question_mark": "?", "enter": "⏎", "escape": "esc", "space": "space"}.get(k, k))
+        keys.append(_KEY_NAMES.get(k, k))
     return " ".join(keys)
 
 
@@ -34,7 +37,7 @@ def _table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
     for k, d in rows:
-        t.add_row(k, d)
+        t.add_row(Text(k), Text(d))  # never markup: signatures contain [optional] args
     return t
 
 
@@ -43,6 +46,21 @@ def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
     for b in bindings:
         if isinstance(b, Binding) and b.description:
             rows.append((_key_name(b), b.tooltip or b.description))
+    return rows
+
+
+def command_rows() -> list[tuple[str, str]]:
+    """Short signatures (`view.sort <key>`); choices go with the description so the table stays narrow."""
+    rows = []
+    for c in registry:
+        sig = [c.name]
+        extra = ""
+        for a in c.args:
+            sig.append(f"<{a.name}>" if a.required else f"[{a.name}]")
+            choices = a.choice_list()
+            if choices:
+                extra = f" ({a.name}: {', '.join(choices)})"
+        rows.append((" ".join(sig), c.help + extra))
     return rows
 
 
@@ -73,7 +91,7 @@ class HelpScreen(ModalScreen[None]):
             for title, rows in self.sections:
                 yield Static(_table(title, rows))
             yield Static(_table("Filter language (f)", help_text()))
-            yield Static(_table("Commands (ctrl+p)", [(c.signature, c.help) for c in registry]))
+            yield Static(_table("Commands (ctrl+p)", command_rows()))
             yield Static(Text("Flows stay in memory up to --max-flows (oldest dropped first); the capture "
                               "file or database keeps everything.", style="italic"))
 

@@ -19,6 +19,7 @@ import httpx
 import jsonschema
 import pytest
 from rich.console import Console
+from textual import events
 from textual.app import App
 
 from omniproxy_tui.app import OmniProxyApp
@@ -390,7 +391,7 @@ async def test_help_screen_lists_keys_and_filter_language(workdir) -> None:
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
         text = screen_text(app)
-        for needle in ("Filter on/off", "Marked only", "Copy as curl", "Save shown flows as HAR"):
+        for needle in ("without losing it", "Show only marked flows", "as a curl command", "Save shown flows as HAR"):
             assert needle in text, needle
         await pilot.press("end")
         await until(pilot, lambda: "Filter language" in screen_text(app) or "view.sort" in screen_text(app),
@@ -471,6 +472,12 @@ async def test_mouse_click_selects_a_row(origin, workdir) -> None:
         await pilot.click(FlowTable, offset=(10, 1))  # row 0 is the column header
         await until(pilot, lambda: app.view.focus.request.path == "/json", "clicked row focused")
         assert not app.view.follow
+        await pilot.press("F")
+        await until(pilot, lambda: app.view.follow, "follow on")
+        await pilot.mouse_down(FlowTable)  # no-op press, then the wheel: scrolling up stops following
+        table = app.screen.query_one(FlowTable)
+        table.post_message(events.MouseScrollUp(table, 5, 5, 0, 0, 0, False, False, False))
+        await until(pilot, lambda: not app.view.follow, "wheel stops follow")
 
 
 # --------------------------------------------------------------------------- scale
@@ -508,3 +515,32 @@ async def test_50000_flows_render_only_visible_rows(workdir) -> None:
         # a filter over all of them still answers
         app.run_command("view.filter.set", "~u /item/5999")
         await until(pilot, lambda: len(app.view) == 10, "filtered 50 000 flows")  # /item/5999 itself was dropped
+
+
+def test_gc_policy_freezes_and_collects_when_idle() -> None:
+    import gc
+
+    from omniproxy_tui.gcpolicy import GcPolicy
+
+    now = [100.0]
+    policy = GcPolicy(clock=lambda: now[0], freeze_every=2.0, idle_after=5.0, min_full_interval=60.0)
+    try:
+        junk = [[i] for i in range(1000)]  # tracked containers that survive
+        policy.tick()
+        assert gc.get_freeze_count() == 0  # not yet: freezing waits freeze_every
+        now[0] += 2.0
+        policy.tick()
+        assert gc.get_freeze_count() >= 1000
+        for _ in range(30):  # busy traffic: never a full collection
+            now[0] += 3.0
+            policy.busy()
+            policy.tick()
+        assert policy.full_collections == 0
+        now[0] += 6.0  # idle long enough, and 60 s since the last full collection
+        policy.tick()
+        assert policy.full_collections == 1
+        del junk
+    finally:
+        policy.release()
+        gc.unfreeze()
+    assert gc.get_freeze_count() == 0
