@@ -79,7 +79,7 @@ class FilterBar(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Static(_LABEL, id="fb-label")
-            yield FilterInput(placeholder="~d host & ~c 404 | word (? for help)", id="fb-input",
+            yield FilterInput(placeholder="e.g. ~d example.com & ~c 404 | ~m post", id="fb-input",
                               select_on_focus=False)
             yield Static("", id="fb-count")
         yield Static("", id="fb-error")

@@ -15,6 +15,7 @@ control API and tests. Built for a live table: 50 000 flows kept, thousands adde
 from __future__ import annotations
 
 import copy
+import gc
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -250,17 +251,29 @@ class FlowView:
         """Re-filter and re-sort everything (filter, marked-only or sort key changed)."""
         keyfn = self._keyfn
         focus = self._focus
-        flows: Iterable[Flow] = self._store.values()
-        if self.marked_only:
-            flows = [f for f in flows if f.marked]
-        flt = self._filter
-        if flt is not None and self.filter_enabled:
-            pred = flt.predicate
-            flows = [f for f in flows if pred(f)]
-        pairs = sorted(((keyfn(f), f) for f in flows), key=lambda p: p[0])
-        self._keys = [k for k, _ in pairs]
-        self._flows = [f for _, f in pairs]
-        self._key_of = {f.id: k for k, f in pairs}
+        # Allocation-heavy but creates no cyclic garbage: keep the cyclic GC from walking every
+        # stored flow in the middle of it (measured: up to 5x slower with 50 000 flows).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            flows = list(self._store.values())
+            if self.marked_only:
+                flows = [f for f in flows if f.marked]
+            flt = self._filter
+            if flt is not None and self.filter_enabled:
+                pred = flt.predicate
+                flows = [f for f in flows if pred(f)]
+            keys = [keyfn(f) for f in flows]
+            if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
+                order = sorted(range(len(keys)), key=keys.__getitem__)
+                keys = [keys[i] for i in order]
+                flows = [flows[i] for i in order]
+            self._keys = keys
+            self._flows = flows
+            self._key_of = {f.id: k for f, k in zip(flows, keys, strict=True)}
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         if self.follow:
             self._focus = self.newest_shown()
         else:
