@@ -525,6 +525,9 @@ class OmniProxyApp(App[int]):
         return not (opts.output or opts.db) and self._unsaved and self.view.total > 0
 
     async def action_quit(self) -> None:
+        if getattr(self.screen, "purpose", None) == "quit":  # quit pressed again on the question: yes
+            await self.shutdown()
+            return
         if not self.needs_quit_confirmation():
             await self.shutdown()
             return
@@ -536,9 +539,11 @@ class OmniProxyApp(App[int]):
                 self.run_command("export.har", quiet=False, after=lambda: self.call_later(self.shutdown))
 
         n = self.view.total
-        self.push_screen(ConfirmScreen("Quit OmniProxy?", f"{n:,} flow{'s' * (n != 1)} are only in memory (no "
-                                       "-o/--db capture). Quit anyway, or save them as HAR first?",
-                                       {"y": "quit", "h": "save HAR and quit", "n": "stay"}), answer)
+        dialog = ConfirmScreen("Quit OmniProxy?", f"{n:,} flow{'s' * (n != 1)} are only in memory (no -o/--db "
+                               "capture). Quit anyway, or save them as HAR first?",
+                               {"y": "quit", "h": "save HAR and quit", "n": "stay"}, aliases={"q": "y"})
+        dialog.purpose = "quit"
+        self.push_screen(dialog, answer)
 
     async def shutdown(self) -> None:
         await self._stop_proxy()

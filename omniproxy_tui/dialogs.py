@@ -37,11 +37,13 @@ class ConfirmScreen(ModalScreen[str | None]):
         Binding("enter", "default", "Default", show=False),
     ]
 
-    def __init__(self, title: str, body: str, choices: dict[str, str]) -> None:
+    def __init__(self, title: str, body: str, choices: dict[str, str], aliases: dict[str, str] | None = None) -> None:
         super().__init__()
         self.title_text = title
         self.body = body
         self.choices = choices
+        self.aliases = aliases or {}  # extra keys answering like a choice (q on "Quit?" means yes)
+        self.purpose = ""  # lets the app recognise its own question (quit pressed twice = yes)
 
     def compose(self) -> ComposeResult:
         keys = "   ".join(f"[b]{k}[/b] {label}" for k, label in self.choices.items())
@@ -51,9 +53,10 @@ class ConfirmScreen(ModalScreen[str | None]):
             yield Static(keys + "   [b]esc[/b] cancel", classes="dialog-keys")
 
     def on_key(self, event) -> None:  # noqa: ANN001 - textual.events.Key
-        if event.character and event.character in self.choices:
+        ch = event.character
+        if ch and (ch in self.choices or ch in self.aliases):
             event.stop()
-            self.dismiss(event.character)
+            self.dismiss(self.aliases.get(ch, ch))
 
     def action_answer(self, key: str) -> None:
         self.dismiss(key or None)
