@@ -23,10 +23,25 @@ def _shorten_middle(s: str, width: int) -> str:
     return s[:head] + "…" + s[len(s) - (keep - head):]
 
 
+def _shorten_left(s: str, width: int) -> str:
+    """Keep the end (a file name says more than the directories leading to it)."""
+    if cell_len(s) <= width:
+        return s
+    if width <= 1:
+        return "…"[:width]
+    return "…" + s[len(s) - (width - 1):]
+
+
 def capture_label(output: str | None, db: str | None) -> str:
-    if output and db:
-        return f"{output} + {db}"
-    return output or db or ""
+    """Where flows are saved, short enough for the header: file names, not directories."""
+    parts = []
+    if output:
+        parts.append(output.replace("\\", "/").rsplit("/", 1)[-1] or output)
+    if db:
+        scheme, _, rest = db.partition(":")
+        tail = rest.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or rest
+        parts.append(f"{scheme}:{tail}")
+    return " + ".join(parts)
 
 
 class HeaderBar(Widget):
@@ -85,7 +100,7 @@ class HeaderBar(Widget):
         if self.state == "running" and room >= 6:
             cap = self.capture
             left.append("  → " if cap else "  ", muted)
-            shown = _shorten_middle(cap, room - 4) if cap else _shorten_middle("not saved", room - 2)
+            shown = _shorten_left(cap, room - 4) if cap else _shorten_middle("not saved", room - 2)
             left.append(shown, "" if cap else muted)
         pad = max(1, width - left.cell_len - right.cell_len)
         out = left + Text(" " * pad) + right
@@ -135,14 +150,10 @@ class StatusLine(Widget):
         if v.marked_only:
             left.append("  marked only", warn)
         if v.filter is not None:
-            room = width - left.cell_len - right.cell_len - 14
-            expr = _shorten_middle(v.filter_expr, max(4, room))
-            if v.filter_enabled:
-                left.append("  filter ", accent)
-                left.append(expr, strong)
-            else:
-                left.append(f"  filter off ({self.toggle_key}): ")
-                left.append(expr, st("bar--off"))
+            label = "  filter " if v.filter_enabled else f"  filter off ({self.toggle_key}): "
+            left.append(label, accent if v.filter_enabled else None)
+            room = width - left.cell_len - right.cell_len - 1
+            left.append(_shorten_middle(v.filter_expr, max(4, room)), strong if v.filter_enabled else st("bar--off"))
         pad = max(1, width - left.cell_len - right.cell_len)
         out = left + Text(" " * pad) + right
         out.truncate(width)
