@@ -117,8 +117,21 @@ class Proxy:
         """Stop accepting, close client connections, drain the capture pipeline."""
         if self._server is not None:
             self._server.close()
+        # Let exchanges in flight finish (briefly), then close everything; only then drain the
+        # capture, so that every flow that ends because of the shutdown is still written.
+        conns = list(self.connections)
+        for conn in conns:
+            conn.closing = True
+            if conn.active is None and not conn.queue:
+                conn.close()
+        busy = [c.task for c in conns if c.task is not None]
+        if busy:
+            await asyncio.wait(busy, timeout=1.0)
         for conn in list(self.connections):
             conn.close()
+        busy = [c.task for c in conns if c.task is not None and not c.task.done()]
+        if busy:
+            await asyncio.wait(busy, timeout=1.0)
         self.pool.close()
         if self._server is not None:
             try:

@@ -53,6 +53,10 @@ async def test_sigterm_mid_load_loses_no_completed_flow(origin, tmp_path, omnipr
                 if r.status_code == 200 and r.json()["hello"] == "world":
                     completed.add(n)
 
+    async def drain_stderr() -> bytes:  # keep the pipe flowing: a full pipe would stall the proxy's log
+        return await proc.stderr.read()
+
+    log = asyncio.create_task(drain_stderr())
     workers = [asyncio.create_task(client(w)) for w in range(10)]
     deadline = asyncio.get_running_loop().time() + 30
     while len(completed) < 300 and asyncio.get_running_loop().time() < deadline:
@@ -62,7 +66,7 @@ async def test_sigterm_mid_load_loses_no_completed_flow(origin, tmp_path, omnipr
     rc = await asyncio.wait_for(proc.wait(), 30)
     stop.set()
     await asyncio.gather(*workers)
-    err = (await proc.stderr.read()).decode()
+    err = (await log).decode()
     assert rc == 0, err
     assert re.search(r"stopped: \d+ flows seen, \d+ captured, \d+ written, 0 dropped", err), err
     if fmt == "har":
