@@ -271,6 +271,13 @@ class OmniProxyApp(App[int]):
         shown_host = f"[{host}]" if ":" in host else host
         self._address, self._state = f"{shown_host}:{port}", "running"
         self._update_header()
+        try:  # the empty table says how to send it something
+            table = self.get_screen_main().query_one(FlowTable)
+            table.empty_message = (f"No flows yet. Point a client at the proxy, e.g.\n"
+                                   f"  curl -x http://{self._address} http://example.com/")
+            table.refresh()
+        except Exception:  # the screen may not be mounted yet in tests
+            pass
         if first_run and self.proxy.ca is not None:
             self.notify(f"New CA: {self.proxy.ca.cert_path}\nTrust it for HTTPS: omniproxy-tui ca info",
                         title="First run", timeout=15)

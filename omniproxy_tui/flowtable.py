@@ -298,10 +298,12 @@ class FlowTable(ScrollView, can_focus=True):
         view = self.view
         index = round(self.scroll_y) + y - 1
         if index >= len(view):
-            if index == 0 and len(view) == 0:
-                style = self.get_component_rich_style("flowtable--empty")
+            if len(view) == 0:
                 msg = self.empty_message if view.total == 0 else f"No flows match ({view.total} hidden)"
-                return Strip([Segment(_fit(" " + msg, width), style)], width)
+                lines = msg.split("\n")
+                if index < len(lines):
+                    style = self.get_component_rich_style("flowtable--empty")
+                    return Strip([Segment(_fit(" " + lines[index], width), style)], width)
             return Strip.blank(width, self.rich_style)
         flow = view[index]
         segments = self._row_segments(flow, cols, width)
