@@ -250,6 +250,10 @@ class OmniProxyApp(App[int]):
         self.set_interval(1 / self._tick_hz, self._tick, name="flow-refresh")
 
     def main_screen_ready(self) -> None:
+        if self._start_proxy:  # the empty table says how to send it a first flow
+            self.get_screen_main().query_one(FlowTable).empty_message = (
+                f"No flows yet. Point a client at the proxy, e.g.\n"
+                f"  curl -x http://{self._address} http://example.com/")
         self.update_layout()
         self.sync_view(scroll=True)
 
@@ -271,13 +275,7 @@ class OmniProxyApp(App[int]):
         shown_host = f"[{host}]" if ":" in host else host
         self._address, self._state = f"{shown_host}:{port}", "running"
         self._update_header()
-        try:  # the empty table says how to send it something
-            table = self.get_screen_main().query_one(FlowTable)
-            table.empty_message = (f"No flows yet. Point a client at the proxy, e.g.\n"
-                                   f"  curl -x http://{self._address} http://example.com/")
-            table.refresh()
-        except Exception:  # the screen may not be mounted yet in tests
-            pass
+
         if first_run and self.proxy.ca is not None:
             self.notify(f"New CA: {self.proxy.ca.cert_path}\nTrust it for HTTPS: omniproxy-tui ca info",
                         title="First run", timeout=15)
