@@ -18,6 +18,7 @@ import httptools
 from . import flow as flowmod
 from .certs import get_sni
 from .contentdetect import CHECK_BYTES, binary_by_content_type
+from .endpoint import Endpoint
 from .flow import Flow, Headers, Request, Response, TLSInfo
 from .upstream import MAX_HEAD_SIZE, UpstreamConnection, UpstreamError, _tls_info
 
@@ -198,10 +199,10 @@ class Exchange:
             self.done.set_result(how)
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(Endpoint):
     def __init__(self, proxy: Proxy) -> None:
+        super().__init__()
         self.proxy = proxy
-        self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_addr: tuple[str, int] | None = None
         self.tunnel: tuple[str, int] | None = None  # origin of a MITMed CONNECT
@@ -211,7 +212,6 @@ class ClientConnection(asyncio.Protocol):
         self.active: Exchange | None = None  # being served
         self.task: asyncio.Task | None = None
         self.wakeup: asyncio.Future | None = None
-        self.closed = False
         self.closing = False
         self.bad_request: tuple[int, str] | None = None
         self.in_head = False
@@ -220,7 +220,6 @@ class ClientConnection(asyncio.Protocol):
         self.pending_raw: list[bytes] = []  # bytes after an Upgrade head, before the relay starts
         self._url: list[bytes] = []
         self._headers: list[tuple[bytes, bytes]] = []
-        self._paused = False
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -707,32 +706,3 @@ class ClientConnection(asyncio.Protocol):
                 resp.body_truncated = ex.resp_cap.truncated
         flow.state = flowmod.ERROR if flow.error else flowmod.DONE
         self.proxy.flow_done(flow)
-
-    # --- transport helpers --------------------------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
-
-    def pause_reading(self) -> None:
-        if self.transport is not None and not self._paused and not self.closed:
-            self._paused = True
-            try:
-                self.transport.pause_reading()
-            except RuntimeError:
-                pass
-
-    def resume_reading(self) -> None:
-        if self.transport is not None and self._paused and not self.closed:
-            self._paused = False
-            try:
-                self.transport.resume_reading()
-            except RuntimeError:
-                pass
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-
-    def abort(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.abort()

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import httptools
 
+from .endpoint import Endpoint
 from .flow import TLSInfo
 
 if TYPE_CHECKING:
@@ -97,16 +98,15 @@ def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
     return f"cannot connect to {host}:{port}: {exc}"
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(Endpoint):
     """One connection to an origin (or to the upstream proxy for plain HTTP)."""
 
     def __init__(self, pool: Pool | None, key: tuple) -> None:
+        super().__init__()
         self.pool = pool
         self.key = key
-        self.transport: asyncio.Transport | None = None
         self.handler: ResponseHandler | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
         self.tls: TLSInfo | None = None
         self.server_addr: tuple[str, int] | None = None
         self.head_request = False  # HEAD responses carry no body: the parser cannot know
@@ -116,7 +116,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._framing = ""
         self._in_message = False
         self._relay = False  # after 101 / CONNECT tunnels: raw bytes to the handler
-        self._paused = False
         # Content-Length body bytes still to come. Once the head is parsed, such bodies bypass the
         # parser: each received buffer goes to the client as is, without httptools' per-chunk copy.
         self._remaining = 0
@@ -279,35 +278,13 @@ class UpstreamConnection(asyncio.Protocol):
         if self._paused:
             self.resume_reading()
 
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
-
-    def pause_reading(self) -> None:
-        if self.transport is not None and not self._paused:
-            self._paused = True
-            try:
-                self.transport.pause_reading()
-            except RuntimeError:
-                pass
-
-    def resume_reading(self) -> None:
-        if self.transport is not None and self._paused:
-            self._paused = False
-            try:
-                self.transport.resume_reading()
-            except RuntimeError:
-                pass
-
     def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        self.closed = True  # at once: the pool must never hand out a connection being closed
+        super().close()
 
     def abort(self) -> None:
         self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        super().abort()
 
     def release(self) -> None:
         """Hand the connection back to the pool for reuse."""
