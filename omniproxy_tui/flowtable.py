@@ -273,8 +273,8 @@ class FlowTable(ScrollView, can_focus=True):
         self.refresh_view()
 
     def _layout(self, width: int) -> list[Column]:
-        newest = self.view.newest_shown()
-        id_width = max(4, len(str(newest.id))) if newest is not None else 4
+        # called for every line drawn: must be O(1) (newest_shown() is O(n) outside time order)
+        id_width = max(4, len(str(self.view.newest_id)))
         if width != self._columns_width or id_width != self._id_width:
             self._id_width = id_width
             self._columns = layout_columns(width, id_width)

@@ -201,6 +201,12 @@ class FlowView:
         i = self.focus_index
         self.set_focus_index((i if i is not None else 0) + delta)
 
+    @property
+    def newest_id(self) -> int:
+        """Id of the most recently stored flow (0 when empty), in O(1): ids only grow, the store
+        keeps arrival order. For sizing the id column on every rendered line."""
+        return next(reversed(self._store), 0)
+
     def newest_shown(self) -> Flow | None:
         """The flow "follow" tracks: the most recent shown flow (highest id)."""
         if not self._flows:
