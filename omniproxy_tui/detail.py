@@ -47,7 +47,7 @@ def _add_headers(doc: Document, headers: Headers) -> None:
         return
     width = min(max(len(k) for k, _ in headers.items()), 28)
     for name, value in headers.items():
-        line = Text(f"{clean_line(name):<{width}}  ", S_NAME)
+        line = Text.assemble((f"{clean_line(name):<{width}}  ", S_NAME))  # a span: the value stays plain
         line.append(clean_line(value))
         doc.add(line, hang=width + 2)
 
@@ -59,7 +59,7 @@ def _add_body(doc: Document, view: ContentView | None, msg: Request | Response, 
         doc.add(Text("(no body)", S_DIM))
         return
     assert view is not None
-    head = Text("Body  ", S_TITLE)
+    head = Text.assemble(("Body  ", S_TITLE))
     facts = [view.name, human_size(msg.body_size)]
     if ctype:
         facts.append(ctype.split(";", 1)[0].strip())
@@ -146,7 +146,7 @@ def _add_tls(doc: Document, title: str, tls: TLSInfo | None, with_cert: bool) ->
         rows += [("subject", tls.cert_subject), ("issuer", tls.cert_issuer),
                  ("expires", tls.cert_not_after), ("names", ", ".join(tls.cert_sans) or None)]
     for name, value in rows:
-        line = Text(f"  {name:<9} ", S_NAME)
+        line = Text.assemble((f"  {name:<9} ", S_NAME))
         line.append(value or "—", "" if value else S_DIM)
         doc.add(line, hang=12)
 

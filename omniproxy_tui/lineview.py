@@ -291,7 +291,8 @@ class LineView(ScrollView, can_focus=True):
             end = cuts[k + 1] if k + 1 < len(cuts) else len(text.plain)
             indent = self._indent(i, self._width) if k else 0
         piece = text[start:end] if (start, end) != (0, len(text.plain)) else text.copy()
-        piece.style = base
+        # keep the line's own base style (header names, titles) on top of the widget's colours
+        piece.style = base + self.app.console.get_style(text.style) if text.style else base
         piece.no_wrap = True
         for m in self._by_line.get(i, ()):
             line, ms, me = self.matches[m]
@@ -303,7 +304,8 @@ class LineView(ScrollView, can_focus=True):
             if s0 < end and s1 > start:
                 sel = self.screen.get_component_rich_style("screen--selection")
                 piece.stylize(sel, max(0, s0 - start), s1 - start)
-        segments = list(piece.render(self.app.console))
+        # Text.render() drops the base style of a Text without spans: apply it to every segment
+        segments = list(Segment.apply_style(piece.render(self.app.console), piece.style))
         strip = Strip(segments).apply_offsets(start, i)
         if indent:
             pad = Segment(" " * indent, base + Style.from_meta({"offset": (start, i)}))
