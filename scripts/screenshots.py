@@ -1,0 +1,274 @@
+"""Regenerate the README's SVG screenshots in screenshots/ from a real run of the app.
+
+    python3 scripts/screenshots.py [--out DIR]
+
+Starts a small local origin (HTTP and HTTPS, on OS-chosen ports), runs `OmniProxyApp` headless
+with its real proxy on port 0 (OMNIPROXY_HOME in a temporary directory, so a fresh CA is made and
+the user's own is never touched), sends real requests through the proxy with httpx — HTML, JSON,
+an image, a conditional 304, a 404, a POST, a slow 500, an HTTPS request through the generated CA
+and a connection error — and saves what the app shows, driven by the same keys a user presses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+import httpx  # noqa: E402
+
+from omniproxy_tui.app import OmniProxyApp  # noqa: E402
+from omniproxy_tui.detail import DetailScreen, FlowDetail  # noqa: E402
+from omniproxy_tui.help import HelpScreen  # noqa: E402
+from proxycore.certs import CertificateAuthority  # noqa: E402
+from proxycore.flow import DONE, ERROR  # noqa: E402
+from proxycore.options import Options  # noqa: E402
+
+NARROW, WIDE = (80, 24), (160, 48)
+THEME = "textual-dark"
+TIMEOUT = 15.0
+FILTER = "~c 200 & ~t json"
+
+
+# --------------------------------------------------------------------------- a small origin
+
+
+def png(width: int, height: int) -> bytes:
+    """A real RGB PNG (a gradient), so the detail view can report its type and dimensions."""
+    rows = b"".join(b"\x00" + b"".join(bytes((x * 255 // width, y * 255 // height, 160)) for x in range(width))
+                    for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+HTML = b"""<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Shop</title><link rel="stylesheet" href="/static/app.css"></head>
+<body><h1>Shop</h1><img src="/static/logo.png" alt="logo"><p>Welcome back.</p></body>
+</html>
+"""
+USERS = {"page": 2, "per_page": 3, "total": 12, "data": [
+    {"id": 4, "email": "ada@example.com", "name": "Ada Lovelace", "active": True, "roles": ["admin"]},
+    {"id": 5, "email": "alan@example.com", "name": "Alan Turing", "active": True, "roles": []},
+    {"id": 6, "email": "grace@example.com", "name": "Grace Hopper", "active": False, "roles": ["ops"]},
+], "next": "/api/users?page=3"}
+ETAG = '"5f3a-1b2c"'
+
+
+class Origin:
+    """HTTP/1.1 keep-alive origin on 127.0.0.1 with a handful of realistic routes."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self.logo = png(120, 40)
+
+    async def start(self) -> Origin:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await self._one(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        line = await reader.readline()
+        if not line:
+            return False
+        method, target, _ = line.decode("latin-1").split()
+        headers: dict[str, str] = {}
+        while (raw := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            k, v = raw.decode("latin-1").split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+        path = target.split("?", 1)[0]
+        status, ctype, out, extra = 404, "application/json", b'{"error": "not found"}', []
+        if path == "/":
+            status, ctype, out = 200, "text/html; charset=utf-8", HTML
+        elif path == "/api/users":
+            status, ctype, out = 200, "application/json; charset=utf-8", json.dumps(USERS).encode()
+        elif path == "/api/profile":
+            status, out = 200, json.dumps({"id": 4, "name": "Ada Lovelace", "plan": "pro",
+                                           "features": ["export", "replay"]}).encode()
+        elif path == "/api/orders" and method == "POST":
+            order = json.loads(body or b"{}")
+            status, out = 201, json.dumps({"id": "ord_8f2k", "status": "created", **order}).encode()
+        elif path == "/static/logo.png":
+            status, ctype, out = 200, "image/png", self.logo
+        elif path == "/static/app.css":
+            if headers.get("if-none-match") == ETAG:
+                status, ctype, out = 304, "", b""
+            else:
+                status, ctype, out = 200, "text/css", b"body { font-family: sans-serif; }\n"
+            extra = [("ETag", ETAG)]
+        elif path == "/api/report":
+            await asyncio.sleep(0.35)  # a slow, failing backend: the duration column colours it
+            status, ctype, out = 500, "text/plain", b"report worker crashed\n"
+        reason = {200: "OK", 201: "Created", 304: "Not Modified", 404: "Not Found",
+                  500: "Internal Server Error"}[status]
+        head = [f"HTTP/1.1 {status} {reason}", "Server: demo-origin", f"Content-Length: {len(out)}"]
+        head += [f"Content-Type: {ctype}"] if ctype else []
+        head += [f"{k}: {v}" for k, v in extra]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + out)
+        await writer.drain()
+        return True
+
+
+# --------------------------------------------------------------------------- driving the app
+
+
+async def until(pilot, cond: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"screenshots: timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def send_traffic(proxy_port: int, ca_file: Path, http: Origin, https: Origin) -> int:
+    """Real requests through the proxy, one after the other so the table order is stable."""
+    verify = ssl.create_default_context(cafile=str(ca_file))
+    base, tls = f"http://127.0.0.1:{http.port}", f"https://localhost:{https.port}"
+    async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{proxy_port}", verify=verify, trust_env=False,
+                                 timeout=10) as client:
+        requests = [
+            client.get(f"{base}/"),
+            client.get(f"{base}/static/app.css", headers={"If-None-Match": ETAG}),
+            client.get(f"{base}/static/logo.png"),
+            client.get(f"{base}/api/users?page=2", headers={"Accept": "application/json"}),
+            client.post(f"{base}/api/orders", json={"sku": "WID-42", "qty": 3}),
+            client.get(f"{tls}/api/profile", headers={"Authorization": "Bearer demo-token"}),
+            client.get(f"{base}/api/users/999"),
+            client.get(f"{base}/api/report?range=last-quarter"),
+            client.get("http://127.0.0.1:1/health"),  # nobody listens: the proxy answers 502
+        ]
+        for request in requests:
+            await request
+    return len(requests)
+
+
+def flows_settled(app: OmniProxyApp, n: int) -> bool:
+    flows = app.view.all_flows()
+    return (len(flows) == n and all(f.state in (DONE, ERROR) for f in flows)
+            and app._drawn_version == app.view.version)
+
+
+async def focus_flow(pilot, path: str) -> None:
+    """Move the cursor to the flow with this path, with the keys a user would press."""
+    app: OmniProxyApp = pilot.app
+    index = next(i for i, f in enumerate(app.view.shown()) if f.request.target.startswith(path))
+    await pilot.press("home", *["down"] * index)
+    await until(pilot, lambda: app.view.focus is not None and app.view.focus.request.target.startswith(path),
+                f"the cursor on {path}")
+
+
+async def show_response_tab(pilot) -> None:
+    app: OmniProxyApp = pilot.app
+    await pilot.press("2")
+    detail = app.screen.query_one(FlowDetail)
+    await until(pilot, lambda: detail.active_tab == "response" and "JSON" in detail.status_text, "the response tab")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def capture(out: Path, home: Path) -> list[Path]:
+    ca_dir = home / "origin-ca"
+    ca_dir.mkdir(parents=True)
+    origin_ca = CertificateAuthority.generate(ca_dir / "ca.crt", ca_dir / "ca.key", cn="Demo Origin CA")
+    http, https = await Origin().start(), await Origin(origin_ca.server_context("localhost")).start()
+    app = OmniProxyApp(Options(host="127.0.0.1", port=0, upstream_ca=str(ca_dir / "ca.crt")))
+    app.theme = THEME
+    saved: list[Path] = []
+
+    def shot(name: str) -> None:
+        app.save_screenshot(filename=name, path=str(out))
+        saved.append(out / name)
+
+    try:
+        async with app.run_test(size=NARROW) as pilot:
+            if app.proxy is None or app.startup_error is not None:
+                raise SystemExit(f"screenshots: the proxy did not start: {app.startup_error}")
+            n = await send_traffic(app.proxy.address[1], app.options.ca_cert_path, http, https)
+            await until(pilot, lambda: flows_settled(app, n), f"{n} finished flows in the table")
+
+            await focus_flow(pilot, "/static/logo.png")
+            await pilot.press("m", "end")  # mark the image, then follow the newest flow again
+            await until(pilot, lambda: app.view.follow and any(f.marked for f in app.view.shown()), "the mark")
+            shot("main-80x24.svg")
+
+            await pilot.press("f", *["space" if c == " " else c for c in FILTER], "enter")
+            await until(pilot, lambda: app.view.filter_expr == FILTER and app._drawn_version == app.view.version,
+                        "the filter")
+            shot("filter-80x24.svg")
+            await pilot.press("f", "ctrl+u", "enter")  # an empty filter shows everything again
+            await until(pilot, lambda: len(app.view) == n, "the filter cleared")
+
+            await focus_flow(pilot, "/api/users?page=2")
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, DetailScreen), "the detail screen")
+            await show_response_tab(pilot)
+            shot("detail-80x24.svg")
+            await pilot.press("escape")
+
+            await pilot.press("question_mark")
+            await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+            shot("help-80x24.svg")
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "help closed")
+
+            await pilot.resize_terminal(*WIDE)
+            await until(pilot, lambda: app.is_wide and app.screen.query_one("#main").has_class("wide"),
+                        "the split layout")
+            await focus_flow(pilot, "/api/users?page=2")
+            await pilot.press("enter")  # wide: Enter moves into the detail pane
+            await until(pilot, lambda: app.screen.query_one(FlowDetail).has_focus_within, "the detail pane")
+            await show_response_tab(pilot)
+            shot("main-160x48.svg")
+            await app.shutdown()
+    finally:
+        await http.stop()
+        await https.stop()
+    return saved
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Regenerate the README screenshots from a real run.")
+    parser.add_argument("--out", type=Path, default=REPO / "screenshots", help="output directory")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="omniproxy-shots-") as tmp:
+        os.environ["OMNIPROXY_HOME"] = str(Path(tmp) / "home")  # a fresh CA, never the user's
+        for path in asyncio.run(capture(args.out.resolve(), Path(tmp))):
+            print(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
