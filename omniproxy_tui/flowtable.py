@@ -73,6 +73,8 @@ def human_size(n: int) -> str:
 
 def human_duration(seconds: float) -> str:
     ms = seconds * 1000.0
+    if ms < 9.95:
+        return f"{ms:.1f}ms"  # local exchanges take well under a millisecond: "0ms" says nothing
     if ms < 1000:
         return f"{ms:.0f}ms"
     if seconds < 10:
@@ -127,6 +129,8 @@ def layout_columns(width: int, id_width: int = 4) -> list[Column]:
         host_w, time_w, type_w = 28, 12, 16
     elif width >= 100:
         host_w, time_w, type_w = 22, 8, 10
+    elif width >= 84:  # e.g. the table beside the detail pane on a 160-column terminal
+        host_w, time_w, type_w = 16, 0, 8
     else:
         host_w, time_w, type_w = 16, 0, 0
     cols = [Column("id", "#", id_width, right=True)]

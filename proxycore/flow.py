@@ -255,8 +255,11 @@ class Flow:
         "modified", "passthrough", "in_scope", "sampled", "__weakref__",
     )
 
-    def __init__(self, request: Request, client_addr: tuple[str, int] | None = None) -> None:
-        self.id = next(_ids)
+    def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
+                 assign_id: bool = True) -> None:
+        # A CONNECT that gets intercepted is never shown: it takes an id only when published,
+        # so the ids users see have no gaps.
+        self.id = next(_ids) if assign_id else 0
         self.client_addr = client_addr
         self.server_addr: tuple[str, int] | None = None
         self.request = request
@@ -274,6 +277,10 @@ class Flow:
         self.passthrough = False  # a tunnel relayed untouched (skip-host or --no-mitm)
         self.in_scope = True  # include/exclude filters
         self.sampled = True  # sampling decision for sinks
+
+    def ensure_id(self) -> None:
+        if not self.id:
+            self.id = next(_ids)
 
     @property
     def is_tls(self) -> bool:

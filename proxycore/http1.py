@@ -386,7 +386,7 @@ class ClientConnection(Endpoint):
         except (ValueError, httptools.HttpParserInvalidURLError) as exc:
             err = (400, f"malformed request target: {exc}")
         req = Request(method, scheme, host, port, target, f"HTTP/{version}", headers, authority=authority)
-        flow = Flow(req, self.client_addr)
+        flow = Flow(req, self.client_addr, assign_id=method != "CONNECT")
         if self.client_tls is not None:
             flow.client_tls = self.client_tls
         if err is None and method != "CONNECT" and self.tunnel is None and port == proxy.address[1] \

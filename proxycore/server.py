@@ -158,6 +158,8 @@ class Proxy:
         return unsubscribe
 
     def publish(self, kind: str, flow: Flow) -> None:
+        if not flow.id:
+            flow.ensure_id()
         for cb in self._subscribers:
             try:
                 cb(kind, flow)
@@ -165,6 +167,7 @@ class Proxy:
                 self.report_error(f"flow subscriber failed: {exc!r}")
 
     def flow_done(self, flow: Flow) -> None:
+        flow.ensure_id()
         self.flows_seen += 1
         if not flow.in_scope:
             return

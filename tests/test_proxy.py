@@ -218,3 +218,16 @@ async def test_tunnel_flow_finishes_when_the_client_closes(make_proxy, tls_origi
     writer.close()
     await wait_for(lambda: done, what="tunnel flow")
     assert done[0].passthrough and done[0].error is None
+
+
+async def test_flow_ids_have_no_gaps_for_intercepted_connects(make_proxy, origin, tls_origin):
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    ctx = ssl.create_default_context(cafile=str(proxy.ca.cert_path))
+    async with httpx.AsyncClient(proxy=proxy_url(proxy), verify=ctx) as client:
+        await client.get(origin.url("/json"))
+        await client.get(tls_origin.url("/json", host="localhost"))
+        await client.get(origin.url("/json"))
+    await wait_for(lambda: len(done) == 3, what="3 flows")
+    ids = [f.id for f in done]
+    assert ids == list(range(ids[0], ids[0] + 3))
