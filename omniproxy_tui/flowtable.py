@@ -23,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from proxycore.flow import ERROR, INTERCEPTED, PENDING, Flow
+from proxycore.humanize import human_duration, human_size, short_content_type
 from proxycore.view import FlowView
 
 # Terminal control characters in hosts/paths would let a request repaint the user's terminal.
@@ -57,40 +58,6 @@ def _fit(s: str, width: int, align_right: bool = False, cut_left: bool = False) 
         return set_cell_size(s, width - 1) + "…"
     pad = " " * (width - n)
     return pad + s if align_right else s + pad
-
-
-def human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n}b"
-    for unit in ("k", "m", "g"):
-        n /= 1024.0
-        if n < 10:
-            return f"{n:.1f}{unit}"
-        if n < 1024 or unit == "g":
-            return f"{n:.0f}{unit}"
-    return f"{n:.0f}g"  # pragma: no cover
-
-
-def human_duration(seconds: float) -> str:
-    ms = seconds * 1000.0
-    if ms < 9.95:
-        return f"{ms:.1f}ms"  # local exchanges take well under a millisecond: "0ms" says nothing
-    if ms < 1000:
-        return f"{ms:.0f}ms"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 600:
-        return f"{seconds:.0f}s"
-    return f"{seconds / 60:.0f}m"
-
-
-def short_content_type(value: str | None) -> str:
-    if not value:
-        return ""
-    ct = value.split(";", 1)[0].strip().lower()
-    if ct.startswith("application/"):
-        ct = ct[12:]
-    return ct
 
 
 def _size_class(n: int) -> str:
@@ -382,7 +349,7 @@ class FlowTable(ScrollView, can_focus=True):
                 t = flow.timings
                 if t.end is not None:
                     d = max(0.0, t.end - t.start)
-                    text, style = human_duration(d), f"flowtable--dur-{_dur_class(d)}"
+                    text, style = human_duration(d * 1000.0), f"flowtable--dur-{_dur_class(d)}"
             elif name == "marks":
                 text = flow_marks(flow)
                 style = "flowtable--intercepted" if flow.state == INTERCEPTED else "flowtable--marks"

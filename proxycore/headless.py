@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from .flow import Flow
+from .humanize import human_duration, human_size, short_content_type
 from .options import Options
 
 if TYPE_CHECKING:
@@ -25,63 +26,6 @@ MAX_LINE = 160
 LOG_FLUSH_INTERVAL = 0.1  # seconds between batched writes of flow lines
 
 # Content types worth a special short name; anything else shows its subtype.
-_SHORT_TYPES = {
-    "application/json": "json",
-    "application/javascript": "js",
-    "text/javascript": "js",
-    "application/x-www-form-urlencoded": "form",
-    "multipart/form-data": "multipart",
-    "application/octet-stream": "binary",
-    "text/plain": "text",
-    "application/xml": "xml",
-    "text/xml": "xml",
-    "application/grpc": "grpc",
-    "text/event-stream": "sse",
-    "application/x-ndjson": "ndjson",
-}
-
-
-def short_content_type(value: str | None) -> str:
-    """'application/json; charset=utf-8' -> 'json', 'image/png' -> 'png', None -> '-'."""
-    if not value:
-        return "-"
-    mime = value.split(";", 1)[0].strip().lower()
-    if mime in _SHORT_TYPES:
-        return _SHORT_TYPES[mime]
-    sub = mime.rsplit("/", 1)[-1]
-    if "+" in sub:  # application/vnd.api+json, image/svg+xml
-        suffix = sub.rsplit("+", 1)[1]
-        return "svg" if sub.startswith("svg") else suffix
-    sub = sub.removeprefix("x-").removeprefix("vnd.")
-    return sub[:12] or "-"
-
-
-def human_size(n: int | None) -> str:
-    """512B, 1.2k, 34k, 3.4M, 1.1G (powers of 1024)."""
-    if n is None:
-        return "-"
-    if n < 1024:
-        return f"{n}B"
-    for unit in ("k", "M", "G", "T"):
-        n /= 1024
-        if n < 9.95:
-            return f"{n:.1f}{unit}"
-        if n < 1024 or unit == "T":
-            return f"{n:.0f}{unit}"
-    return f"{n:.0f}T"  # unreachable; keeps type checkers quiet
-
-
-def human_duration(ms: float | None) -> str:
-    """12ms, 1.3s, 95s; '-' when the flow has no end."""
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms:.0f}ms"
-    if ms < 9950:
-        return f"{ms / 1000:.1f}s"
-    return f"{ms / 1000:.0f}s"
-
-
 def _clock(ts: float) -> str:
     secs, ms = divmod(round(ts * 1000), 1000)  # round: 0.123 is 0.12299.. as a float
     lt = time.localtime(secs)
