@@ -40,6 +40,11 @@ from proxycore.options import Options
 from proxycore.view import FlowView
 
 TICK_HZ = 15
+# A repaint costs ~20-30 ms of loop time however few rows changed; from this many flows/s the tick
+# repaints at PAINT_HZ_HEAVY so the proxy keeps the loop (bench/bench_ui.py: UI/--no-ui throughput
+# 0.5x at 15 Hz, 0.9x at 5 Hz). Keys still repaint at once (commands call sync_view).
+HEAVY_FLOWS_PER_S = 1000
+PAINT_HZ_HEAVY = 5
 WIDE = 140  # columns from which the detail sits beside the table instead of on its own screen
 FILTER_TOGGLE_KEY = "t"
 
@@ -226,6 +231,8 @@ class OmniProxyApp(App[int]):
         self._unsaved = False
         self._drawn_version = -1
         self._detail_flow: Flow | None = None
+        self._detail_stale = False
+        self._ticks_unpainted = 0
         self._loop_thread = threading.get_ident()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.gc_policy = GcPolicy()
@@ -338,14 +345,34 @@ class OmniProxyApp(App[int]):
         self._rate.append((now, len(adds)))
         while self._rate and self._rate[0][0] < now - 2.0:
             self._rate.popleft()
+        self._refresh_pushed_detail(updates)
+        if self._detail_flow is not None and self._detail_flow.id in updates:
+            self._detail_stale = True  # the pane beside the table shows it: re-read it when painting
         if not isinstance(self.screen, MainScreen) and not updates and not adds:
+            return
+        if self._skip_paint():
             return
         self._update_header()
         if view.version != self._drawn_version:
             self.sync_view(scroll=view.follow)
-        elif updates and self._detail_flow is not None and self._detail_flow.id in updates:
+        if self._detail_stale:  # sync_view only notices a different flow, not a changed one
+            self._detail_stale = False
             self._show_detail(force=True)
-        self._refresh_pushed_detail(updates)
+
+    def flow_rate(self) -> float:
+        """New flows per second over the last ~2 s of ticks; 0 with a frozen clock (snapshots)."""
+        elapsed = self._rate[-1][0] - self._rate[0][0] if self._rate else 0.0
+        return sum(n for _, n in list(self._rate)[1:]) / max(elapsed, 1.0) if elapsed > 0 else 0.0
+
+    def _skip_paint(self) -> bool:
+        """Under heavy traffic paint only every n-th tick (see HEAVY_FLOWS_PER_S)."""
+        every = max(1, round(self._tick_hz / PAINT_HZ_HEAVY))
+        if every > 1 and self.flow_rate() >= HEAVY_FLOWS_PER_S:
+            self._ticks_unpainted += 1
+            if self._ticks_unpainted < every:
+                return True
+        self._ticks_unpainted = 0
+        return False
 
     def _update_header(self) -> None:
         try:
@@ -353,10 +380,7 @@ class OmniProxyApp(App[int]):
         except Exception:
             return
         opts = self.options
-        # flows per second over the last ~2 s of ticks; 0 with a frozen clock (snapshots)
-        elapsed = self._rate[-1][0] - self._rate[0][0] if self._rate else 0.0
-        rate = sum(n for _, n in list(self._rate)[1:]) / max(elapsed, 1.0) if elapsed > 0 else 0.0
-        header.set_info(flows=self.view.total, rate=rate, intercepted=len(self._intercepted),
+        header.set_info(flows=self.view.total, rate=self.flow_rate(), intercepted=len(self._intercepted),
                         address=self._address, state=self._state, mode="MITM" if opts.mitm else "no-MITM",
                         capture=capture_label(opts.output, opts.db))
 

@@ -372,8 +372,9 @@ class FlowTable(ScrollView, can_focus=True):
 
     def _moved(self, follow: bool = False) -> None:
         self.view.follow = follow
-        self._scroll_to_cursor()
-        self.refresh()
+        # re-read the row count first: under heavy traffic the app repaints less often than flows
+        # arrive, and scrolling within a stale virtual size cannot reach a newer focused flow
+        self.refresh_view(scroll_to_focus=True)
         self.post_message(self.FocusMoved())
 
     def action_cursor(self, delta: int) -> None:
