@@ -207,6 +207,7 @@ class FlowTable(ScrollView, can_focus=True):
         self._columns_width = -1
         self._id_width = 4
         self._seen_version = -1
+        self._top_flow: Flow | None = None  # the flow last drawn in the first row
         self._clock_cache: tuple[int, str] = (-1, "")
         self.empty_message = "No flows yet. Point a client at the proxy."
 
@@ -219,7 +220,24 @@ class FlowTable(ScrollView, can_focus=True):
         self._refresh_scrollbars()  # show the scrollbar now, so scrolling below is allowed and tracked
         if scroll_to_focus:
             self._scroll_to_cursor()
+        else:
+            self._keep_top_row()
         self.refresh()
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        i = round(new_value)
+        self._top_flow = self.view[i] if 0 <= i < len(self.view) else None
+
+    def _keep_top_row(self) -> None:
+        """Not following: flows dropped (max_flows) or sorted in above the screen must not slide the
+        rows, and the cursor with them, out from under the user."""
+        top = self._top_flow
+        i = self.view.index_of(top) if top is not None else None
+        if i is None:  # the top row itself went away: at least keep the cursor on screen
+            self._scroll_to_cursor()
+        elif i != round(self.scroll_y):
+            self.scroll_to(y=i, animate=False, immediate=True)
 
     @property
     def visible_rows(self) -> int:
@@ -277,6 +295,8 @@ class FlowTable(ScrollView, can_focus=True):
                     return Strip([Segment(_fit(" " + lines[index], width), style)], width)
             return Strip.blank(width, self.rich_style)
         flow = view[index]
+        if y == 1:
+            self._top_flow = flow
         segments = self._row_segments(flow, cols, width)
         if flow is view.focus:
             cursor = self.get_component_rich_style(
