@@ -207,7 +207,7 @@ class FlowTable(ScrollView, can_focus=True):
         self._columns_width = -1
         self._id_width = 4
         self._seen_version = -1
-        self._top_flow: Flow | None = None  # the flow last drawn in the first row
+        self._top_flow: Flow | None = None  # the flow in the first row, as last scrolled or refreshed
         self._clock_cache: tuple[int, str] = (-1, "")
         self.empty_message = "No flows yet. Point a client at the proxy."
 
@@ -222,11 +222,15 @@ class FlowTable(ScrollView, can_focus=True):
             self._scroll_to_cursor()
         else:
             self._keep_top_row()
+        self._remember_top()  # rows may have shifted under an unchanged scroll offset
         self.refresh()
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        i = round(new_value)
+        self._remember_top()
+
+    def _remember_top(self) -> None:
+        i = round(self.scroll_y)
         self._top_flow = self.view[i] if 0 <= i < len(self.view) else None
 
     def _keep_top_row(self) -> None:
@@ -295,8 +299,6 @@ class FlowTable(ScrollView, can_focus=True):
                     return Strip([Segment(_fit(" " + lines[index], width), style)], width)
             return Strip.blank(width, self.rich_style)
         flow = view[index]
-        if y == 1:
-            self._top_flow = flow
         segments = self._row_segments(flow, cols, width)
         if flow is view.focus:
             cursor = self.get_component_rich_style(
