@@ -378,7 +378,7 @@ def expectation(label: str, s: Mirror) -> Callable[[Mirror], bool] | None:
         off = "filter off" in st
         return lambda m: ("filter off" in status_line(m)) != off and "filter" in status_line(m)
     if label == "ctrl+u":
-        return lambda m: (bar := bar_input(m)) is not None and bar[1] == 0
+        return lambda m: (bar := bar_input(m)) is not None and bar[1] == 0 and FILTER_TEXT not in bar[0]
     if label == "enter (clear)":
         return lambda m: filter_bar(m) is None and " filter" not in status_line(m)
     return None
@@ -497,6 +497,14 @@ def by_key(presses: list[dict]) -> dict[str, dict[str, float]]:
 
 def phase_flows(args, env: dict, tmp: Path, urls: list[str]) -> dict:
     tui, port, stats_path = start_tui(env, tmp, "ui-flows", args.cols, args.rows, args.max_flows)
+    try:
+        return _flows(args, tui, port, stats_path, urls)
+    finally:
+        if tui.proc.poll() is None:  # stopped by an error: leave nothing running
+            tui.proc.kill()
+
+
+def _flows(args, tui: Tui, port: int, stats_path: Path, urls: list[str]) -> dict:
     proxy = f"http://127.0.0.1:{port}"
     rng = random.Random(7)
     t_start = time.perf_counter()
@@ -567,7 +575,7 @@ def phase_flows(args, env: dict, tmp: Path, urls: list[str]) -> dict:
 
 
 def phase_throughput(args, env: dict, tmp: Path, url: str) -> dict:
-    tui, ui_port, ui_stats = start_tui(env, tmp, "ui-tp", args.cols, args.rows, args.max_flows)
+    tui, ui_port, _ = start_tui(env, tmp, "ui-tp", args.cols, args.rows, args.max_flows)
     headless_port = bp.free_port()
     headless = subprocess.Popen([shutil.which("omniproxy-tui") or "omniproxy-tui", "--no-ui", "--host", "127.0.0.1",
                                  "-p", str(headless_port), "-o", str(tmp / "noui-tp.ndjson")],
@@ -647,40 +655,35 @@ def _pct_line(p: dict) -> str:
 
 
 def summary(res: dict, args) -> str:
-    f, tp = res["flows"], res.get("throughput")
-    lat, full = f["latency_ms"], f["latency_full_view_ms"]
-    ch = f["child"]
+    f, tp, ch = res["flows"], res.get("throughput"), res["flows"]["child"]
+    lat = f["latency_ms"]
     ok = lambda b: "ok" if b else "MISSED"  # noqa: E731
     rows = [
-        ("machine", f"{res['cpus']} CPUs, load before {res['load_before']}, after {res['load_after']}"),
+        ("machine", f"{res['cpus']} CPUs, load average before {res['load_before']}, after {res['load_after']}"),
         ("flows sent (hey)", f"{f['flows_sent']:,} in {f['load_secs']:.1f} s = {f['arrival_rate']:.0f}/s "
                              f"(target {args.rate:.0f}/s), errors {sum(h['errors'] for h in f['hey'])}"),
-        ("flows received by UI", f"{ch.get('flows_received', '?'):,} (proxy saw {ch.get('proxy_flows_seen', '?'):,}); "
-                                 f"kept {ch.get('view_total', '?'):,}, dropped {ch.get('view_dropped', '?'):,}"
-         if ch else "child stats missing"),
-        ("header shows", f"{f['header_flows']:,} flows, status {f['status_shown_total']}, newest row #"
-                         f"{f['newest_id_on_screen']} -> {ok(f['header_flows'] == ch.get('view_total'))}"),
-        ("UI process CPU", f"{f['ui_cpu_share'] * 100:.0f}% of one core while flows arrived; this script "
-                           f"{f['bench_cpu_s'] / f['wall_secs'] * 100:.0f}%"),
+        ("flows received by UI", f"{ch.get('flows_received', 0):,} (proxy saw {ch.get('proxy_flows_seen', 0):,}); kept "
+                                 f"{ch.get('view_total', 0):,}, dropped {ch.get('view_dropped', 0):,} -> "
+                                 f"{ok(ch.get('flows_received') == f['flows_sent'])}"),
+        ("header shows", f"{f['header_flows']:,} flows, status {f['status_shown_total']}, newest row "
+                         f"#{f['newest_id_on_screen']} -> {ok(f['header_flows'] == ch.get('view_total'))}"),
+        ("UI process CPU", f"{f['ui_cpu_share'] * 100:.0f}% of one core while flows arrived (this script "
+                           f"~{f['bench_cpu_s'] / f['wall_secs'] * 100:.0f}%)"),
         ("peak memory (VmHWM)", f"{f['peak_rss_mib']:.0f} MiB after {f['flows_sent']:,} flows, "
                                 f"--max-flows {args.max_flows:,}"),
-        ("key latency, all", f"n={lat.get('n', 0)} p50 {lat.get('p50', 0):.1f}  p95 {lat.get('p95', 0):.1f}  "
-                             f"p99 {lat.get('p99', 0):.1f}  max {lat.get('max', 0):.1f} ms, timeouts {f['timeouts']} "
-                             f"-> p99<100 {ok(lat.get('p99', 1e9) < 100 and not f['timeouts'])}"),
+        ("key latency, all", _pct_line(lat) + f", timeouts {f['timeouts']} -> p99<100 "
+                                              f"{ok(lat.get('p99', 1e9) < 100 and not f['timeouts'])}"),
         ("  other keys", _pct_line(f["latency_by_class_ms"]["other"])),
         ("  re-sort/filter keys", _pct_line(f["latency_by_class_ms"]["rebuild"]) + f" ({'/'.join(REBUILD_KEYS)})"),
-        ("key latency, view full", f"n={full.get('n', 0)} p50 {full.get('p50', 0):.1f}  p95 {full.get('p95', 0):.1f}"
-                                   f"  p99 {full.get('p99', 0):.1f}  max {full.get('max', 0):.1f} ms"),
+        ("  view full", _pct_line(f["latency_full_view_ms"])),
     ]
     idle = f["idle_by_key_ms"]
     for k, v in f["latency_by_key_ms"].items():
         i = idle.get(k)
         rows.append((f"  key {k}", f"n={v['n']} p50 {v['p50']:.1f}  p95 {v['p95']:.1f}  max {v['max']:.1f} ms"
                      + (f"   | no traffic: p50 {i['p50']:.1f}  max {i['max']:.1f} ms" if i else "")))
-    il = f["idle_latency_ms"]
-    rows.append(("key latency, no traffic", f"n={il.get('n', 0)} p50 {il.get('p50', 0):.1f}  p95 {il.get('p95', 0):.1f}"
-                                            f"  p99 {il.get('p99', 0):.1f}  max {il.get('max', 0):.1f} ms, "
-                                            f"timeouts {f['idle_timeouts']} ({f['header_flows']:,} flows in view)"))
+    rows.append(("key latency, no traffic", _pct_line(f["idle_latency_ms"]) + f", timeouts {f['idle_timeouts']} "
+                                                                             f"({f['header_flows']:,} flows in view)"))
     if tp:
         rows.append(("throughput ui / no-ui", f"{tp['best_rps']['ui']:.0f} / {tp['best_rps']['no-ui']:.0f} req/s = "
                                               f"{tp['ratio']:.2f}x -> >=0.8x {ok(tp['ratio'] >= 0.8)}"))
