@@ -350,14 +350,6 @@ async def test_w_saves_ndjson_and_quit_then_needs_no_confirmation(origin, workdi
         await pilot.press("q")
         await until(pilot, lambda: app.return_code is not None, "app exits")
     assert app.return_code == 0
-    app = make_app()
-    async with app.run_test(size=NARROW) as pilot:
-        await send(app, origin, "/json")
-        await until(pilot, lambda: app.view.total == 1, "a flow")
-        await pilot.press("q")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "quit confirmation")
-        await pilot.press("ctrl+q")
-        await until(pilot, lambda: app.return_code is not None, "app exits")
 
 
 async def test_quit_asks_when_flows_are_only_in_memory(origin, workdir) -> None:
