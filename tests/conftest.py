@@ -97,6 +97,8 @@ def collect_done(proxy) -> list:
 
 async def run(*args: str, timeout: float = 60, input: bytes | None = None) -> tuple[int, bytes, bytes]:
     """Run a real client (curl ...) without blocking the event loop the proxy runs on."""
+    if args[0] == "curl":  # a stuck exchange then fails with curl's own account of where it stuck
+        args = (args[0], "--max-time", str(int(timeout) - 10), "-v", *args[1:])
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
