@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 Matcher = Callable[[str], bool]
 
 
-def split_list(values: Iterable[str] | str | None) -> list[str]:
-    """Repeated values and/or comma-separated strings -> one flat list (blank items dropped)."""
+def split_list(values: Iterable[str] | str | None, name: str | None = None) -> list[str]:
+    """Repeated values and/or comma-separated strings -> one flat list.
+
+    Blank items are dropped, or, when `name` is given, an error naming the option.
+    """
     if values is None:
         return []
     if isinstance(values, str):
@@ -35,23 +38,14 @@ def split_list(values: Iterable[str] | str | None) -> list[str]:
             item = item.strip()
             if item:
                 out.append(item)
+            elif name is not None:
+                raise ValueError(f"{name}: empty pattern in {v!r} (expected e.g. 'api.example.com' or '*.example.com')")
     return out
 
 
 def validate_patterns(name: str, values: Iterable[str] | str | None) -> list[str]:
     """Like split_list, but an empty pattern is an error naming the option."""
-    if values is None:
-        return []
-    if isinstance(values, str):
-        values = [values]
-    out: list[str] = []
-    for v in values:
-        for item in str(v).split(","):
-            item = item.strip()
-            if not item:
-                raise ValueError(f"{name}: empty pattern in {v!r} (expected e.g. 'api.example.com' or '*.example.com')")
-            out.append(item)
-    return out
+    return split_list(values, name)
 
 
 def validate_sample_rate(value: object, name: str = "sample_rate") -> float:
