@@ -52,6 +52,12 @@ class TunnelMixin:
             return
         self.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         flow.timings.connect_start = time.time()
+        # Ready for the requests inside the tunnel *before* the handshake: TLS hands decrypted
+        # bytes to this protocol as soon as they arrive, possibly before start_tls() returns.
+        self.tunnel = (host, port)
+        self.parser = httptools.HttpRequestParser(self)
+        self.current = None
+        self.pending_raw = []
         try:
             tls_transport = await loop.start_tls(self.transport, self, ctx, server_side=True,
                                                  ssl_handshake_timeout=30)
@@ -75,10 +81,8 @@ class TunnelMixin:
             self.client_tls.alpn = sslobj.selected_alpn_protocol()
             c = sslobj.cipher()
             self.client_tls.cipher = c[0] if c else None
-        self.tunnel = (host, port)
-        self.parser = httptools.HttpRequestParser(self)
-        self.current = None
-        self.pending_raw = []
+        for early in self.queue:  # requests parsed while start_tls() was returning
+            early.flow.client_tls = self.client_tls
         # The CONNECT itself is not recorded once intercepted: the requests inside it are.
 
     async def _tunnel(self: ClientConnection, ex: Exchange, host: str, port: int) -> None:
