@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-REDACTED = "[REDACTED]"
-BINARY_PLACEHOLDER = "[binary content]"
+from .record import BINARY_PLACEHOLDER, REDACTED, add_multi
+
 CREATOR_NAME = "OmniProxy TUI"
 _EPOCH = "1970-01-01T00:00:00.000000+00:00"
 
@@ -57,15 +57,7 @@ def _multimap(pairs: Iterable[tuple[str, str]], lower: bool) -> dict[str, str | 
     """HAR name/value pairs back to the IR shape: str, or list[str] when repeated."""
     out: dict[str, str | list[str]] = {}
     for name, value in pairs:
-        key = name.lower() if lower else name
-        if key in out:
-            cur = out[key]
-            if isinstance(cur, list):
-                cur.append(value)
-            else:
-                out[key] = [cur, value]
-        else:
-            out[key] = value
+        add_multi(out, name.lower() if lower else name, value)
     return out
 
 

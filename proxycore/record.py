@@ -104,15 +104,19 @@ def _scan_headers(
             cenc = _header_value(v) if cenc is None else f"{cenc}, {_header_value(v)}"
         if out is None:
             continue
-        value = REDACTED if name in redact else _header_value(v)
-        prev = out.get(name)
-        if prev is None:
-            out[name] = value
-        elif isinstance(prev, list):
-            prev.append(value)
-        else:
-            out[name] = [prev, value]
+        add_multi(out, name, REDACTED if name in redact else _header_value(v))
     return out, ctype, cenc
+
+
+def add_multi(out: dict[str, str | list[str]], name: str, value: str) -> None:
+    """The IR's multi-map: a name holds a str, or a list[str] once it repeats."""
+    prev = out.get(name)
+    if prev is None:
+        out[name] = value
+    elif isinstance(prev, list):
+        prev.append(value)
+    else:
+        out[name] = [prev, value]
 
 
 def headers_dict(headers: Headers, redact: frozenset[str]) -> dict[str, str | list[str]]:
@@ -126,13 +130,7 @@ def query_dict(query_string: str) -> dict[str, str | list[str]]:
     if not query_string:
         return out
     for name, value in parse_qsl(query_string, keep_blank_values=True):
-        prev = out.get(name)
-        if prev is None:
-            out[name] = value
-        elif isinstance(prev, list):
-            prev.append(value)
-        else:
-            out[name] = [prev, value]
+        add_multi(out, name, value)
     return out
 
 
