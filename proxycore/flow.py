@@ -131,7 +131,7 @@ class _Message:
 
 class Request(_Message):
     __slots__ = (
-        "method", "scheme", "host", "port", "target", "http_version", "headers",
+        "_method", "_scheme", "_host", "_port", "_target", "_url", "http_version", "headers",
         "body_size", "body_truncated", "authority",
     )
 
@@ -147,11 +147,12 @@ class Request(_Message):
         body: bytes = b"",
         authority: str = "",
     ) -> None:
-        self.method = method
-        self.scheme = scheme
-        self.host = host  # lower-case, no port, IPv6 without brackets
-        self.port = port
-        self.target = target  # origin-form path with query ("/a?b=1"), or "host:port" for CONNECT
+        self._method = method
+        self._scheme = scheme
+        self._host = host
+        self._port = port
+        self._target = target
+        self._url: str | None = None
         self.http_version = http_version
         self.headers = headers if headers is not None else Headers()
         self._chunks = None
@@ -182,9 +183,57 @@ class Request(_Message):
 
     @property
     def url(self) -> str:
-        if self.method == "CONNECT":
-            return self.target
-        return f"{self.scheme}://{self.netloc}{self.target}"
+        # Cached: filters and the sort read it for every flow on each re-filter. The properties
+        # above drop it whenever a part of it changes.
+        url = self._url
+        if url is None:
+            url = self._url = self._target if self._method == "CONNECT" else \
+                f"{self._scheme}://{self.netloc}{self._target}"
+        return url
+
+    # The parts of the URL: plain attributes to read, but setting one forgets the cached URL.
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @method.setter
+    def method(self, value: str) -> None:
+        self._method, self._url = value, None
+
+    @property
+    def scheme(self) -> str:
+        return self._scheme
+
+    @scheme.setter
+    def scheme(self, value: str) -> None:
+        self._scheme, self._url = value, None
+
+    @property
+    def host(self) -> str:
+        """Lower-case, no port, IPv6 without brackets."""
+        return self._host
+
+    @host.setter
+    def host(self, value: str) -> None:
+        self._host, self._url = value, None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @port.setter
+    def port(self, value: int) -> None:
+        self._port, self._url = value, None
+
+    @property
+    def target(self) -> str:
+        """Origin-form path with query ("/a?b=1"), or "host:port" for CONNECT."""
+        return self._target
+
+    @target.setter
+    def target(self, value: str) -> None:
+        self._target, self._url = value, None
 
 
 class Response(_Message):
