@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import copy
 import gc
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any
 
 from proxycore import flow as flowmod
 from proxycore.flow import Flow
@@ -28,45 +30,48 @@ SORT_KEYS: tuple[str, ...] = ("time", "method", "url", "size", "duration", "stat
 
 _HISTORY_MAX = 100
 
-SortKey = tuple  # (primary value, flow id): unique, so bisect finds exactly one flow
+_ID = attrgetter("id")
 
 
-def _key_time(f: Flow) -> SortKey:
-    return (f.timings.start, f.id)
+# Sort values: one scalar per flow and key. Ties are broken by flow id (the shown list is kept in
+# (value, id) order), so every flow has exactly one place and bisect finds it.
+
+def _val_time(f: Flow) -> float:
+    return f.timings.start
 
 
-def _key_method(f: Flow) -> SortKey:
-    return (f.request.method, f.id)
+def _val_method(f: Flow) -> str:
+    return f.request.method
 
 
-def _key_url(f: Flow) -> SortKey:
-    return (f.request.url, f.id)
+def _val_url(f: Flow) -> str:
+    return f.request.url
 
 
-def _key_size(f: Flow) -> SortKey:
+def _val_size(f: Flow) -> int:
     resp = f.response
-    return (f.request.body_size + (resp.body_size if resp is not None else 0), f.id)
+    return f.request.body_size + (resp.body_size if resp is not None else 0)
 
 
-def _key_duration(f: Flow) -> SortKey:
+def _val_duration(f: Flow) -> float:
     t = f.timings
-    return ((t.end - t.start) if t.end is not None else -1.0, f.id)
+    return (t.end - t.start) if t.end is not None else -1.0
 
 
-def _key_status(f: Flow) -> SortKey:
+def _val_status(f: Flow) -> int:
     # pending sorts first, errors last, like "err" after every real status
     if f.response is not None:
-        return (f.response.status, f.id)
-    return (1000 if f.error else 0, f.id)
+        return f.response.status
+    return 1000 if f.error else 0
 
 
-_KEY_FUNCS: dict[str, Callable[[Flow], SortKey]] = {
-    "time": _key_time,
-    "method": _key_method,
-    "url": _key_url,
-    "size": _key_size,
-    "duration": _key_duration,
-    "status": _key_status,
+_VAL_FUNCS: dict[str, Callable[[Flow], Any]] = {
+    "time": _val_time,
+    "method": _val_method,
+    "url": _val_url,
+    "size": _val_size,
+    "duration": _val_duration,
+    "status": _val_status,
 }
 
 
@@ -88,17 +93,21 @@ class FlowView:
             raise ValueError(f"max_flows must be at least 1, got {max_flows}")
         self.max_flows = max_flows
         self._store: OrderedDict[int, Flow] = OrderedDict()
-        # shown flows in ascending key order; _keys[i] is the key of _flows[i]
+        self._store_in_id_order = True  # false once a flow arrived after one with a higher id
+        # Every stored flow's sort value for every key, computed when it arrives or changes: a
+        # re-sort is then one C-level sort over cached scalars (no Python call per flow), and the
+        # value a shown flow was placed under stays findable after the flow itself changed.
+        self._vals: dict[str, dict[Flow, Any]] = {k: {} for k in SORT_KEYS}
+        # shown flows in ascending (value, id) order, and the same flows as a set for membership
         self._flows: list[Flow] = []
-        self._keys: list[SortKey] = []
-        self._key_of: dict[int, SortKey] = {}  # flow id -> its key in the shown list
+        self._shown: set[Flow] = set()
         self._filter: Filter | None = None
         self.filter_enabled = True
         self.filter_history: list[str] = []
         self.marked_only = False
         self.sort_key = "time"
         self.sort_reverse = False
-        self._keyfn: Callable[[Flow], SortKey] = _key_time
+        self._cur: dict[Flow, Any] = self._vals["time"]  # sort values for the current key
         self._focus: Flow | None = None
         self.follow = True
         self.dropped = 0  # flows dropped because of max_flows, for the header
@@ -134,15 +143,14 @@ class FlowView:
         return self._store.get(flow_id)
 
     def is_shown(self, flow: Flow) -> bool:
-        return flow.id in self._key_of
+        return flow in self._shown
 
     def index_of(self, flow: Flow) -> int | None:
         """Display position of `flow`, or None when it is not shown. O(log n)."""
-        key = self._key_of.get(flow.id)
-        if key is None:
+        if flow not in self._shown:
             return None
-        i = bisect_left(self._keys, key)
-        return len(self._keys) - 1 - i if self.sort_reverse else i
+        i = self._position(self._cur[flow], flow.id)
+        return len(self._flows) - 1 - i if self.sort_reverse else i
 
     @property
     def filter(self) -> Filter | None:
@@ -213,49 +221,67 @@ class FlowView:
             return None
         if self.sort_key == "time":  # ascending by start time: the newest is at the end
             return self._flows[-1]
-        return max(self._flows, key=lambda f: f.id)
+        return max(self._flows, key=_ID)
 
-    def _refocus(self, old_key: SortKey | None) -> None:
+    def _sort_pos(self, flow: Flow) -> tuple[Any, int] | None:
+        """Where `flow` sits (or sat) in the current order, while its sort value is still cached."""
+        v = self._cur.get(flow)
+        return None if v is None else (v, flow.id)
+
+    def _refocus(self, old_pos: tuple[Any, int] | None) -> None:
         """After a bulk change: keep the focus if still shown, else take the nearest shown flow."""
         f = self._focus
-        if f is not None and f.id in self._key_of:
+        if f is not None and f in self._shown:
             return
         if not self._flows:
             self._focus = None
             return
-        if old_key is None:
+        if old_pos is None:
             self._focus = self[0]
             return
-        i = bisect_left(self._keys, old_key)
+        i = self._position(*old_pos)
         if self.sort_reverse:  # keep the neighbour in display order: the next one down the screen
             i -= 1
         self._focus = self._flows[max(0, min(i, len(self._flows) - 1))]
 
     # ------------------------------------------------------------------ shown-list maintenance
 
+    def _position(self, value: Any, flow_id: int) -> int:
+        """Index in the shown list where (value, flow_id) is or would be inserted. O(log n)."""
+        flows, getv = self._flows, self._cur.__getitem__
+        lo = bisect_left(flows, value, key=getv)
+        hi = bisect_right(flows, value, lo, key=getv)
+        if hi - lo <= 1 and (hi == lo or flows[lo].id == flow_id):
+            return lo
+        return bisect_left(flows, flow_id, lo, hi, key=_ID)  # equal values: ordered by id
+
+    def _cache_vals(self, flow: Flow) -> None:
+        for key, vals in self._vals.items():
+            vals[flow] = _VAL_FUNCS[key](flow)
+
+    def _uncache_vals(self, flow: Flow) -> None:
+        for vals in self._vals.values():
+            vals.pop(flow, None)
+
     def _insert(self, flow: Flow) -> None:
-        key = self._keyfn(flow)
-        keys = self._keys
-        if not keys or key > keys[-1]:  # the common case: newest flow, time order
-            keys.append(key)
-            self._flows.append(flow)
+        flows = self._flows
+        value = self._cur[flow]
+        # the common case, time order: the newest flow goes at the end
+        if not flows or (value, flow.id) > (self._cur[flows[-1]], flows[-1].id):
+            flows.append(flow)
         else:
-            i = bisect_left(keys, key)
-            keys.insert(i, key)
-            self._flows.insert(i, flow)
-        self._key_of[flow.id] = key
+            flows.insert(self._position(value, flow.id), flow)
+        self._shown.add(flow)
 
     def _remove_shown(self, flow: Flow) -> None:
-        key = self._key_of.pop(flow.id, None)
-        if key is None:
+        """Take `flow` out of the shown list; its cached value must still be the one it was placed by."""
+        if flow not in self._shown:
             return
-        i = bisect_left(self._keys, key)
-        del self._keys[i]
-        del self._flows[i]
+        self._shown.discard(flow)
+        del self._flows[self._position(self._cur[flow], flow.id)]
 
     def _rebuild(self) -> None:
         """Re-filter and re-sort everything (filter, marked-only or sort key changed)."""
-        keyfn = self._keyfn
         focus = self._focus
         # Allocation-heavy but creates no cyclic garbage: keep the cyclic GC from walking every
         # stored flow in the middle of it (measured: up to 5x slower with 50 000 flows).
@@ -267,23 +293,21 @@ class FlowView:
                 flows = [f for f in flows if f.marked]
             flt = self._filter
             if flt is not None and self.filter_enabled:
-                pred = flt.predicate
-                flows = [f for f in flows if pred(f)]
-            keys = [keyfn(f) for f in flows]
-            if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
-                order = sorted(range(len(keys)), key=keys.__getitem__)
-                keys = [keys[i] for i in order]
-                flows = [flows[i] for i in order]
-            self._keys = keys
+                flows = list(filter(flt.predicate, flows))
+            # Ties must fall in id order: arrival order is id order except for the odd flow
+            # published late. Then a stable sort by the cached value (cheap on sorted input).
+            if not self._store_in_id_order:
+                flows.sort(key=_ID)
+            flows.sort(key=self._cur.__getitem__)
             self._flows = flows
-            self._key_of = {f.id: k for f, k in zip(flows, keys, strict=True)}
+            self._shown = set(flows)
         finally:
             if gc_was_enabled:
                 gc.enable()
         if self.follow:
             self._focus = self.newest_shown()
         else:
-            self._refocus(keyfn(focus) if focus is not None else None)
+            self._refocus(self._sort_pos(focus) if focus is not None else None)
         self.version += 1
 
     # ------------------------------------------------------------------ live updates
@@ -298,26 +322,33 @@ class FlowView:
             return
         store = self._store
         for f in batch:
-            store[f.id] = f
+            if f.id not in store:
+                if store and f.id < self.newest_id:
+                    self._store_in_id_order = False
+                store[f.id] = f
+                self._cache_vals(f)
         dropped: list[Flow] = []
         while len(store) > self.max_flows:
             dropped.append(store.popitem(last=False)[1])
-        focus_key = None
+        focus_pos = None
         if dropped:
             self.dropped += len(dropped)
-            if self._focus is not None:
-                focus_key = self._key_of.get(self._focus.id)
+            if self._focus is not None and self._focus in self._shown:
+                focus_pos = self._sort_pos(self._focus)
             self._drop_from_shown(dropped)
+            for f in dropped:
+                self._uncache_vals(f)
         newest = None
         match = self.matches
+        shown = self._shown
         for f in batch:
-            if f.id in store and f.id not in self._key_of and match(f):
+            if f.id in store and f not in shown and match(f):
                 self._insert(f)
                 newest = f
         if self.follow and newest is not None:
             self._focus = newest
         elif dropped:
-            self._refocus(focus_key)
+            self._refocus(focus_pos)
         elif self._focus is None and self._flows:
             self._focus = self[0]
         self.version += 1
@@ -325,15 +356,16 @@ class FlowView:
     def _drop_from_shown(self, gone: list[Flow]) -> None:
         # Locate every dropped flow first (indexes stay valid), then delete contiguous runs from the
         # end: in time order the dropped flows are a prefix, so this is one slice deletion.
-        keys, key_of = self._keys, self._key_of
-        idxs = sorted(bisect_left(keys, key_of.pop(f.id)) for f in gone if f.id in key_of)
+        shown, cur = self._shown, self._cur
+        idxs = sorted(self._position(cur[f], f.id) for f in gone if f in shown)
+        shown.difference_update(gone)
+        flows = self._flows
         while idxs:
             end = idxs.pop()
             start = end
             while idxs and idxs[-1] == start - 1:
                 start = idxs.pop()
-            del keys[start:end + 1]
-            del self._flows[start:end + 1]
+            del flows[start:end + 1]
 
     def update(self, flow: Flow) -> None:
         self.update_many((flow,))
@@ -341,29 +373,36 @@ class FlowView:
     def update_many(self, flows: Iterable[Flow]) -> None:
         """Flows that changed (response arrived, error, mark): re-test the filter, re-place by key."""
         changed = False
+        cur, valfn = self._cur, _VAL_FUNCS[self.sort_key]
         for f in flows:
-            if f.id not in self._store:
+            if self._store.get(f.id) is not f:
                 continue  # dropped or deleted meanwhile
-            old = self._key_of.get(f.id)
-            if self.matches(f):
-                if old is None:
-                    self._insert(f)
-                elif self._keyfn(f) != old:
-                    self._remove_shown(f)
-                    self._insert(f)
-            elif old is not None:
-                self._remove_shown_keep_focus(f)
             changed = True
+            was_shown = f in self._shown
+            if self.matches(f):
+                if not was_shown:
+                    self._cache_vals(f)
+                    self._insert(f)
+                elif valfn(f) != cur[f]:  # moved: take it out under the value it was placed by
+                    self._remove_shown(f)
+                    self._cache_vals(f)
+                    self._insert(f)
+                else:
+                    self._cache_vals(f)
+            else:
+                if was_shown:
+                    self._remove_shown_keep_focus(f)
+                self._cache_vals(f)
         if changed:
             self.version += 1
 
     def _remove_shown_keep_focus(self, flow: Flow) -> None:
         was_focus = flow is self._focus
-        key = self._key_of.get(flow.id)
+        pos = self._sort_pos(flow)
         self._remove_shown(flow)
         if was_focus:
             self._focus = None
-            self._refocus(key)
+            self._refocus(pos)
 
     # ------------------------------------------------------------------ user actions
 
@@ -374,6 +413,7 @@ class FlowView:
             if self._store.pop(f.id, None) is None:
                 continue
             self._remove_shown_keep_focus(f)
+            self._uncache_vals(f)
             n += 1
         if n:
             self.version += 1
@@ -382,7 +422,10 @@ class FlowView:
     def clear(self) -> int:
         n = len(self._store)
         self._store.clear()
-        self._flows, self._keys, self._key_of = [], [], {}
+        for vals in self._vals.values():
+            vals.clear()
+        self._store_in_id_order = True
+        self._flows, self._shown = [], set()
         self._focus = None
         self.version += 1
         return n
@@ -462,11 +505,11 @@ class FlowView:
     # ------------------------------------------------------------------ sort
 
     def set_sort(self, key: str, reverse: bool | None = None) -> None:
-        if key not in _KEY_FUNCS:
+        if key not in _VAL_FUNCS:
             raise ValueError(f"unknown sort key {key!r} (choose from {', '.join(SORT_KEYS)})")
         changed = key != self.sort_key
         self.sort_key = key
-        self._keyfn = _KEY_FUNCS[key]
+        self._cur = self._vals[key]
         if reverse is not None and reverse != self.sort_reverse:
             self.sort_reverse = reverse
             self.version += 1
