@@ -216,8 +216,13 @@ class FlowTable(ScrollView, can_focus=True):
     def refresh_view(self, scroll_to_focus: bool = True) -> None:
         """Re-read the view: new row count, keep the cursor visible, repaint the visible rows."""
         self._seen_version = self.view.version
-        self.virtual_size = Size(self.scrollable_content_region.width, len(self.view) + 1)
-        self._refresh_scrollbars()  # show the scrollbar now, so scrolling below is allowed and tracked
+        size = Size(self.scrollable_content_region.width, len(self.view) + 1)
+        if size != self.virtual_size:
+            # Not `self.virtual_size = size`: that reactive re-lays out and repaints the whole screen
+            # on every tick while the row count grows. Only the scrollbar depends on it; updating it
+            # now also lets the scroll below go past the old end.
+            self.set_reactive(ScrollView.virtual_size, size)
+            self._scroll_update(size)
         if scroll_to_focus:
             self._scroll_to_cursor()
         else:
