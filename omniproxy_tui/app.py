@@ -131,9 +131,11 @@ class MainScreen(Screen):
             yield FlowTable(self.view, id="flows")
             detail_cls, _ = _load_detail()
             yield detail_cls(id="detail") if detail_cls is not None else DetailPlaceholder(id="detail")
-        yield FilterBar(self.view, id="filterbar")
+        bar = FilterBar(self.view, id="filterbar")
         status = StatusLine(self.view, id="status")
         status.toggle_key = FILTER_TOGGLE_KEY
+        bar.replaces = status
+        yield bar
         yield status
         yield Footer(compact=True)
 

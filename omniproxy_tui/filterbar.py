@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from proxycore.flowfilter import Filter, FilterError, parse
@@ -75,6 +76,9 @@ class FilterBar(Vertical):
         self._history_pos: int | None = None
         self._draft = ""
         self._applied_text: str | None = None
+        # A one-row widget the bar takes the place of while open (the status line): the table keeps
+        # its height, so opening the bar repaints two rows instead of re-laying out the screen.
+        self.replaces: Widget | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -100,6 +104,8 @@ class FilterBar(Vertical):
         self._history_pos = None
         self._applied_text = v.filter_expr if v.filter_active else ""
         self.add_class("-open")
+        if self.replaces is not None:
+            self.replaces.display = False
         self.input.value = v.filter_expr
         self.input.cursor_position = len(self.input.value)
         self._set_error(None)
@@ -124,6 +130,8 @@ class FilterBar(Vertical):
             if flt is not None and not enabled:
                 v.toggle_filter()
         self.remove_class("-open")
+        if self.replaces is not None:
+            self.replaces.display = True
         self._set_error(None)
         self.post_message(self.Changed())
         self.post_message(self.Closed(commit))
@@ -168,24 +176,29 @@ class FilterBar(Vertical):
     def _set_error(self, exc: FilterError | None) -> None:
         self.error = exc
         self.set_class(exc is not None, "-error")
-        label = self.query_one("#fb-error", Static)
         if exc is None:
-            label.update("")
+            self._show("#fb-error", "")
             return
         col = len(_LABEL) + exc.position
         msg = exc.message
         width = self.size.width or 80
         if col + 2 + len(msg) <= width:
-            label.update(" " * col + "^ " + msg)
+            self._show("#fb-error", " " * col + "^ " + msg)
         else:
-            label.update(f" {msg} (column {exc.position + 1})")
+            self._show("#fb-error", f" {msg} (column {exc.position + 1})")
 
     def _update_count(self) -> None:
         v = self.view
         text = f"{len(v):,}/{v.total:,}"
         if self.error is not None:
             text = "error · " + text
-        self.query_one("#fb-count", Static).update(text)
+        self._show("#fb-count", text)
+
+    def _show(self, selector: str, text: str) -> None:
+        # Static.update re-lays out the screen: skip it when the text is the same (every keystroke)
+        label = self.query_one(selector, Static)
+        if label.content != text:
+            label.update(text)
 
     # ---------------------------------------------------------------- history
 
