@@ -270,3 +270,62 @@ def test_many_flows_add_is_fast_enough_structurally() -> None:
         v.add_many(flows[i:i + 500])
     assert v.total == 50000
     assert len(v) == sum(1 for f in flows[10000:] if f.request.method == "GET")
+
+
+def _expected(v: FlowView, live: dict[int, Flow]) -> list[int]:
+    """From scratch, independent of the view's caches: filter, then sort by (value, id)."""
+    from proxycore.view import _VAL_FUNCS
+
+    stored = [f for f in live.values() if v.get(f.id) is f]
+    shown = [f for f in stored if v.matches(f)]
+    shown.sort(key=lambda f: (_VAL_FUNCS[v.sort_key](f), f.id), reverse=v.sort_reverse)
+    return [f.id for f in shown]
+
+
+def test_view_equals_brute_force_under_random_operations() -> None:
+    """Adds (some out of id order), responses that move flows, marks, deletes, drops, sort, reverse,
+    filter on/off: after every step the shown list, index_of and focus agree with a brute force."""
+    rnd = random.Random(11)
+    v = FlowView(max_flows=150)
+    live: dict[int, Flow] = {}
+    held: list[Flow] = []  # created but published later: arrives after flows with higher ids
+    for step in range(3000):
+        op = rnd.random()
+        if op < 0.45:
+            f = mk(rnd.choice(["GET", "POST"]), path=rnd.choice(["/a", "/b", "/c"]),
+                   start=1000 + rnd.randrange(50),  # many equal start times: ties by id
+                   status=rnd.choice([None, 200, 404]), size=rnd.randrange(3))
+            if rnd.random() < 0.1:
+                held.append(f)
+                continue
+            batch = [f] + (held if rnd.random() < 0.3 else [])
+            if len(batch) > 1:
+                held = []
+            for b in batch:
+                live[b.id] = b
+            v.add_many(batch)
+        elif op < 0.7 and live:
+            f = rnd.choice(list(live.values()))
+            f.response = Response(rnd.choice([200, 404, 500]), body=b"y" * rnd.randrange(3))
+            f.timings.end = f.timings.start + rnd.random()
+            v.update(f)
+        elif op < 0.78 and live:
+            v.toggle_mark([rnd.choice(list(live.values()))])
+        elif op < 0.83 and len(v):
+            v.delete([v[rnd.randrange(len(v))]])
+        elif op < 0.88:
+            v.set_sort(rnd.choice(SORT_KEYS), reverse=rnd.random() < 0.5)
+        elif op < 0.93:
+            v.set_filter(rnd.choice(["", "~m get", "~c 404", "!~u /a", "~marked | ~m post"]), remember=False)
+        elif op < 0.96:
+            v.toggle_filter()
+        else:
+            v.follow = not v.follow
+        want = _expected(v, live)
+        assert ids(v) == want, f"step {step}"
+        for pos in {0, len(want) - 1, rnd.randrange(len(want))} if want else ():
+            assert v.index_of(v[pos]) == pos
+        if want:
+            assert v.focus is not None and v.is_shown(v.focus)
+        else:
+            assert v.focus is None
