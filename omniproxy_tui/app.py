@@ -45,6 +45,9 @@ TICK_HZ = 15
 # bench/bench_ui.py, UI/--no-ui throughput: 0.5x at 15 Hz, ~0.8x at 5 Hz. Keys still repaint at once.
 PAINT_HZ_UNDER_LOAD = ((4000, 3), (1000, 5))
 WIDE = 140  # columns from which the detail sits beside the table instead of on its own screen
+# While the table follows a stream of new flows, the pane beside it shows the newest one at most this
+# often (s): redrawing it on every repaint costs more than the table and nobody can read it that fast.
+DETAIL_FOLLOW_INTERVAL = 0.5
 FILTER_TOGGLE_KEY = "t"
 
 
@@ -233,6 +236,8 @@ class OmniProxyApp(App[int]):
         self._drawn_version = -1
         self._detail_flow: Flow | None = None
         self._detail_stale = False
+        self._detail_scheduled = False
+        self._detail_shown_at = 0.0
         self._ticks_unpainted = 0
         self._loop_thread = threading.get_ident()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -355,10 +360,9 @@ class OmniProxyApp(App[int]):
             return
         self._update_header()
         if view.version != self._drawn_version:
-            self.sync_view(scroll=view.follow)
-        if self._detail_stale:  # sync_view only notices a different flow, not a changed one
-            self._detail_stale = False
-            self._show_detail(force=True)
+            self.sync_view(scroll=view.follow, throttle_detail=True)
+        else:
+            self._schedule_detail(throttle=True)  # a change held back by the throttle
 
     def flow_rate(self) -> float:
         """New flows per second over the last ~2 s of ticks; 0 with a frozen clock (snapshots)."""
@@ -393,7 +397,7 @@ class OmniProxyApp(App[int]):
                 return s
         raise LookupError("main screen not mounted")
 
-    def sync_view(self, scroll: bool = True) -> None:
+    def sync_view(self, scroll: bool = True, throttle_detail: bool = False) -> None:
         """Repaint table, status line and detail after the view changed."""
         try:
             main = self.get_screen_main()
@@ -404,7 +408,7 @@ class OmniProxyApp(App[int]):
         table.refresh_view(scroll_to_focus=scroll)
         main.query_one(StatusLine).update_view()
         self._update_header()
-        self._show_detail()
+        self._schedule_detail(throttle=throttle_detail)
 
     # ---------------------------------------------------------------- detail
 
@@ -419,9 +423,22 @@ class OmniProxyApp(App[int]):
             return
         main.set_class(self.is_wide, "wide")
         self._detail_flow = None
-        self._show_detail()
+        self._schedule_detail()
 
-    def _show_detail(self, force: bool = False) -> None:
+    def _schedule_detail(self, throttle: bool = False) -> None:
+        """Bring the pane beside the table up to date with the focused flow, after the next frame:
+        a key's effect on the table is on screen before the pane is rebuilt."""
+        if not self.is_wide or self._detail_scheduled:
+            return
+        if self.view.focus is self._detail_flow and not self._detail_stale:
+            return
+        if throttle and time.monotonic() - self._detail_shown_at < DETAIL_FOLLOW_INTERVAL:
+            return  # a later tick shows it
+        self._detail_scheduled = True
+        self.call_after_refresh(self._show_detail)
+
+    def _show_detail(self) -> None:
+        self._detail_scheduled = False
         if not self.is_wide:
             return
         try:
@@ -429,8 +446,9 @@ class OmniProxyApp(App[int]):
         except Exception:
             return
         flow = self.view.focus
-        if force or flow is not self._detail_flow:
-            self._detail_flow = flow
+        if self._detail_stale or flow is not self._detail_flow:
+            self._detail_flow, self._detail_stale = flow, False
+            self._detail_shown_at = time.monotonic()
             detail.show_flow(flow)  # type: ignore[attr-defined]
 
     def _refresh_pushed_detail(self, updates: dict[int, Flow]) -> None:

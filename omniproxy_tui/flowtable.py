@@ -202,7 +202,8 @@ class FlowTable(ScrollView, can_focus=True):
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.view = view
-        self._cache: dict[tuple, list[Segment]] = {}
+        # row key -> (segments, the finished line when the row is not under the cursor)
+        self._cache: dict[tuple, tuple[list[Segment], Strip]] = {}
         self._columns: list[Column] = []
         self._columns_width = -1
         self._id_width = 4
@@ -304,13 +305,13 @@ class FlowTable(ScrollView, can_focus=True):
                     return Strip([Segment(_fit(" " + lines[index], width), style)], width)
             return Strip.blank(width, self.rich_style)
         flow = view[index]
-        segments = self._row_segments(flow, cols, width)
+        segments, strip = self._row(flow, cols, width)
         if flow is view.focus:
             cursor = self.get_component_rich_style(
                 "flowtable--cursor" if self.has_focus else "flowtable--cursor-blurred")
             segments = list(Segment.apply_style(segments, post_style=cursor))
             return Strip(segments).adjust_cell_length(width, cursor)
-        return Strip(segments).adjust_cell_length(width, self.rich_style)
+        return strip
 
     def _render_header(self, cols: list[Column], width: int) -> Strip:
         style = self.get_component_rich_style("flowtable--header")
@@ -331,14 +332,15 @@ class FlowTable(ScrollView, can_focus=True):
                 resp.body_size if resp is not None else None, flow.timings.end, flow.error is not None,
                 flow.marked, flow.is_replay, flow.modified, flow.passthrough, flow.request.target)
 
-    def _row_segments(self, flow: Flow, cols: list[Column], width: int) -> list[Segment]:
+    def _row(self, flow: Flow, cols: list[Column], width: int) -> tuple[list[Segment], Strip]:
         key = self._row_key(flow, width)
-        segs = self._cache.get(key)
-        if segs is None:
+        row = self._cache.get(key)
+        if row is None:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            segs = self._cache[key] = self._build_row(flow, cols)
-        return segs
+            segs = self._build_row(flow, cols)
+            row = self._cache[key] = (segs, Strip(segs).adjust_cell_length(width, self.rich_style))
+        return row
 
     def _build_row(self, flow: Flow, cols: list[Column]) -> list[Segment]:
         st = self.get_component_rich_style

@@ -484,6 +484,41 @@ async def test_wide_terminal_splits_and_detail_follows_cursor(origin, workdir) -
         assert app.screen.query_one(FlowTable).has_focus
 
 
+async def test_wide_detail_pane_catches_up_with_a_followed_stream(workdir) -> None:
+    """Following a burst, the pane beside the table is redrawn at most every DETAIL_FOLLOW_INTERVAL,
+    but it always ends on the newest flow, and a changed flow (its response came) is re-read."""
+    from omniproxy_tui.app import DETAIL_FOLLOW_INTERVAL
+    from omniproxy_tui.detail import FlowDetail
+
+    app = OmniProxyApp(Options(port=0), start_proxy=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        detail = app.screen.query_one(FlowDetail)
+        shown: list[int] = []
+        original = detail.show_flow
+
+        def record(flow: Flow | None) -> None:
+            if flow is not None and (not shown or shown[-1] != flow.id):
+                shown.append(flow.id)
+            original(flow)
+
+        detail.show_flow = record  # type: ignore[method-assign]
+        flows = [_synthetic(i) for i in range(40)]
+        started = time.monotonic()
+        for f in flows:  # one flow per tick, faster than the pane may follow
+            app.on_flow_event("add", f)
+            app._tick()
+            await pilot.pause()
+        elapsed = time.monotonic() - started
+        await until(pilot, lambda: detail.flow is flows[-1], "pane shows the newest flow")
+        assert len(shown) <= 2 + elapsed / DETAIL_FOLLOW_INTERVAL, (len(shown), elapsed)
+        newest = flows[-1]
+        newest.response = Response(404, "Not Found", headers=Headers.from_pairs([("Content-Type", "text/plain")]),
+                                   body=b"gone")
+        app.on_flow_event("update", newest)
+        await until(pilot, lambda: (app._tick(), "404" in screen_text(app).split("│", 1)[-1])[1],
+                    "pane re-reads the changed flow")
+
+
 async def test_mouse_click_selects_a_row(origin, workdir) -> None:
     app = make_app()
     async with app.run_test(size=NARROW) as pilot:
