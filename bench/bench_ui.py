@@ -625,7 +625,11 @@ def child_main(stats_path: str, argv: list[str]) -> int:
         apps.append(self)
 
     appmod.OmniProxyApp.__init__ = init
+    trace_path = os.environ.get("OMNIPROXY_BENCH_TRACE")
+    trace = _install_trace() if trace_path else None
     rc = cli.run(argv)
+    if trace is not None:
+        Path(trace_path).write_text(json.dumps(trace))
     stats: dict = {"rc": rc, "peak_rss_mib": bp.peak_rss_mib(os.getpid())}
     if apps:
         app = apps[0]
@@ -635,6 +639,68 @@ def child_main(stats_path: str, argv: list[str]) -> int:
                      proxy_flows_captured=getattr(proxy, "flows_captured", None))
     Path(stats_path).write_text(json.dumps(stats))
     return rc
+
+
+def _install_trace() -> dict[str, list]:
+    """--trace: timestamps (perf_counter, the clock this script uses too) of each key event reaching
+    the app and of each frame composed and handed to the output thread."""
+    from textual import events
+    from textual.app import App
+    from textual.screen import Screen
+
+    trace: dict[str, list] = {"keys": [], "frames": []}
+    on_event, refresh = App.on_event, Screen._compositor_refresh
+
+    async def traced_event(self, event) -> None:
+        if isinstance(event, events.Key):
+            trace["keys"].append(time.perf_counter())
+            await on_event(self, event)
+            trace.setdefault("keys_done", []).append((time.perf_counter(), event.key))
+            return
+        await on_event(self, event)
+
+    def traced_refresh(self) -> None:
+        t = time.perf_counter()
+        refresh(self)
+        trace["frames"].append((t, time.perf_counter()))
+
+    App.on_event, Screen._compositor_refresh = traced_event, traced_refresh
+    trace["gc"] = []
+    started: list[float] = [0.0]
+
+    def gc_callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            trace["gc"].append((started[0], time.perf_counter(), info["generation"]))
+
+    import gc
+    gc.callbacks.append(gc_callback)
+    return trace
+
+
+def trace_breakdown(presses: list[dict], trace: dict[str, list]) -> dict[str, dict[str, float]]:
+    """Split each key's latency: byte written -> key event in the app (terminal input, then waiting
+    for the event loop), -> end of the last frame composed before the change was seen (handling,
+    frames in between, rendering), -> the change seen in the pty (output thread and terminal)."""
+    from bisect import bisect_left, bisect_right
+
+    keys, frames = trace["keys"], trace["frames"]
+    frame_ends = [e for _, e in frames]
+    parts: dict[str, list[float]] = {"input+queue": [], "handle+render": [], "output": [], "frames": []}
+    for p in presses:
+        if p["ms"] is None or not p["counted"] or p["key"].startswith("type"):
+            continue  # a typed string is several keys
+        t0, t_seen = p["t0"], p["t0"] + p["ms"] / 1000
+        i = bisect_left(keys, t0)
+        j = bisect_right(frame_ends, t_seen) - 1  # the frame that showed it
+        if i == len(keys) or keys[i] > t_seen or j < 0 or frame_ends[j] < keys[i]:
+            continue
+        parts["input+queue"].append((keys[i] - t0) * 1000)
+        parts["handle+render"].append((frame_ends[j] - keys[i]) * 1000)
+        parts["output"].append((t_seen - frame_ends[j]) * 1000)
+        parts["frames"].append(j - bisect_left(frame_ends, keys[i]) + 1)
+    return {k: percentiles(v) for k, v in parts.items()}
 
 
 # --------------------------------------------------------------------------- main
@@ -684,6 +750,8 @@ def summary(res: dict, args) -> str:
                      + (f"   | no traffic: p50 {i['p50']:.1f}  max {i['max']:.1f} ms" if i else "")))
     rows.append(("key latency, no traffic", _pct_line(f["idle_latency_ms"]) + f", timeouts {f['idle_timeouts']} "
                                                                              f"({f['header_flows']:,} flows in view)"))
+    for part, v in f.get("trace_ms", {}).items():
+        rows.append((f"  trace: {part}", _pct_line(v)))
     if tp:
         rows.append(("throughput ui / no-ui", f"{tp['best_rps']['ui']:.0f} / {tp['best_rps']['no-ui']:.0f} req/s = "
                                               f"{tp['ratio']:.2f}x -> >=0.8x {ok(tp['ratio'] >= 0.8)}"))
@@ -714,6 +782,8 @@ def main() -> int:
     ap.add_argument("--py-spy", metavar="FILE", help="profile the UI process during phase 1 (raw format)")
     ap.add_argument("--py-spy-seconds", type=float, default=10.0)
     ap.add_argument("--json", help="write all results (with every key press) here")
+    ap.add_argument("--trace", action="store_true",
+                    help="split key latency into input wait, handling+render and output (phase 1)")
     args = ap.parse_args()
     if args.quick:
         args.flows, args.tp_duration, args.rounds = min(args.flows, 20_000), 4.0, 1
@@ -729,6 +799,8 @@ def main() -> int:
     env = {**os.environ, "OMNIPROXY_HOME": str(tmp / "home"), "TERM": "xterm-256color", "COLORTERM": "truecolor",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("NO_COLOR", None)
+    if args.trace:
+        env["OMNIPROXY_BENCH_TRACE"] = str(tmp / "trace.json")
     # a CA made beforehand: the first-run notice would cover part of the screen
     subprocess.run([shutil.which("omniproxy-tui") or "omniproxy-tui", "ca", "generate"], env=env,
                    capture_output=True, check=True)
@@ -740,6 +812,10 @@ def main() -> int:
         c0 = time.process_time()
         res["flows"] = phase_flows(args, env, tmp, urls)
         res["flows"]["bench_cpu_s"] = time.process_time() - c0
+        if args.trace:
+            trace = json.loads((tmp / "trace.json").read_text())
+            res["flows"]["trace_ms"] = trace_breakdown(res["flows"]["press_log"], trace)
+            res["flows"]["trace"] = trace
         if not args.skip_throughput:
             print(f"phase 2: throughput, hey -c {args.concurrency} for {args.tp_duration:.0f} s, UI vs --no-ui, "
                   f"{args.rounds} round(s) ...", flush=True)

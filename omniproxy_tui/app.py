@@ -25,19 +25,22 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
-from omniproxy_tui.bars import HeaderBar, StatusLine, capture_label
+from omniproxy_tui.bars import HeaderBar, KeyBar, StatusLine, capture_label
 from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
 from omniproxy_tui.filterbar import FilterBar
 from omniproxy_tui.flowtable import FlowTable
 from omniproxy_tui.gcpolicy import GcPolicy
 from omniproxy_tui.help import HelpScreen, binding_rows
 from omniproxy_tui.palette import FlowCommands
+from omniproxy_tui.textual_fixes import apply as apply_textual_fixes
 from proxycore.commands import CommandContext, CommandError, Job, export_formats, registry
 from proxycore.flow import INTERCEPTED, Flow
 from proxycore.options import Options
 from proxycore.view import FlowView
+
+apply_textual_fixes()
 
 TICK_HZ = 15
 # A repaint costs ~20-35 ms of loop time however few rows changed, so under heavy traffic the tick
@@ -48,6 +51,10 @@ WIDE = 140  # columns from which the detail sits beside the table instead of on 
 # While the table follows a stream of new flows, the pane beside it shows the newest one at most this
 # often (s): redrawing it on every repaint costs more than the table and nobody can read it that fast.
 DETAIL_FOLLOW_INTERVAL = 0.5
+# Under load the header's and status line's counters are redrawn at most this often (s). They span
+# the screen, so redrawing them with the table makes every frame a full-screen one: the table alone
+# is a third of the work at 160 columns with the detail pane beside it.
+COUNTERS_INTERVAL = 0.5
 FILTER_TOGGLE_KEY = "t"
 
 
@@ -131,16 +138,20 @@ class MainScreen(Screen):
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
         with Container(id="main"):
-            yield FlowTable(self.view, id="flows")
+            table = FlowTable(self.view, id="flows")
+            table.on_moved = self._focus_moved
+            yield table
             detail_cls, _ = _load_detail()
             yield detail_cls(id="detail") if detail_cls is not None else DetailPlaceholder(id="detail")
         bar = FilterBar(self.view, id="filterbar")
         status = StatusLine(self.view, id="status")
         status.toggle_key = FILTER_TOGGLE_KEY
         bar.replaces = status
+        bar.on_changed = self._filter_changed
+        bar.on_closed = self._filter_closed
         yield bar
         yield status
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(FlowTable).focus()
@@ -182,15 +193,12 @@ class MainScreen(Screen):
         else:
             table.focus()
 
-    @on(FilterBar.Changed)
     def _filter_changed(self) -> None:
         self.app_.sync_view(scroll=True)
 
-    @on(FilterBar.Closed)
-    def _filter_closed(self) -> None:
+    def _filter_closed(self, committed: bool) -> None:
         self.query_one(FlowTable).focus()
 
-    @on(FlowTable.FocusMoved)
     def _focus_moved(self) -> None:
         self.app_.sync_view(scroll=False)
 
@@ -238,6 +246,7 @@ class OmniProxyApp(App[int]):
         self._detail_stale = False
         self._detail_scheduled = False
         self._detail_shown_at = 0.0
+        self._counters_at = 0.0
         self._ticks_unpainted = 0
         self._loop_thread = threading.get_ident()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -358,10 +367,13 @@ class OmniProxyApp(App[int]):
             return
         if self._skip_paint():
             return
-        self._update_header()
+        counters = self.flow_rate() < PAINT_HZ_UNDER_LOAD[-1][0] or \
+            time.monotonic() - self._counters_at >= COUNTERS_INTERVAL
         if view.version != self._drawn_version:
-            self.sync_view(scroll=view.follow, throttle_detail=True)
+            self.sync_view(scroll=view.follow, throttle_detail=True, counters=counters)
         else:
+            if counters:
+                self._update_counters(self.get_screen_main())
             self._schedule_detail(throttle=True)  # a change held back by the throttle
 
     def flow_rate(self) -> float:
@@ -397,7 +409,7 @@ class OmniProxyApp(App[int]):
                 return s
         raise LookupError("main screen not mounted")
 
-    def sync_view(self, scroll: bool = True, throttle_detail: bool = False) -> None:
+    def sync_view(self, scroll: bool = True, throttle_detail: bool = False, counters: bool = True) -> None:
         """Repaint table, status line and detail after the view changed."""
         try:
             main = self.get_screen_main()
@@ -406,9 +418,14 @@ class OmniProxyApp(App[int]):
             return
         self._drawn_version = self.view.version
         table.refresh_view(scroll_to_focus=scroll)
+        if counters:
+            self._update_counters(main)
+        self._schedule_detail(throttle=throttle_detail)
+
+    def _update_counters(self, main: MainScreen) -> None:
+        self._counters_at = time.monotonic()
         main.query_one(StatusLine).update_view()
         self._update_header()
-        self._schedule_detail(throttle=throttle_detail)
 
     # ---------------------------------------------------------------- detail
 

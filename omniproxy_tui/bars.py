@@ -1,13 +1,16 @@
-"""The one-line header (address, mode, capture target, live counters) and the view status line.
+"""The one-line bars: header (address, mode, capture target, live counters), the view status line
+and the key bar.
 
-Both are plain render() widgets fed by the app's refresh timer; they re-render only when the text
-they would show changed, and fit any width by shortening the least important part first.
+All are plain render() widgets: the first two are fed by the app's refresh timer and re-render
+only when the text they would show changed, fitting any width by shortening the least important
+part first.
 """
 
 from __future__ import annotations
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual import events
 from textual.widget import Widget
 
 from proxycore.view import FlowView
@@ -158,3 +161,83 @@ class StatusLine(Widget):
         out = left + Text(" " * pad) + right
         out.truncate(width)
         return out
+
+
+class KeyBar(Widget):
+    """The keys that matter now, on one line: what Textual's Footer shows, drawn as one widget.
+
+    The Footer re-composes a widget per key whenever the focus moves (opening the filter bar, closing
+    it, opening the detail): several message hops and frames per key press, which under load cost
+    more than the key's own work. This bar only re-renders its line. A click runs the key.
+    """
+
+    COMPONENT_CLASSES = {"keybar--key", "keybar--description"}
+    DEFAULT_CSS = """
+    KeyBar { height: 1; background: $footer-background; }
+    KeyBar > .keybar--key { color: $footer-key-foreground; background: $footer-key-background; text-style: bold; }
+    KeyBar > .keybar--description { color: $footer-description-foreground; background: $footer-description-background; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._items: list[tuple[str, str, str]] = []  # (key, key display, description)
+        self._palette: tuple[str, str, str] | None = None
+        self._spans: list[tuple[int, int, str]] = []  # (start x, end x, key) of the last render
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self._bindings_changed(self.screen)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: object) -> None:
+        app = self.app
+        active = self.screen.active_bindings
+        items: list[tuple[str, str, str]] = []
+        seen_actions: set[str] = set()
+        for _node, binding, enabled, _tooltip in active.values():
+            if binding.show and enabled and binding.action not in seen_actions:
+                seen_actions.add(binding.action)
+                items.append((binding.key, app.get_key_display(binding), binding.description))
+        palette = active.get(app.COMMAND_PALETTE_BINDING) if app.ENABLE_COMMAND_PALETTE else None
+        self._palette = None if palette is None else (
+            palette.binding.key, app.get_key_display(palette.binding), palette.binding.description)
+        self._items = items
+        self.refresh()
+
+    def render(self) -> Text:
+        st = self.get_component_rich_style
+        key_style, desc_style = st("keybar--key"), st("keybar--description")
+        width = self.size.width
+        right = Text()
+        if self._palette is not None:
+            right.append(self._palette[1], key_style)
+            right.append(f" {self._palette[2]} ", desc_style)
+        out = Text()
+        spans: list[tuple[int, int, str]] = []
+        room = width - right.cell_len - 1
+        wanted = sum(cell_len(d) + 1 + cell_len(desc) for _, d, desc in self._items)
+        gap = "  " if wanted + 2 * len(self._items) <= room else " "  # two spaces when they fit
+        for key, display, description in self._items:
+            start = out.cell_len
+            if start + cell_len(display) + 1 + cell_len(description) > room:
+                break
+            out.append(display, key_style)
+            out.append(f" {description}", desc_style)
+            spans.append((start, out.cell_len, key))
+            out.append(gap, desc_style)
+        if right.cell_len:
+            start = max(out.cell_len, width - right.cell_len)
+            out.append(" " * (start - out.cell_len), desc_style)
+            out.append_text(right)
+            spans.append((start, out.cell_len, self._palette[0]))  # type: ignore[index]
+        self._spans = spans
+        out.truncate(width)
+        return out
+
+    def on_click(self, event: events.Click) -> None:
+        for start, end, key in self._spans:
+            if start <= event.x < end:
+                self.app.simulate_key(key)
+                return

@@ -17,8 +17,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Label, Static, TabbedContent, TabPane
+from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 
+from omniproxy_tui.bars import KeyBar
 from omniproxy_tui.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
 from omniproxy_tui.lineview import Document, LineView
 from proxycore.flow import INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
@@ -567,7 +568,7 @@ class DetailScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(flow_summary(self.flow), id="detail-title")
         yield FlowDetail(id="flow-detail")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         detail = self.query_one(FlowDetail)

@@ -8,6 +8,7 @@ restores the filter that was active when the bar opened. Up/Down walk the histor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual import on
@@ -79,6 +80,9 @@ class FilterBar(Vertical):
         # A one-row widget the bar takes the place of while open (the status line): the table keeps
         # its height, so opening the bar repaints two rows instead of re-laying out the screen.
         self.replaces: Widget | None = None
+        # Called at once instead of posting Changed / Closed when set (see FlowTable.on_moved).
+        self.on_changed: Callable[[], None] | None = None
+        self.on_closed: Callable[[bool], None] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -133,8 +137,11 @@ class FilterBar(Vertical):
         if self.replaces is not None:
             self.replaces.display = True
         self._set_error(None)
-        self.post_message(self.Changed())
-        self.post_message(self.Closed(commit))
+        self._changed()
+        if self.on_closed is not None:
+            self.on_closed(commit)
+        else:
+            self.post_message(self.Closed(commit))
 
     # ---------------------------------------------------------------- typing
 
@@ -165,8 +172,14 @@ class FilterBar(Vertical):
         if text != self._applied_text:
             self._applied_text = text
             self.view.set_filter(flt, remember=False)
-            self.post_message(self.Changed())
+            self._changed()
         self._update_count()
+
+    def _changed(self) -> None:
+        if self.on_changed is not None:
+            self.on_changed()
+        else:
+            self.post_message(self.Changed())
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -10,6 +10,7 @@ are dictionary look-ups.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -202,8 +203,11 @@ class FlowTable(ScrollView, can_focus=True):
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.view = view
-        # row key -> (segments, the finished line when the row is not under the cursor)
-        self._cache: dict[tuple, tuple[list[Segment], Strip]] = {}
+        self._cache: dict[tuple, list[Segment]] = {}  # row key -> the row's segments, full width
+        # Called at once when the user moved the cursor, instead of posting FocusMoved: under load
+        # every message hop waits a turn of the busy event loop, and the status line and detail pane
+        # belong in the same frame as the cursor.
+        self.on_moved: Callable[[], None] | None = None
         self._columns: list[Column] = []
         self._columns_width = -1
         self._id_width = 4
@@ -305,13 +309,13 @@ class FlowTable(ScrollView, can_focus=True):
                     return Strip([Segment(_fit(" " + lines[index], width), style)], width)
             return Strip.blank(width, self.rich_style)
         flow = view[index]
-        segments, strip = self._row(flow, cols, width)
+        segments = self._row_segments(flow, cols, width)
         if flow is view.focus:
             cursor = self.get_component_rich_style(
                 "flowtable--cursor" if self.has_focus else "flowtable--cursor-blurred")
             segments = list(Segment.apply_style(segments, post_style=cursor))
             return Strip(segments).adjust_cell_length(width, cursor)
-        return strip
+        return Strip(segments, width)  # every row's segments fill the width exactly
 
     def _render_header(self, cols: list[Column], width: int) -> Strip:
         style = self.get_component_rich_style("flowtable--header")
@@ -332,15 +336,15 @@ class FlowTable(ScrollView, can_focus=True):
                 resp.body_size if resp is not None else None, flow.timings.end, flow.error is not None,
                 flow.marked, flow.is_replay, flow.modified, flow.passthrough, flow.request.target)
 
-    def _row(self, flow: Flow, cols: list[Column], width: int) -> tuple[list[Segment], Strip]:
+    def _row_segments(self, flow: Flow, cols: list[Column], width: int) -> list[Segment]:
         key = self._row_key(flow, width)
-        row = self._cache.get(key)
-        if row is None:
+        segs = self._cache.get(key)
+        if segs is None:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            segs = self._build_row(flow, cols)
-            row = self._cache[key] = (segs, Strip(segs).adjust_cell_length(width, self.rich_style))
-        return row
+            segs = self._cache[key] = list(Strip(self._build_row(flow, cols)).adjust_cell_length(
+                width, self.rich_style))
+        return segs
 
     def _build_row(self, flow: Flow, cols: list[Column]) -> list[Segment]:
         st = self.get_component_rich_style
@@ -404,7 +408,13 @@ class FlowTable(ScrollView, can_focus=True):
         # re-read the row count first: under heavy traffic the app repaints less often than flows
         # arrive, and scrolling within a stale virtual size cannot reach a newer focused flow
         self.refresh_view(scroll_to_focus=True)
-        self.post_message(self.FocusMoved())
+        self._notify_moved()
+
+    def _notify_moved(self) -> None:
+        if self.on_moved is not None:
+            self.on_moved()
+        else:
+            self.post_message(self.FocusMoved())
 
     def action_cursor(self, delta: int) -> None:
         self.view.move_focus(delta)
@@ -444,7 +454,7 @@ class FlowTable(ScrollView, can_focus=True):
         # reading older flows with the wheel: new arrivals must not yank the view back down
         if self.view.follow:
             self.view.follow = False
-            self.post_message(self.FocusMoved())
+            self._notify_moved()
 
     def on_focus(self) -> None:
         self.refresh()

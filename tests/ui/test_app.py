@@ -578,10 +578,13 @@ def test_gc_policy_freezes_and_collects_when_idle() -> None:
     from omniproxy_tui.gcpolicy import GcPolicy
 
     now = [100.0]
-    policy = GcPolicy(clock=lambda: now[0], freeze_every=2.0, idle_after=5.0, min_full_interval=60.0)
+    before = gc.get_threshold()
+    policy = GcPolicy(clock=lambda: now[0], freeze_every=2.0, idle_after=5.0, min_full_interval=60.0,
+                      max_full_interval=600.0)
     try:
         junk = [[i] for i in range(1000)]  # tracked containers that survive
         policy.tick()
+        assert gc.get_threshold()[:2] == before[:2] and gc.get_threshold()[2] > 10_000  # no automatic gen 2
         assert gc.get_freeze_count() == 0  # not yet: freezing waits freeze_every
         now[0] += 2.0
         policy.tick()
@@ -594,8 +597,14 @@ def test_gc_policy_freezes_and_collects_when_idle() -> None:
         now[0] += 6.0  # idle long enough, and 60 s since the last full collection
         policy.tick()
         assert policy.full_collections == 1
+        for _ in range(201):  # constant traffic for 603 s: one full collection anyway
+            now[0] += 3.0
+            policy.busy()
+            policy.tick()
+        assert policy.full_collections == 2
         del junk
     finally:
         policy.release()
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
