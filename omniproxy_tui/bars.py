@@ -201,10 +201,11 @@ class KeyBar(Widget):
                 seen_actions.add(binding.action)
                 items.append((binding.key, app.get_key_display(binding), binding.description))
         palette = active.get(app.COMMAND_PALETTE_BINDING) if app.ENABLE_COMMAND_PALETTE else None
-        self._palette = None if palette is None else (
+        palette_item = None if palette is None else (
             palette.binding.key, app.get_key_display(palette.binding), palette.binding.description)
-        self._items = items
-        self.refresh()
+        if (items, palette_item) != (self._items, self._palette):
+            self._items, self._palette = items, palette_item
+            self.refresh()
 
     def render(self) -> Text:
         st = self.get_component_rich_style
