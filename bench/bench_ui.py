@@ -468,7 +468,7 @@ def press_keys(tui: Tui, rng: random.Random, args, t_start: float, go_on: Callab
         t1 = tui.wait(cond, args.key_timeout) if cond is not None else None
         press = {"key": label, "ms": (t1 - t0) * 1000 if t1 is not None else None, "at_s": round(t0 - t_start, 3),
                  "t0": t0, "view": shown[1] if shown else None, "sort": sort.group(1) if sort else None,
-                 "counted": counted}
+                 "counted": counted, "cursor_before": cursor_before, "cursor_after": cursor_id(tui.screen)}
         if t1 is None:  # later keys read their expectation from the screen, so the run goes on
             press.update(screen=tui.screen.text(), cursor_before=cursor_before, cursor_after=cursor_id(tui.screen),
                          status=status_line(tui.screen))
@@ -648,14 +648,18 @@ def _install_trace() -> dict[str, list]:
     from textual.app import App
     from textual.screen import Screen
 
+    import omniproxy_tui.app as appmod
+
     trace: dict[str, list] = {"keys": [], "frames": []}
-    on_event, refresh = App.on_event, Screen._compositor_refresh
+    app_class = appmod.OmniProxyApp if "on_event" in vars(appmod.OmniProxyApp) else App
+    on_event, refresh = app_class.on_event, Screen._compositor_refresh
 
     async def traced_event(self, event) -> None:
         if isinstance(event, events.Key):
             trace["keys"].append(time.perf_counter())
             await on_event(self, event)
-            trace.setdefault("keys_done", []).append((time.perf_counter(), event.key))
+            focus = getattr(getattr(self, "view", None), "focus", None)
+            trace.setdefault("keys_done", []).append((time.perf_counter(), event.key, focus and focus.id))
             return
         await on_event(self, event)
 
@@ -664,7 +668,7 @@ def _install_trace() -> dict[str, list]:
         refresh(self)
         trace["frames"].append((t, time.perf_counter()))
 
-    App.on_event, Screen._compositor_refresh = traced_event, traced_refresh
+    app_class.on_event, Screen._compositor_refresh = traced_event, traced_refresh
     trace["gc"] = []
     started: list[float] = [0.0]
 
@@ -676,6 +680,25 @@ def _install_trace() -> dict[str, list]:
 
     import gc
     gc.callbacks.append(gc_callback)
+
+    from textual.drivers._writer_thread import WriterThread
+
+    trace["writes"] = []
+
+    def traced_run(self) -> None:  # WriterThread.run, plus when each write reached the terminal
+        write, flush, get, qsize = self._file.write, self._file.flush, self._queue.get, self._queue.qsize
+        while True:
+            text = get()
+            if text is None:
+                break
+            t = time.perf_counter()
+            write(text)
+            if qsize() == 0:
+                flush()
+            trace["writes"].append((t, time.perf_counter(), len(text)))
+        flush()
+
+    WriterThread.run = traced_run
     return trace
 
 
