@@ -23,6 +23,7 @@ from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static
@@ -194,7 +195,9 @@ class MainScreen(Screen):
             table.focus()
 
     def _filter_changed(self) -> None:
-        self.app_.sync_view(scroll=True)
+        # while typing, the pane beside the table catches up at its own pace (it is rebuilt for
+        # each new focus otherwise, on every preview)
+        self.app_.sync_view(scroll=True, throttle_detail=self.query_one(FilterBar).is_open)
 
     def _filter_closed(self, committed: bool) -> None:
         self.query_one(FlowTable).focus()
@@ -373,7 +376,7 @@ class OmniProxyApp(App[int]):
             self.sync_view(scroll=view.follow, throttle_detail=True, counters=counters)
         else:
             if counters:
-                self._update_counters(self.get_screen_main())
+                self._update_counters()
             self._schedule_detail(throttle=True)  # a change held back by the throttle
 
     def flow_rate(self) -> float:
@@ -419,12 +422,16 @@ class OmniProxyApp(App[int]):
         self._drawn_version = self.view.version
         table.refresh_view(scroll_to_focus=scroll)
         if counters:
-            self._update_counters(main)
+            self._update_counters()
         self._schedule_detail(throttle=throttle_detail)
 
-    def _update_counters(self, main: MainScreen) -> None:
+    def _update_counters(self) -> None:
+        try:
+            status = self.get_screen_main().query_one(StatusLine)
+        except (LookupError, NoMatches):  # not composed yet
+            return
         self._counters_at = time.monotonic()
-        main.query_one(StatusLine).update_view()
+        status.update_view()
         self._update_header()
 
     # ---------------------------------------------------------------- detail
