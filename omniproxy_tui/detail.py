@@ -298,6 +298,7 @@ class FlowDetail(Widget):
         self._stale: set[str] = set()  # tabs whose document is out of date (built when shown)
         self._built_for: dict[str, int] = {}  # tab -> id of the flow its document shows
         self.status_text = ""
+        self._error_text = ""
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-error")
@@ -389,11 +390,18 @@ class FlowDetail(Widget):
         self._stale = set(TABS)
         self._build_tab(self.active_tab, keep_scroll)
         self.set_class(bool(flow.error), "-error")
-        self.query_one("#detail-error", Static).update(Text(f"✖ {clean_line(flow.error)}") if flow.error else "")
+        error = f"✖ {clean_line(flow.error)}" if flow.error else ""
+        if self._error_text != error:  # each of these updates re-lays out the screen: only on change
+            self._error_text = error
+            self.query_one("#detail-error", Static).update(Text(error) if error else "")
         tabs = self.query_one(TabbedContent)
         paused = flow.state == INTERCEPTED
-        tabs.get_tab("request").label = "Request ⏸" if paused and flow.response is None else "Request"
-        tabs.get_tab("response").label = "Response ⏸" if paused and flow.response is not None else "Response"
+        labels = {"request": "Request ⏸" if paused and flow.response is None else "Request",
+                  "response": "Response ⏸" if paused and flow.response is not None else "Response"}
+        for tab_id, label in labels.items():
+            tab = tabs.get_tab(tab_id)
+            if str(tab.label) != label:
+                tab.label = label
         self._update_status()
 
     def _build_tab(self, tab: str, keep_scroll: bool) -> None:
@@ -439,8 +447,10 @@ class FlowDetail(Widget):
         status = self.view(tab).match_status
         if status:
             parts.append(f"/{self.view(tab).query_text}: {status}")
-        self.status_text = " · ".join(parts)
-        self.query_one("#detail-status", Static).update(self.status_text)
+        text = " · ".join(parts)
+        if text != self.status_text:
+            self.status_text = text
+            self.query_one("#detail-status", Static).update(text, layout=False)  # one fixed row
 
     # --- events and actions ----------------------------------------------------------------
 
