@@ -44,9 +44,10 @@ from proxycore.view import FlowView
 apply_textual_fixes()
 
 TICK_HZ = 15
-# A repaint costs ~20-35 ms of loop time however few rows changed, so under heavy traffic the tick
-# repaints less often and the proxy keeps the loop: (flows/s from, repaints/s). Measured with
-# bench/bench_ui.py, UI/--no-ui throughput: 0.5x at 15 Hz, ~0.8x at 5 Hz. Keys still repaint at once.
+# A repaint costs ~8-25 ms of loop time at 160x48 however few rows changed, so under heavy traffic
+# the tick repaints less often and the proxy keeps the loop: (flows/s from, repaints/s). Measured
+# with bench/bench_ui.py, UI/--no-ui throughput: 0.5x at 15 Hz, 0.85-0.92x at 5 Hz. Keys still
+# repaint at once.
 PAINT_HZ_UNDER_LOAD = ((4000, 3), (1000, 5))
 WIDE = 140  # columns from which the detail sits beside the table instead of on its own screen
 # While the table follows a stream of new flows, the pane beside it shows the newest one at most this

@@ -31,6 +31,7 @@ DEBOUNCE_MIN, DEBOUNCE_MAX, DEBOUNCE_FULL_AT = 0.06, 0.18, 50_000
 
 
 def debounce(total_flows: int) -> float:
+    """Seconds to wait after a keystroke before re-filtering `total_flows` flows."""
     return DEBOUNCE_MIN + (DEBOUNCE_MAX - DEBOUNCE_MIN) * min(1.0, total_flows / DEBOUNCE_FULL_AT)
 
 
