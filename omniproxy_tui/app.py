@@ -346,6 +346,8 @@ class OmniProxyApp(App[int]):
             self._intercepted.discard(flow.id)
 
     def _tick(self) -> None:
+        if self.view.stepping:  # the filter bar's preview is under way: flows wait for it (ms)
+            return
         adds, self._pending_add = self._pending_add, []
         updates = self._pending_upd
         if updates:

@@ -8,7 +8,8 @@ restores the filter that was active when the bar opened. Up/Down walk the histor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Generator
 from typing import ClassVar
 
 from textual import on
@@ -91,6 +92,8 @@ class FilterBar(Vertical):
         # Called at once instead of posting Changed / Closed when set (see FlowTable.on_moved).
         self.on_changed: Callable[[], None] | None = None
         self.on_closed: Callable[[bool], None] | None = None
+        self._preview_task: asyncio.Task[None] | None = None
+        self._preview_steps: Generator[None, None, None] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -128,6 +131,7 @@ class FilterBar(Vertical):
         if not self.is_open:
             return
         self._cancel_timer()
+        self._cancel_preview()
         v = self.view
         if commit:
             text = self.input.value.strip()
@@ -159,6 +163,7 @@ class FilterBar(Vertical):
         if not self.is_open:
             return
         self._cancel_timer()
+        self._cancel_preview()
         self._timer = self.set_timer(debounce(self.view.total), self.apply_now)
 
     @on(Input.Submitted, "#fb-input")
@@ -167,7 +172,8 @@ class FilterBar(Vertical):
         self.close(commit=True)
 
     def apply_now(self) -> None:
-        """Parse what is typed; apply it when valid, show the error otherwise."""
+        """Parse what is typed; apply it when valid (in slices, see _preview), show the error
+        otherwise."""
         self._timer = None
         text = self.input.value.strip()
         try:
@@ -178,10 +184,31 @@ class FilterBar(Vertical):
             return
         self._set_error(None)
         if text != self._applied_text:
-            self._applied_text = text
-            self.view.set_filter(flt, remember=False)
-            self._changed()
+            self._cancel_preview()
+            self._preview_task = asyncio.get_running_loop().create_task(self._preview(flt, text))
+        else:
+            self._update_count()
+
+    async def _preview(self, flt: Filter | None, text: str) -> None:
+        # A slice of the flows at a time: a keystroke typed meanwhile is echoed between two slices
+        # instead of after the whole re-filter, and it cancels this preview (the next one starts).
+        steps = self._preview_steps = self.view.set_filter_in_steps(flt)
+        try:
+            for _ in steps:
+                await asyncio.sleep(0)
+        finally:
+            steps.close()
+        self._preview_task = self._preview_steps = None
+        self._applied_text = text
+        self._changed()
         self._update_count()
+
+    def _cancel_preview(self) -> None:
+        if self._preview_steps is not None:
+            self._preview_steps.close()  # the view is back as it was, now
+        if self._preview_task is not None:
+            self._preview_task.cancel()
+        self._preview_task = self._preview_steps = None
 
     def _changed(self) -> None:
         if self.on_changed is not None:

@@ -18,7 +18,7 @@ import copy
 import gc
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from operator import attrgetter
 from typing import Any
 
@@ -112,6 +112,7 @@ class FlowView:
         self.follow = True
         self.dropped = 0  # flows dropped because of max_flows, for the header
         self.version = 0  # bumped on every visible change: the UI repaints when it moves
+        self.stepping = False  # a set_filter_in_steps() is under way
 
     # ------------------------------------------------------------------ queries
 
@@ -280,20 +281,16 @@ class FlowView:
         self._shown.discard(flow)
         del self._flows[self._position(self._cur[flow], flow.id)]
 
-    def _rebuild(self) -> None:
-        """Re-filter and re-sort everything (filter, marked-only or sort key changed)."""
+    def _rebuild(self, matching: list[Flow] | None = None) -> None:
+        """Re-filter and re-sort everything (filter, marked-only or sort key changed). `matching`:
+        the stored flows that pass, in store order, when the caller already knows them."""
         focus = self._focus
         # Allocation-heavy but creates no cyclic garbage: keep the cyclic GC from walking every
         # stored flow in the middle of it (measured: up to 5x slower with 50 000 flows).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            flows = list(self._store.values())
-            if self.marked_only:
-                flows = [f for f in flows if f.marked]
-            flt = self._filter
-            if flt is not None and self.filter_enabled:
-                flows = list(filter(flt.predicate, flows))
+            flows = self._matching() if matching is None else matching
             # Ties must fall in id order: arrival order is id order except for the odd flow
             # published late. Then a stable sort by the cached value (cheap on sorted input).
             if not self._store_in_id_order:
@@ -309,6 +306,17 @@ class FlowView:
         else:
             self._refocus(self._sort_pos(focus) if focus is not None else None)
         self.version += 1
+
+    def _matching(self, flows: list[Flow] | None = None) -> list[Flow]:
+        """The stored flows (or `flows`) the marked-only switch and the filter let through."""
+        if flows is None:
+            flows = list(self._store.values())
+        if self.marked_only:
+            flows = [f for f in flows if f.marked]
+        flt = self._filter
+        if flt is not None and self.filter_enabled:
+            flows = list(filter(flt.predicate, flows))
+        return flows
 
     # ------------------------------------------------------------------ live updates
 
@@ -477,6 +485,30 @@ class FlowView:
         self.filter_enabled = True
         if not same:
             self._rebuild()
+
+    def set_filter_in_steps(self, flt: Filter | None, chunk: int = 5000) -> Generator[None, None, None]:
+        """`set_filter(flt, remember=False)` computed a slice of `chunk` flows at a time, yielding
+        between slices so an event loop can handle keys meanwhile (the filter bar's live preview).
+        The filter is applied when the iterator is exhausted; dropped before that, nothing changed.
+        `stepping` is true meanwhile: the caller must not change the view (the app holds new flows
+        back until it is false)."""
+        if (flt.expr if flt else "") == self.filter_expr and self.filter_enabled:
+            self._filter = flt
+            return
+        old = self._filter, self.filter_enabled
+        stored = list(self._store.values())
+        matching: list[Flow] = []
+        self.stepping = True
+        try:
+            for i in range(0, len(stored), chunk):
+                self._filter, self.filter_enabled = flt, True
+                matching += self._matching(stored[i:i + chunk])
+                self._filter, self.filter_enabled = old
+                yield
+            self._filter, self.filter_enabled = flt, True
+            self._rebuild(matching)
+        finally:
+            self.stepping = False
 
     def remember_filter(self, expr: str) -> None:
         expr = expr.strip()

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from proxycore.flow import DONE, ERROR, Flow, Headers, Request, Response
-from proxycore.flowfilter import FilterError
+from proxycore.flowfilter import FilterError, parse
 from proxycore.view import SORT_KEYS, FlowView, flows_by_selector
 
 
@@ -329,3 +329,32 @@ def test_view_equals_brute_force_under_random_operations() -> None:
             assert v.focus is not None and v.is_shown(v.focus)
         else:
             assert v.focus is None
+
+
+def test_filter_in_steps_equals_set_filter_and_can_be_abandoned() -> None:
+    rnd = random.Random(3)
+    flows = [mk(rnd.choice(["GET", "POST"]), path=f"/p{i % 7}", start=1000 + i, status=rnd.choice([200, 404]))
+             for i in range(1000)]
+    stepped, direct = FlowView(), FlowView()
+    for v in (stepped, direct):
+        v.add_many(flows)
+        v.set_sort("status")
+        v.set_marked(flows[::5], True)
+    before = ids(stepped)
+    steps = stepped.set_filter_in_steps(parse("~m post & !~u /p3"), chunk=128)
+    next(steps)
+    next(steps)
+    assert ids(stepped) == before and stepped.filter is None  # unchanged until the last slice
+    assert stepped.stepping
+    steps.close()  # a keystroke came: the preview is dropped
+    assert ids(stepped) == before and stepped.filter is None and not stepped.stepping
+    for v, marked_only in ((stepped, True), (direct, True)):
+        v.set_marked_only(marked_only)
+    n = sum(1 for _ in stepped.set_filter_in_steps(parse("~m post & !~u /p3"), chunk=128))
+    assert n == 8  # 1000 flows in slices of 128
+    direct.set_filter("~m post & !~u /p3", remember=False)
+    assert ids(stepped) == ids(direct) and stepped.filter_expr == direct.filter_expr
+    assert stepped.focus is direct.focus or stepped.focus.id == direct.focus.id
+    list(stepped.set_filter_in_steps(None))
+    direct.set_filter(None)
+    assert ids(stepped) == ids(direct)
