@@ -349,14 +349,7 @@ def _record_request(h: dict) -> dict:
     post = h.get("postData")
     if post:
         mime = post.get("mimeType") or ""
-        if post.get("_isBinary"):
-            req["body"], req["isBinary"] = BINARY_PLACEHOLDER, True
-        else:
-            body, enc = _parse_body(post.get("text"), mime, post.get("_encoding"))
-            if body is not None:
-                req["body"] = body
-            if enc or post.get("_bodyEncoding"):
-                req["bodyEncoding"] = enc or post["_bodyEncoding"]
+        _ir_body(req, post, mime, post.get("_encoding"))
         if mime:
             req["contentType"] = mime
         if post.get("_bodyTruncated"):
@@ -364,6 +357,18 @@ def _record_request(h: dict) -> dict:
     if isinstance(h.get("bodySize"), int) and h["bodySize"] > 0:
         req["bodySize"] = h["bodySize"]  # the IR omits zero sizes
     return req
+
+
+def _ir_body(out: dict, part: dict, mime: str, encoding: str | None) -> None:
+    """A HAR postData or content object -> the IR message's body, isBinary and bodyEncoding."""
+    if part.get("_isBinary"):
+        out["body"], out["isBinary"] = BINARY_PLACEHOLDER, True
+        return
+    body, enc = _parse_body(part.get("text"), mime, encoding)
+    if body is not None:
+        out["body"] = body
+    if enc or part.get("_bodyEncoding"):
+        out["bodyEncoding"] = enc or part["_bodyEncoding"]
 
 
 def _record_response(h: dict) -> dict:
@@ -379,14 +384,7 @@ def _record_response(h: dict) -> dict:
     if headers:
         resp["headers"] = headers
     mime = content.get("mimeType") or ""
-    if content.get("_isBinary"):
-        resp["body"], resp["isBinary"] = BINARY_PLACEHOLDER, True
-    else:
-        body, enc = _parse_body(content.get("text"), mime, content.get("encoding"))
-        if body is not None:
-            resp["body"] = body
-        if enc or content.get("_bodyEncoding"):
-            resp["bodyEncoding"] = enc or content["_bodyEncoding"]
+    _ir_body(resp, content, mime, content.get("encoding"))
     csize, wire = content.get("size"), h.get("bodySize")
     if isinstance(wire, int) and wire > 0:
         resp["size"] = wire
