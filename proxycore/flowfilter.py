@@ -401,13 +401,41 @@ class _LiteralSearch:
 
 
 _META = re.compile(r"[.^$*+?{}\[\]\\|()]")
+# Patterns that mean the same when lower-cased: no escapes (\101 is "A"), no classes ([0-_] holds
+# upper-case letters only), no (?...) groups. Only letters change, and they are all literals.
+_FOLDABLE = re.compile(r"[^\\\[]*")
+
+
+class _FoldedSearch:
+    """Case-insensitive search of ASCII text for an ASCII pattern, 3-6x faster than re.I (which
+    has no fast literal scan): a plain word is `in` the lower-cased text, any other foldable
+    pattern a case-sensitive regex of its lower-cased self. Non-ASCII text, where Unicode case
+    folding differs from lower(), goes to the re.I regex."""
+
+    __slots__ = ("search",)
+
+    def __init__(self, rx: re.Pattern) -> None:
+        folded = rx.pattern.lower()
+        slow = rx.search
+        if not _META.search(folded):
+            self.search = lambda t: (folded in t.lower()) if t.isascii() else slow(t)
+        else:
+            fast = re.compile(folded, rx.flags & ~re.I).search
+            self.search = lambda t: fast(t.lower()) if t.isascii() else slow(t)
+
+
+def _str_rx(arg: str, flags: int) -> re.Pattern:
+    rx = re.compile(arg, flags)
+    if arg.isascii() and "(?" not in arg and _FOLDABLE.fullmatch(arg):
+        return _FoldedSearch(rx)  # type: ignore[return-value]
+    return rx
 
 
 def _compile_rx(op: str, arg: str, pos: int, kind: str) -> re.Pattern:
     flags = re.I | (re.M if kind == "hdr" else 0)
     try:
         if kind == "str":
-            return re.compile(arg, flags)
+            return _str_rx(arg, flags)
         if not arg.isascii():
             return _DecodingSearch(re.compile(arg, flags))  # type: ignore[return-value]
         if arg and not _META.search(arg):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import random
+import re
 
 import pytest
 
@@ -272,6 +274,32 @@ def test_case_insensitive() -> None:
     for expr in ("~m delete", "~d example.com", "~u /path", "PATH", "~ts text/html", "~bs 'HELLO world'",
                  "~hs content-type"):
         assert m(expr, f), expr
+
+
+
+def test_fast_case_insensitive_search_agrees_with_re_ignorecase() -> None:
+    """URL, host and method regexes skip re.I where lower-casing gives the same answer; random
+    patterns and texts (ASCII and not) must match exactly as re.I would."""
+    rng = random.Random(7)
+    atoms = ["a", "B", "k", "s", "i", "/", ".", "-", "0", "1", "x", "Q", ".*", "a|b", "(ab)", "[a-c]",
+             "[0-_]", "\\d", "\\101", "^", "$", "?", "+", "{2}", "(?i:b)", "(?-i:B)", "é", "ß"]
+    chars = "abkKsSiIxX01/.-_ABQqé\u212a\u017f\u0130ß?=&"
+    checked = 0
+    for _ in range(3000):
+        pat = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 4)))
+        try:
+            want_rx = re.compile(pat, re.I)
+        except re.error:
+            continue
+        got = flowfilter._str_rx(pat, re.I).search
+        for _ in range(8):
+            text = "".join(rng.choice(chars) for _ in range(rng.randint(0, 12)))
+            assert bool(got(text)) == bool(want_rx.search(text)), (pat, text)
+            checked += 1
+    assert checked > 10000
+    assert isinstance(flowfilter._str_rx("example.com", re.I), flowfilter._FoldedSearch)
+    assert isinstance(flowfilter._str_rx("Small", re.I), flowfilter._FoldedSearch)
+    assert not isinstance(flowfilter._str_rx("[A-Z]", re.I), flowfilter._FoldedSearch)
 
 
 # --------------------------------------------------------------------------- errors
