@@ -113,6 +113,11 @@ class FlowView:
         self.dropped = 0  # flows dropped because of max_flows, for the header
         self.version = 0  # bumped on every visible change: the UI repaints when it moves
         self.stepping = False  # a set_filter_in_steps() is under way
+        # While the filter is switched off: the flows that passed it when it was switched off, and
+        # those added or changed since (not tested yet). Switching it back on then tests only
+        # those, not every stored flow again. None: not kept (re-filter everything).
+        self._off_passing: set[Flow] | None = None
+        self._off_unchecked: dict[Flow, None] = {}
 
     # ------------------------------------------------------------------ queries
 
@@ -335,6 +340,8 @@ class FlowView:
                     self._store_in_id_order = False
                 store[f.id] = f
                 self._cache_vals(f)
+        if self._off_passing is not None:
+            self._note_unchecked(batch)
         dropped: list[Flow] = []
         while len(store) > self.max_flows:
             dropped.append(store.popitem(last=False)[1])
@@ -344,6 +351,7 @@ class FlowView:
             if self._focus is not None and self._focus in self._shown:
                 focus_pos = self._sort_pos(self._focus)
             self._drop_from_shown(dropped)
+            self._forget_off(dropped)
             for f in dropped:
                 self._uncache_vals(f)
         newest = None
@@ -382,6 +390,9 @@ class FlowView:
         """Flows that changed (response arrived, error, mark): re-test the filter, re-place by key."""
         changed = False
         cur, valfn = self._cur, _VAL_FUNCS[self.sort_key]
+        if self._off_passing is not None:
+            flows = list(flows)
+            self._note_unchecked(flows)
         for f in flows:
             if self._store.get(f.id) is not f:
                 continue  # dropped or deleted meanwhile
@@ -401,6 +412,8 @@ class FlowView:
                 if was_shown:
                     self._remove_shown_keep_focus(f)
                 self._cache_vals(f)
+        if self._focus is None and self._flows:  # the first flow shown came by an update (a mark)
+            self._focus = self.newest_shown() if self.follow else self[0]
         if changed:
             self.version += 1
 
@@ -421,6 +434,7 @@ class FlowView:
             if self._store.pop(f.id, None) is None:
                 continue
             self._remove_shown_keep_focus(f)
+            self._forget_off((f,))
             self._uncache_vals(f)
             n += 1
         if n:
@@ -434,6 +448,7 @@ class FlowView:
             vals.clear()
         self._store_in_id_order = True
         self._flows, self._shown = [], set()
+        self._drop_off_state()
         self._focus = None
         self.version += 1
         return n
@@ -483,6 +498,7 @@ class FlowView:
         same = (flt.expr if flt else "") == self.filter_expr and self.filter_enabled
         self._filter = flt
         self.filter_enabled = True
+        self._drop_off_state()
         if not same:
             self._rebuild()
 
@@ -506,6 +522,7 @@ class FlowView:
                 self._filter, self.filter_enabled = old
                 yield
             self._filter, self.filter_enabled = flt, True
+            self._drop_off_state()
             self._rebuild(matching)
         finally:
             self.stepping = False
@@ -525,12 +542,53 @@ class FlowView:
         if self._filter is None:
             self.filter_enabled = True
             return False
-        self.filter_enabled = not self.filter_enabled
-        self._rebuild()
+        if self.filter_enabled:
+            # the shown flows are those that pass (unless marked-only hides some): keep them
+            self._off_passing = None if self.marked_only else self._shown
+            self._off_unchecked = {}
+            self.filter_enabled = False
+            self._rebuild()
+        else:
+            self.filter_enabled = True
+            self._rebuild(self._passing_again())
         return self.filter_enabled
+
+    def _passing_again(self) -> list[Flow] | None:
+        """The stored flows that pass the filter being switched back on, in store order, from
+        what passed when it was switched off plus a test of the flows added or changed since."""
+        passing, unchecked = self._off_passing, self._off_unchecked
+        self._drop_off_state()
+        if passing is None:
+            return None
+        pred, store = self._filter.predicate, self._store  # type: ignore[union-attr]
+        for f in unchecked:
+            if store.get(f.id) is not f:
+                continue
+            if pred(f):
+                passing.add(f)
+            else:
+                passing.discard(f)
+        return list(filter(passing.__contains__, store.values()))
+
+    def _note_unchecked(self, flows: Iterable[Flow]) -> None:
+        unchecked = self._off_unchecked
+        unchecked.update(dict.fromkeys(flows))
+        if len(unchecked) > self.max_flows:  # cheaper to re-filter everything
+            self._drop_off_state()
+
+    def _forget_off(self, flows: Iterable[Flow]) -> None:
+        """Flows gone from the store: kept alive by nothing here (the off state holds references)."""
+        if self._off_passing is not None:
+            self._off_passing.difference_update(flows)
+            for f in flows:
+                self._off_unchecked.pop(f, None)
+
+    def _drop_off_state(self) -> None:
+        self._off_passing, self._off_unchecked = None, {}
 
     def set_marked_only(self, value: bool | None = None) -> bool:
         self.marked_only = (not self.marked_only) if value is None else value
+        self._drop_off_state()
         self._rebuild()
         return self.marked_only
 
@@ -545,8 +603,8 @@ class FlowView:
         if reverse is not None and reverse != self.sort_reverse:
             self.sort_reverse = reverse
             self.version += 1
-        if changed:
-            self._rebuild()
+        if changed:  # the same flows in another order: no need to run the filter again
+            self._rebuild(list(filter(self._shown.__contains__, self._store.values())))
 
     def cycle_sort(self) -> str:
         nxt = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]

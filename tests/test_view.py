@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 
 import pytest
 
@@ -284,7 +286,7 @@ def _expected(v: FlowView, live: dict[int, Flow]) -> list[int]:
 
 def test_view_equals_brute_force_under_random_operations() -> None:
     """Adds (some out of id order), responses that move flows, marks, deletes, drops, sort, reverse,
-    filter on/off: after every step the shown list, index_of and focus agree with a brute force."""
+    filter on/off, marked only, clear: after every step the shown list, index_of and focus agree with a brute force."""
     rnd = random.Random(11)
     v = FlowView(max_flows=150)
     live: dict[int, Flow] = {}
@@ -315,10 +317,14 @@ def test_view_equals_brute_force_under_random_operations() -> None:
             v.delete([v[rnd.randrange(len(v))]])
         elif op < 0.88:
             v.set_sort(rnd.choice(SORT_KEYS), reverse=rnd.random() < 0.5)
-        elif op < 0.93:
+        elif op < 0.91:
             v.set_filter(rnd.choice(["", "~m get", "~c 404", "!~u /a", "~marked | ~m post"]), remember=False)
         elif op < 0.96:
-            v.toggle_filter()
+            v.toggle_filter()  # switched back on, it re-tests only what was added or changed meanwhile
+        elif op < 0.975:
+            v.set_marked_only()
+        elif op < 0.98:
+            v.clear()
         else:
             v.follow = not v.follow
         want = _expected(v, live)
@@ -329,6 +335,25 @@ def test_view_equals_brute_force_under_random_operations() -> None:
             assert v.focus is not None and v.is_shown(v.focus)
         else:
             assert v.focus is None
+
+
+def test_switched_off_filter_keeps_no_flow_alive() -> None:
+    """The filter switched off remembers what passed; flows dropped, deleted or cleared meanwhile
+    must not be kept in memory by that."""
+    def alive_after(action) -> int:
+        v = FlowView(max_flows=10)
+        v.add_many(mk(path=f"/p{i}") for i in range(10))
+        v.set_filter("~u /p")
+        v.toggle_filter()
+        refs = [weakref.ref(f) for f in v.all_flows()]
+        action(v)
+        gc.collect()
+        return sum(r() is not None for r in refs)
+
+    assert alive_after(lambda v: None) == 10
+    assert alive_after(lambda v: v.add_many(mk() for _ in range(10))) == 0  # dropped by max_flows
+    assert alive_after(lambda v: v.delete(v.all_flows())) == 0
+    assert alive_after(lambda v: v.clear()) == 0
 
 
 def test_filter_in_steps_equals_set_filter_and_can_be_abandoned() -> None:
