@@ -353,6 +353,14 @@ class OmniProxyApp(App[int]):
     def _tick(self) -> None:
         if self.view.stepping:  # the filter bar's preview is under way: flows wait for it (ms)
             return
+        if self._pending_add or self._pending_upd:
+            self.gc_policy.busy()
+        self.gc_policy.tick()
+        if self._skip_paint():
+            # Under heavy traffic the batch waits for the tick that paints it. Folded in now, the
+            # dropped oldest flows would shift the rows under the table's scroll offset, and the
+            # frame of a key pressed meanwhile would show other rows than the cursor's.
+            return
         adds, self._pending_add = self._pending_add, []
         updates = self._pending_upd
         if updates:
@@ -364,9 +372,6 @@ class OmniProxyApp(App[int]):
             self._unsaved = True
         if updates:
             view.update_many(updates.values())
-        if adds or updates:
-            self.gc_policy.busy()
-        self.gc_policy.tick()
         now = self._clock()
         self._rate.append((now, len(adds)))
         while self._rate and self._rate[0][0] < now - 2.0:
@@ -375,8 +380,6 @@ class OmniProxyApp(App[int]):
         if self._detail_flow is not None and self._detail_flow.id in updates:
             self._detail_stale = True  # the pane beside the table shows it: re-read it when painting
         if not isinstance(self.screen, MainScreen) and not updates and not adds:
-            return
-        if self._skip_paint():
             return
         counters = self.flow_rate() < PAINT_HZ_UNDER_LOAD[-1][0] or \
             time.monotonic() - self._counters_at >= COUNTERS_INTERVAL

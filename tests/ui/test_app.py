@@ -547,6 +547,48 @@ def _synthetic(i: int) -> Flow:
     return f
 
 
+async def test_cursor_stays_on_screen_while_heavy_traffic_drops_old_flows(workdir) -> None:
+    """Not following, 1 500 flows/s into a view capped at 4 000: the oldest rows are dropped under
+    the table. Whatever a tick did (painted or not), the focused row is within the rows on screen,
+    so the frame of a key never shows other rows than the cursor's."""
+    now = [1000.0]
+    app = OmniProxyApp(Options(port=0, max_flows=4000), start_proxy=False, clock=lambda: now[0])
+    async with app.run_test(size=NARROW) as pilot:
+        table = app.screen.query_one(FlowTable)
+        view = app.view
+        n = 0
+
+        def tick(count: int) -> None:
+            nonlocal n
+            for _ in range(count):
+                app.on_flow_event("add", _synthetic(n))
+                n += 1
+            now[0] += 1 / 15
+            app._tick()
+
+        def assert_cursor_on_screen(step: int) -> None:
+            top, idx = round(table.scroll_y), view.focus_index
+            assert idx is not None and top <= idx < top + table.visible_rows, (step, top, idx)
+
+        for _ in range(20):  # 4 000 flows at 3 000/s: the tick paints every third time from now on
+            tick(200)
+        await until(pilot, lambda: view.total == 4000 and app._drawn_version == view.version, "view full")
+        await pilot.press("k", "k", "k")  # stop following, a few rows up from the newest
+        assert not view.follow
+        focus = view.focus
+        painted = []
+        for step in range(30):
+            before = view.version
+            tick(100)
+            painted.append(view.version != before)
+            assert_cursor_on_screen(step)
+            if step % 4 == 0:
+                await pilot.press("k")
+                assert_cursor_on_screen(step)
+        assert True in painted and False in painted  # both kinds of tick happened
+        assert view.is_shown(focus)  # the cursor's flows were kept: the rows shifted under it
+
+
 async def test_50000_flows_render_only_visible_rows(workdir) -> None:
     app = OmniProxyApp(Options(port=0, max_flows=50_000), start_proxy=False)
     async with app.run_test(size=NARROW) as pilot:
