@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Generator
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -21,6 +21,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
+from omniproxy_tui.textual_fixes import run_bindings_now
 from proxycore.flowfilter import Filter, FilterError, parse
 from proxycore.view import FlowView
 
@@ -44,14 +45,26 @@ class FilterInput(Input):
         Binding("down", "history(1)", "Newer", show=False),
     ]
 
-    def action_history(self, step: int) -> None:
+    async def _on_key(self, event: events.Key) -> None:
+        await super()._on_key(event)  # types a printable key
+        if not event.is_printable:
+            await run_bindings_now(self, event)
+
+    @property
+    def _bar(self) -> FilterBar | None:
         bar = self.parent.parent if self.parent is not None else None
-        if isinstance(bar, FilterBar):
+        return bar if isinstance(bar, FilterBar) else None
+
+    def action_history(self, step: int) -> None:
+        if (bar := self._bar) is not None:
             bar.history_step(step)
 
+    async def action_submit(self) -> None:
+        if (bar := self._bar) is not None:  # directly, not through an Input.Submitted message
+            bar.close(commit=True)
+
     def action_cancel(self) -> None:
-        bar = self.parent.parent if self.parent is not None else None
-        if isinstance(bar, FilterBar):
+        if (bar := self._bar) is not None:
             bar.close(commit=False)
 
 
@@ -165,11 +178,6 @@ class FilterBar(Vertical):
         self._cancel_timer()
         self._cancel_preview()
         self._timer = self.set_timer(debounce(self.view.total), self.apply_now)
-
-    @on(Input.Submitted, "#fb-input")
-    def _on_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.close(commit=True)
 
     def apply_now(self) -> None:
         """Parse what is typed; apply it when valid (in slices, see _preview), show the error

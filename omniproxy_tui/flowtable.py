@@ -23,6 +23,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from omniproxy_tui.textual_fixes import run_bindings_now
 from proxycore.flow import ERROR, INTERCEPTED, PENDING, Flow
 from proxycore.humanize import human_duration, human_size, short_content_type
 from proxycore.view import FlowView
@@ -415,6 +416,10 @@ class FlowTable(ScrollView, can_focus=True):
             self.on_moved()
         else:
             self.post_message(self.FocusMoved())
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not await run_bindings_now(self, event):
+            await super()._on_key(event)
 
     def action_cursor(self, delta: int) -> None:
         self.view.move_focus(delta)

@@ -1,4 +1,4 @@
-"""One targeted fix to Textual (pinned to an exact version in pyproject.toml).
+"""Two targeted changes to Textual's behaviour (pinned to an exact version in pyproject.toml).
 
 `Strip.divide()` caches its result on the strip; when the cut is the whole strip the result is
 `[self]`, so nearly every line the compositor draws ends up referencing itself and can only be
@@ -6,6 +6,11 @@ freed by the cyclic garbage collector. The app keeps full collections away from 
 freezing long-lived objects (gcpolicy.py); every such strip alive at a freeze was leaked, about
 7 000 objects a second under load (measured with bench/bench_ui.py and gc.DEBUG_SAVEALL). Not
 caching that trivial result removes the cycle; everything else is Textual's own code.
+
+`run_bindings_now()`: a key goes to the focused widget, then bubbles up to the app one ancestor at
+a time, and only there are the bindings run. Each hop waits a turn of the event loop, which under
+heavy traffic also serves the proxy's sockets: 4-5 hops took 20-60 ms (bench_ui --trace).
+The widget with the focus runs the bindings when the key reaches it instead.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import textual
+from textual import events
 from textual.strip import Strip
+from textual.widget import Widget
 
 TESTED_WITH = "8.2.8"
 
@@ -33,4 +40,16 @@ def apply() -> bool:
     if textual.__version__ != TESTED_WITH or Strip.divide is _divide:
         return Strip.divide is _divide
     Strip.divide = _divide  # type: ignore[method-assign]
+    return True
+
+
+async def run_bindings_now(widget: Widget, event: events.Key) -> bool:
+    """From the focused `widget`'s key handler: run the binding for `event` (the focused widget's,
+    its ancestors' or the app's, as the app would after the key bubbled up) and stop the event.
+    False when no binding took it: the key then bubbles as usual."""
+    check = getattr(widget.app, "_check_bindings", None)
+    if check is None or widget.screen.focused is not widget or not await check(event.key):
+        return False
+    event.stop()
+    event.prevent_default()
     return True

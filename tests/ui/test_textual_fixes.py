@@ -1,4 +1,5 @@
-"""The Strip.divide fix: same results as Textual's, and no strip left referencing itself."""
+"""The Strip.divide fix: same results as Textual's, and no strip left referencing itself.
+Bindings run by the focused widget: the same action, without the key bubbling up to the app."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import random
 
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
 from textual.strip import Strip
+from textual.widget import Widget
 
 from omniproxy_tui import textual_fixes
 
@@ -50,3 +56,52 @@ def test_a_whole_strip_cut_leaves_no_reference_cycle() -> None:
     finally:
         if was_enabled:
             gc.enable()
+
+
+class _Focused(Widget, can_focus=True):
+    BINDINGS = [Binding("j", "hit('widget')")]
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.hits = log
+
+    def action_hit(self, who: str) -> None:
+        self.hits.append(who)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not await textual_fixes.run_bindings_now(self, event):
+            await super()._on_key(event)
+
+
+class _KeysApp(App[None]):
+    BINDINGS = [Binding("a", "hit('app')")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        with Container():
+            yield _Focused(self.hits)
+
+    def on_mount(self) -> None:
+        self.query_one(_Focused).focus()
+
+    def action_hit(self, who: str) -> None:
+        self.hits.append(who)
+
+    def on_key(self, event: events.Key) -> None:  # reached only by keys that bubbled up
+        self.hits.append(f"bubbled {event.key}")
+
+
+async def test_focused_widget_runs_bindings_without_bubbling() -> None:
+    app = _KeysApp()
+    async with app.run_test() as pilot:
+        await pilot.press("j", "a", "x")
+        await pilot.pause()
+        # its own binding and the app's ran, neither key went up the tree; an unbound key did
+        assert app.hits == ["widget", "app", "bubbled x"]
+        app.query_one(_Focused).blur()
+        await pilot.press("a")
+        await pilot.pause()
+        assert sorted(app.hits[3:]) == ["app", "bubbled a"]  # not focused: Textual's usual path
