@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -214,6 +214,10 @@ class FlowTable(ScrollView, can_focus=True):
         self._id_width = 4
         self._seen_version = -1
         self._top_flow: Flow | None = None  # the flow in the first row, as last scrolled or refreshed
+        # What each line of the widget showed when last drawn (see _line_key): a refresh repaints
+        # only the lines whose content changed. Not following, a tick under heavy traffic changes
+        # none (new flows arrive below the screen) and a cursor move two.
+        self._drawn: dict[int, tuple] = {}
         self._clock_cache: tuple[int, str] = (-1, "")
         self.empty_message = "No flows yet. Point a client at the proxy."
 
@@ -234,7 +238,36 @@ class FlowTable(ScrollView, can_focus=True):
         else:
             self._keep_top_row()
         self._remember_top()  # rows may have shifted under an unchanged scroll offset
-        self.refresh()
+        self._refresh_changed_lines()
+
+    def _refresh_changed_lines(self) -> None:
+        drawn, key = self._drawn, self._line_key
+        height, width = self.size.height, self.size.width
+        changed = [y for y in range(height) if drawn.get(y) != key(y)]
+        if len(changed) > height // 2:
+            self.refresh()
+        else:
+            for y in changed:
+                self.refresh(Region(0, y, width, 1))
+
+    def refresh(self, *regions: Region, **kwargs: bool) -> Self:
+        if not regions:
+            self._drawn.clear()  # the whole widget is repainted (scroll, focus, resize, theme ...)
+        return super().refresh(*regions, **kwargs)
+
+    def _line_key(self, y: int) -> tuple:
+        """What line `y` of the widget shows now: equal keys, equal pixels."""
+        width = self.scrollable_content_region.width
+        cols = self._layout(width)
+        view = self.view
+        if y == 0:
+            return (id(cols), view.sort_key)
+        index = round(self.scroll_y) + y - 1
+        if index >= len(view):
+            return (index, view.total) if len(view) == 0 else ()
+        flow = view[index]
+        return (id(cols), self._row_key(flow, width), flow is view.focus and self.has_focus,
+                flow is view.focus)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -295,6 +328,7 @@ class FlowTable(ScrollView, can_focus=True):
         return text, f"{text}.{int((ts - sec) * 1000):03d}"
 
     def render_line(self, y: int) -> Strip:
+        self._drawn[y] = self._line_key(y)
         width = self.scrollable_content_region.width
         cols = self._layout(width)
         if y == 0:
@@ -332,10 +366,11 @@ class FlowTable(ScrollView, can_focus=True):
         return Strip(segs).adjust_cell_length(width, style)
 
     def _row_key(self, flow: Flow, width: int) -> tuple:
-        resp = flow.response
+        resp, req = flow.response, flow.request
         return (flow.id, width, flow.state, resp.status if resp is not None else None,
                 resp.body_size if resp is not None else None, flow.timings.end, flow.error is not None,
-                flow.marked, flow.is_replay, flow.modified, flow.passthrough, flow.request.target)
+                flow.marked, flow.is_replay, flow.modified, flow.passthrough, req.method, req.host, req.port,
+                req.target)
 
     def _row_segments(self, flow: Flow, cols: list[Column], width: int) -> list[Segment]:
         key = self._row_key(flow, width)

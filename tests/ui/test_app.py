@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import socket
 import threading
 import time
@@ -27,7 +28,7 @@ from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
 from omniproxy_tui.filterbar import FilterBar
 from omniproxy_tui.flowtable import FlowTable
 from omniproxy_tui.help import HelpScreen
-from proxycore.flow import DONE, Flow, Headers, Request, Response
+from proxycore.flow import DONE, PENDING, Flow, Headers, Request, Response
 from proxycore.options import Options
 
 SCHEMA = Path(__file__).parent.parent / "data" / "har-1.2.schema.json"
@@ -587,6 +588,60 @@ async def test_cursor_stays_on_screen_while_heavy_traffic_drops_old_flows(workdi
                 assert_cursor_on_screen(step)
         assert True in painted and False in painted  # both kinds of tick happened
         assert view.is_shown(focus)  # the cursor's flows were kept: the rows shifted under it
+
+
+async def test_table_repainting_only_changed_lines_matches_the_view(workdir) -> None:
+    """The table repaints only the lines whose content changed. After random traffic, responses,
+    marks, cursor moves, sorts and filters, every row on screen must still be the flow the view
+    has at that position, drawn as it is now, with the cursor on the focused row only."""
+    rnd = random.Random(4)
+    app = OmniProxyApp(Options(port=0, max_flows=400), start_proxy=False)
+    async with app.run_test(size=NARROW) as pilot:
+        table = app.screen.query_one(FlowTable)
+        flows: list[Flow] = []
+        for step in range(120):
+            op = rnd.random()
+            if op < 0.35:
+                for _ in range(rnd.randint(1, 30)):
+                    f = _synthetic(len(flows))
+                    if rnd.random() < 0.5:  # pending: its response comes later
+                        f.response, f.state, f.timings.end = None, PENDING, None
+                    flows.append(f)
+                    app.on_flow_event("add", f)
+            elif op < 0.55:
+                for f in rnd.sample(flows, min(len(flows), 5)):
+                    f.response = Response(rnd.choice([200, 404, 500]), "X",
+                                          headers=Headers.from_pairs([("Content-Type", "text/html")]),
+                                          body=b"x" * rnd.randrange(5000))
+                    f.timings.end = f.timings.start + rnd.random()
+                    f.state = DONE
+                    app.on_flow_event("update", f)
+            else:
+                await pilot.press(rnd.choice(["j", "k", "k", "pagedown", "pageup", "m", "o", "v", "G", "home"]))
+            app._tick()
+            await pilot.pause()
+            _assert_table_matches_view(app, table, step)
+
+
+def _assert_table_matches_view(app: OmniProxyApp, table: FlowTable, step: int) -> None:
+    view = app.view
+    region = table.region
+    strips = app.screen._compositor.render_strips()
+    cursor_bg = table.get_component_rich_style("flowtable--cursor").bgcolor
+    width = table.scrollable_content_region.width
+    cols = table._layout(width)
+    top = round(table.scroll_y)
+    for y in range(1, table.visible_rows + 1):
+        strip = strips[region.y + y].crop(region.x, region.x + width)
+        index = top + y - 1
+        if index >= len(view):
+            assert not strip.text.strip()[:1].isdigit(), (step, y)
+            continue
+        flow = view[index]
+        want = "".join(seg.text for seg in table._row_segments(flow, cols, width))
+        assert strip.text == want, (step, y, strip.text, want)
+        on_cursor = any(seg.style is not None and seg.style.bgcolor == cursor_bg for seg in strip)
+        assert on_cursor == (flow is view.focus), (step, y)
 
 
 async def test_50000_flows_render_only_visible_rows(workdir) -> None:
