@@ -218,6 +218,7 @@ class FlowTable(ScrollView, can_focus=True):
         # only the lines whose content changed. Not following, a tick under heavy traffic changes
         # none (new flows arrive below the screen) and a cursor move two.
         self._drawn: dict[int, tuple] = {}
+        self._styles: tuple = ()  # the styles the cached rows were built with
         self._clock_cache: tuple[int, str] = (-1, "")
         self.empty_message = "No flows yet. Point a client at the proxy."
 
@@ -245,15 +246,21 @@ class FlowTable(ScrollView, can_focus=True):
         height, width = self.size.height, self.size.width
         changed = [y for y in range(height) if drawn.get(y) != key(y)]
         if len(changed) > height // 2:
-            self.refresh()
+            drawn.clear()
+            super().refresh()
         else:
             for y in changed:
-                self.refresh(Region(0, y, width, 1))
+                super().refresh(Region(0, y, width, 1))
 
     def refresh(self, *regions: Region, **kwargs: bool) -> Self:
-        if not regions:
-            self._drawn.clear()  # the whole widget is repainted (scroll, focus, resize, theme ...)
-        return super().refresh(*regions, **kwargs)
+        if regions or kwargs.get("layout") or kwargs.get("recompose") or not self._drawn:
+            if not regions:
+                self._drawn.clear()
+            return super().refresh(*regions, **kwargs)
+        # A plain repaint of everything: Textual asks for one on focus, blur and scroll. Only the
+        # lines whose content changed need it (on focus, the cursor row).
+        self._refresh_changed_lines()
+        return self
 
     def _line_key(self, y: int) -> tuple:
         """What line `y` of the widget shows now: equal keys, equal pixels."""
@@ -304,7 +311,15 @@ class FlowTable(ScrollView, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._cache.clear()  # theme changed: cached colours are stale
+        # Textual re-applies the CSS on every focus change; the rows' colours rarely change with it
+        try:
+            styles = (self.rich_style, *(self.get_component_rich_style(c) for c in sorted(self.COMPONENT_CLASSES)))
+        except KeyError:  # not registered yet: nothing cached either
+            styles = ()
+        if not styles or styles != self._styles:
+            self._styles = styles
+            self._cache.clear()  # e.g. the theme changed: cached colours are stale
+            self._drawn.clear()
 
     def on_resize(self, event: events.Resize) -> None:
         self.refresh_view()
@@ -497,7 +512,7 @@ class FlowTable(ScrollView, can_focus=True):
             self._notify_moved()
 
     def on_focus(self) -> None:
-        self.refresh()
+        self.refresh()  # the cursor row's colours (see refresh)
 
     def on_blur(self) -> None:
         self.refresh()

@@ -22,6 +22,7 @@ import pytest
 from rich.console import Console
 from textual import events
 from textual.app import App
+from textual.strip import Strip
 
 from omniproxy_tui.app import OmniProxyApp
 from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
@@ -592,8 +593,8 @@ async def test_cursor_stays_on_screen_while_heavy_traffic_drops_old_flows(workdi
 
 async def test_table_repainting_only_changed_lines_matches_the_view(workdir) -> None:
     """The table repaints only the lines whose content changed. After random traffic, responses,
-    marks, cursor moves, sorts and filters, every row on screen must still be the flow the view
-    has at that position, drawn as it is now, with the cursor on the focused row only."""
+    marks, cursor moves, sorts, focus changes and themes, every row on screen must still be the flow
+    the view has at that position, drawn as it is now, with the cursor on the focused row only."""
     rnd = random.Random(4)
     app = OmniProxyApp(Options(port=0, max_flows=400), start_proxy=False)
     async with app.run_test(size=NARROW) as pilot:
@@ -616,6 +617,13 @@ async def test_table_repainting_only_changed_lines_matches_the_view(workdir) -> 
                     f.timings.end = f.timings.start + rnd.random()
                     f.state = DONE
                     app.on_flow_event("update", f)
+            elif op < 0.62:  # the focus leaves the table and comes back: the cursor row's colours change
+                await pilot.press("f")
+                await pilot.pause()
+                _assert_table_matches_view(app, table, step)
+                await pilot.press("escape")
+            elif op < 0.65:
+                app.theme = rnd.choice(["textual-light", "nord", "textual-dark"])
             else:
                 await pilot.press(rnd.choice(["j", "k", "k", "pagedown", "pageup", "m", "o", "v", "G", "home"]))
             app._tick()
@@ -627,7 +635,8 @@ def _assert_table_matches_view(app: OmniProxyApp, table: FlowTable, step: int) -
     view = app.view
     region = table.region
     strips = app.screen._compositor.render_strips()
-    cursor_bg = table.get_component_rich_style("flowtable--cursor").bgcolor
+    cursor_bg = table.get_component_rich_style(
+        "flowtable--cursor" if table.has_focus else "flowtable--cursor-blurred").bgcolor
     width = table.scrollable_content_region.width
     cols = table._layout(width)
     top = round(table.scroll_y)
@@ -638,10 +647,16 @@ def _assert_table_matches_view(app: OmniProxyApp, table: FlowTable, step: int) -
             assert not strip.text.strip()[:1].isdigit(), (step, y)
             continue
         flow = view[index]
-        want = "".join(seg.text for seg in table._row_segments(flow, cols, width))
-        assert strip.text == want, (step, y, strip.text, want)
+        fresh = Strip(table._build_row(flow, cols)).adjust_cell_length(width, table.rich_style)
+        assert strip.text == fresh.text, (step, y, strip.text, fresh.text)
         on_cursor = any(seg.style is not None and seg.style.bgcolor == cursor_bg for seg in strip)
         assert on_cursor == (flow is view.focus), (step, y)
+        if not on_cursor:  # colours as the current theme draws them
+            assert _cell_colours(strip) == _cell_colours(fresh), (step, y)
+
+
+def _cell_colours(strip: Strip) -> list:
+    return [seg.style.color if seg.style else None for seg in strip for _ in seg.text]
 
 
 async def test_50000_flows_render_only_visible_rows(workdir) -> None:
