@@ -154,11 +154,13 @@ class MainScreen(Screen):
         status = StatusLine(self.view, id="status")
         status.toggle_key = FILTER_TOGGLE_KEY
         bar.replaces = status
+        keys = KeyBar()
+        bar.error_replaces = keys
         bar.on_changed = self._filter_changed
         bar.on_closed = self._filter_closed
         yield bar
         yield status
-        yield KeyBar()
+        yield keys
 
     def on_mount(self) -> None:
         self.query_one(FlowTable).focus()

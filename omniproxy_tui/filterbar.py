@@ -99,9 +99,11 @@ class FilterBar(Vertical):
         self._history_pos: int | None = None
         self._draft = ""
         self._applied_text: str | None = None
-        # A one-row widget the bar takes the place of while open (the status line): the table keeps
-        # its height, so opening the bar repaints two rows instead of re-laying out the screen.
+        # A one-row widget the bar takes the place of while open (the status line), and one its
+        # error line takes the place of while shown (the key bar): the table keeps its height, so
+        # opening the bar or showing an error repaints a row or two instead of the whole screen.
         self.replaces: Widget | None = None
+        self.error_replaces: Widget | None = None
         # Called at once instead of posting Changed / Closed when set (see FlowTable.on_moved).
         self.on_changed: Callable[[], None] | None = None
         self.on_closed: Callable[[bool], None] | None = None
@@ -232,6 +234,8 @@ class FilterBar(Vertical):
     def _set_error(self, exc: FilterError | None) -> None:
         self.error = exc
         self.set_class(exc is not None, "-error")
+        if self.error_replaces is not None:
+            self.error_replaces.display = exc is None
         if exc is None:
             self._show("#fb-error", "")
             return
@@ -251,10 +255,11 @@ class FilterBar(Vertical):
         self._show("#fb-count", text)
 
     def _show(self, selector: str, text: str) -> None:
-        # Static.update re-lays out the screen: skip it when the text is the same (every keystroke)
+        # Static.update re-lays out the screen: skip it when the text is the same (every keystroke),
+        # and for the error line, whose size never changes
         label = self.query_one(selector, Static)
         if label.content != text:
-            label.update(text)
+            label.update(text, layout=selector != "#fb-error")
 
     # ---------------------------------------------------------------- history
 
