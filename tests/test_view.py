@@ -8,6 +8,7 @@ import weakref
 
 import pytest
 
+from proxycore import view as viewmod
 from proxycore.flow import DONE, ERROR, Flow, Headers, Request, Response
 from proxycore.flowfilter import FilterError, parse
 from proxycore.view import SORT_KEYS, FlowView, flows_by_selector
@@ -284,9 +285,12 @@ def _expected(v: FlowView, live: dict[int, Flow]) -> list[int]:
     return [f.id for f in shown]
 
 
-def test_view_equals_brute_force_under_random_operations() -> None:
+@pytest.mark.parametrize("bulk", [1, 4, 10_000])
+def test_view_equals_brute_force_under_random_operations(bulk: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Adds (some out of id order), responses that move flows, marks, deletes, drops, sort, reverse,
-    filter on/off, marked only, clear: after every step the shown list, index_of and focus agree with a brute force."""
+    filter on/off, marked only, clear: after every step the shown list, index_of and focus agree with
+    a brute force. `bulk`: from how many flows at once the list is rebuilt in one pass."""
+    monkeypatch.setattr(viewmod, "_BULK", bulk)
     rnd = random.Random(11)
     v = FlowView(max_flows=150)
     live: dict[int, Flow] = {}
@@ -294,23 +298,24 @@ def test_view_equals_brute_force_under_random_operations() -> None:
     for step in range(3000):
         op = rnd.random()
         if op < 0.45:
-            f = mk(rnd.choice(["GET", "POST"]), path=rnd.choice(["/a", "/b", "/c"]),
-                   start=1000 + rnd.randrange(50),  # many equal start times: ties by id
-                   status=rnd.choice([None, 200, 404]), size=rnd.randrange(3))
+            batch = [mk(rnd.choice(["GET", "POST"]), path=rnd.choice(["/a", "/b", "/c"]),
+                        start=1000 + rnd.randrange(50),  # many equal start times: ties by id
+                        status=rnd.choice([None, 200, 404]), size=rnd.randrange(3))
+                     for _ in range(rnd.choice([1, 1, 1, 3, 8]))]
             if rnd.random() < 0.1:
-                held.append(f)
+                held += batch
                 continue
-            batch = [f] + (held if rnd.random() < 0.3 else [])
-            if len(batch) > 1:
-                held = []
+            if rnd.random() < 0.3:
+                batch, held = batch + held, []
             for b in batch:
                 live[b.id] = b
             v.add_many(batch)
         elif op < 0.7 and live:
-            f = rnd.choice(list(live.values()))
-            f.response = Response(rnd.choice([200, 404, 500]), body=b"y" * rnd.randrange(3))
-            f.timings.end = f.timings.start + rnd.random()
-            v.update(f)
+            changed = rnd.sample(list(live.values()), min(len(live), rnd.choice([1, 1, 2, 6])))
+            for f in changed:
+                f.response = Response(rnd.choice([200, 404, 500]), body=b"y" * rnd.randrange(3))
+                f.timings.end = f.timings.start + rnd.random()
+            v.update_many(changed)
         elif op < 0.78 and live:
             v.toggle_mark([rnd.choice(list(live.values()))])
         elif op < 0.83 and len(v):
