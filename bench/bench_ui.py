@@ -24,6 +24,7 @@ Everything is on 127.0.0.1 with OS-chosen ports, bounded in time, and stops by i
 from __future__ import annotations
 
 import argparse
+import asyncio
 import codecs
 import fcntl
 import importlib.util
@@ -699,6 +700,47 @@ def _install_trace() -> dict[str, list]:
         flush()
 
     WriterThread.run = traced_run
+
+    # Stalls: the event loop (uvloop, no per-callback hook) held by one piece of work for 8 ms or
+    # more, with samples of the loop thread's stack meanwhile: what a key waited for.
+    trace["stalls"] = []
+    beat = [time.perf_counter()]
+    loop_thread = threading.get_ident()
+
+    async def heartbeat() -> None:
+        while True:
+            beat[0] = time.perf_counter()
+            await asyncio.sleep(0.001)
+
+    def watch() -> None:
+        stall: list | None = None
+        while True:
+            time.sleep(0.002)
+            now, last = time.perf_counter(), beat[0]
+            if now - last < 0.008:
+                if stall is not None:
+                    stall[1] = last
+                    trace["stalls"].append(stall)
+                    stall = None
+                continue
+            if stall is None:
+                stall = [last, now, []]
+            frame = sys._current_frames().get(loop_thread)
+            stack = []
+            while frame is not None and len(stack) < 12:
+                code = frame.f_code
+                stack.append(f"{code.co_name} {code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}")
+                frame = frame.f_back
+            stall[2].append(stack)
+
+    on_mount = appmod.OmniProxyApp.on_mount
+
+    def traced_mount(self) -> None:
+        on_mount(self)
+        asyncio.get_running_loop().create_task(heartbeat())
+        threading.Thread(target=watch, daemon=True).start()
+
+    appmod.OmniProxyApp.on_mount = traced_mount
     return trace
 
 
