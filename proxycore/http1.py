@@ -287,8 +287,13 @@ class ClientConnection(TunnelMixin, Endpoint):
             self.relay_to.close()
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
+        # Nothing is parsed any more: break the cycles through the parser (it holds this protocol)
+        # and the exchange being parsed (it holds this connection), so the connection and its last
+        # flow are freed at once instead of by the cyclic collector (the UI freezes old objects,
+        # which would keep such flows past max_flows until its next full collection).
+        self.parser = None  # type: ignore[assignment]
+        self.current = None
 
-    def pause_writing(self) -> None:
         ex = self.active
         if ex is not None and ex.upstream is not None:
             ex.upstream.pause_reading()
@@ -430,6 +435,12 @@ class ClientConnection(TunnelMixin, Endpoint):
             self.abort()
         finally:
             self.task = None
+            if self.closed:  # requests pipelined behind the last one served: they never will be
+                for queued in self.queue:
+                    if queued.flow.error is None:
+                        queued.flow.error = "client disconnected before the request was served"
+                    self._finish(queued)
+                self.queue.clear()
             if (self.closing or self.bad_request is not None) and not self.closed and self.relay_to is None:
                 self.close()
 

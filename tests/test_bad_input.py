@@ -90,6 +90,38 @@ async def test_client_disconnecting_mid_body(make_proxy, origin):
     await still_serves(proxy, origin)
 
 
+async def test_client_leaving_with_pipelined_requests_ends_them_all(make_proxy, origin):
+    """Two pipelined requests, the first to a slow origin; the client leaves before it answers. The
+    proxy notices when it relays that answer; the second request, never served, ends as an error
+    instead of staying pending for ever."""
+    slow_conns: list[asyncio.StreamWriter] = []
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        slow_conns.append(writer)
+
+    slow_server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    port = slow_server.sockets[0].getsockname()[1]
+    try:
+        proxy = await make_proxy()
+        done = collect_done(proxy)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+        writer.write(f"GET http://127.0.0.1:{port}/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                     f"GET {origin.url('/json')} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        await writer.drain()
+        await wait_for(lambda: slow_conns, what="the first request at the slow origin")
+        writer.transport.abort()
+        slow_conns[0].write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000)
+        await wait_for(lambda: len(done) == 2, what="both flows ended")
+        errors = {f.request.path: f.error for f in done}
+        assert errors["/json"] == "client disconnected before the request was served"
+        await still_serves(proxy, origin)
+    finally:
+        for w in slow_conns:
+            w.close()
+        slow_server.close()
+        await slow_server.wait_closed()
+
+
 async def test_upstream_dying_mid_response(make_proxy, origin):
     proxy = await make_proxy()
     done = collect_done(proxy)

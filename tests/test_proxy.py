@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import ssl
+import weakref
 
 import httpx
 from conftest import collect_done, proxy_url, run, wait_for
@@ -231,3 +233,26 @@ async def test_flow_ids_have_no_gaps_for_intercepted_connects(make_proxy, origin
     await wait_for(lambda: len(done) == 3, what="3 flows")
     ids = [f.id for f in done]
     assert ids == list(range(ids[0], ids[0] + 3))
+
+
+async def test_closed_client_connections_free_their_flows_without_the_cyclic_collector(make_proxy, origin):
+    """The UI freezes long-lived objects, so a flow kept by a reference cycle would outlive
+    --max-flows until a full collection: a closed connection must let its flows go at once."""
+    proxy = await make_proxy()
+    refs: list[weakref.ref] = []
+    proxy.subscribe(lambda kind, flow: refs.append(weakref.ref(flow)) if kind == "done" else None)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+            writer.write(f"GET {origin.url('/json')} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            await writer.drain()
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            writer.close()
+            await writer.wait_closed()
+        await wait_for(lambda: len(refs) == 3 and proxy.stats["active_connections"] == 0,
+                       what="three flows done, connections closed")
+        await wait_for(lambda: all(r() is None for r in refs), what="flows freed by reference counting")
+    finally:
+        gc.enable()
