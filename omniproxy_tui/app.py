@@ -37,6 +37,7 @@ from omniproxy_tui.gcpolicy import GcPolicy
 from omniproxy_tui.help import HelpScreen, binding_rows
 from omniproxy_tui.palette import FlowCommands
 from omniproxy_tui.textual_fixes import apply as apply_textual_fixes
+from omniproxy_tui.textual_fixes import focus_now
 from proxycore.commands import CommandContext, CommandError, Job, export_formats, registry
 from proxycore.flow import INTERCEPTED, Flow
 from proxycore.options import Options
@@ -195,12 +196,12 @@ class MainScreen(Screen):
         main = self.query_one("#main")
         table = self.query_one(FlowTable)
         if not main.has_class("wide"):
-            table.focus()
+            focus_now(table)
             return
         if table.has_focus:
-            self.query_one("#detail").focus()
+            focus_now(self.query_one("#detail"))
         else:
-            table.focus()
+            focus_now(table)
 
     def _filter_changed(self) -> None:
         # while typing, the pane beside the table catches up at its own pace (it is rebuilt for
@@ -208,7 +209,7 @@ class MainScreen(Screen):
         self.app_.sync_view(scroll=True, throttle_detail=self.query_one(FilterBar).is_open)
 
     def _filter_closed(self, committed: bool) -> None:
-        self.query_one(FlowTable).focus()
+        focus_now(self.query_one(FlowTable))
 
     def _focus_moved(self) -> None:
         self.app_.sync_view(scroll=False)
@@ -499,7 +500,7 @@ class OmniProxyApp(App[int]):
 
     def open_detail(self, flow: Flow) -> None:
         if self.is_wide:
-            self.get_screen_main().query_one("#detail").focus()
+            focus_now(self.get_screen_main().query_one("#detail"))
             return
         _, screen_cls = _load_detail()
         if screen_cls is None:

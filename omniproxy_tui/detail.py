@@ -22,6 +22,7 @@ from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 from omniproxy_tui.bars import KeyBar
 from omniproxy_tui.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
 from omniproxy_tui.lineview import Document, LineView
+from omniproxy_tui.textual_fixes import focus_now
 from proxycore.flow import INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 
 TABS = ("request", "response", "timing", "raw")
@@ -323,7 +324,7 @@ class FlowDetail(Widget):
     def focus(self, scroll_visible: bool = True) -> FlowDetail:
         """Focusing the detail focuses the visible tab's text (the widget itself takes no keys)."""
         if self.is_mounted:
-            self.view().focus(scroll_visible)
+            focus_now(self.view())
         return self
 
     def view(self, tab: str | None = None) -> LineView:
@@ -524,8 +525,7 @@ class FlowDetail(Widget):
 
     def action_search(self) -> None:
         self.add_class("-searching")
-        box = self.query_one("#detail-search-input", Input)
-        box.focus()
+        focus_now(self.query_one("#detail-search-input", Input))
 
     @on(Input.Changed, "#detail-search-input")
     def _search_changed(self, event: Input.Changed) -> None:
@@ -536,7 +536,7 @@ class FlowDetail(Widget):
     def _search_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.remove_class("-searching")
-        self.view().focus()
+        focus_now(self.view())
 
     def action_next_match(self) -> None:
         self.view().next_match(1)
@@ -554,7 +554,7 @@ class FlowDetail(Widget):
         box.value = ""
         self.view().search("")
         self.remove_class("-searching")
-        self.view().focus()
+        focus_now(self.view())
 
 
 class DetailScreen(Screen):

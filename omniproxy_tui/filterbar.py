@@ -21,7 +21,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
-from omniproxy_tui.textual_fixes import run_bindings_now
+from omniproxy_tui.textual_fixes import focus_now, follow_focus, run_bindings_now
 from proxycore.flowfilter import Filter, FilterError, parse
 from proxycore.view import FlowView
 
@@ -46,6 +46,8 @@ class FilterInput(Input):
     ]
 
     async def _on_key(self, event: events.Key) -> None:
+        if follow_focus(self, event):  # a key typed after Enter or Esc: the table's
+            return
         await super()._on_key(event)  # types a printable key
         if not event.is_printable:
             await run_bindings_now(self, event)
@@ -140,7 +142,7 @@ class FilterBar(Vertical):
         self.input.cursor_position = len(self.input.value)
         self._set_error(None)
         self._update_count()
-        self.input.focus()
+        focus_now(self.input)
 
     def close(self, commit: bool) -> None:
         if not self.is_open:

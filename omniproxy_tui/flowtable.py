@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from omniproxy_tui.textual_fixes import run_bindings_now
+from omniproxy_tui.textual_fixes import follow_focus, run_bindings_now
 from proxycore.flow import ERROR, INTERCEPTED, PENDING, Flow
 from proxycore.humanize import human_duration, human_size, short_content_type
 from proxycore.view import FlowView
@@ -468,7 +468,7 @@ class FlowTable(ScrollView, can_focus=True):
             self.post_message(self.FocusMoved())
 
     async def _on_key(self, event: events.Key) -> None:
-        if not await run_bindings_now(self, event):
+        if not follow_focus(self, event) and not await run_bindings_now(self, event):
             await super()._on_key(event)
 
     def action_cursor(self, delta: int) -> None:

@@ -1,4 +1,4 @@
-"""Two targeted changes to Textual's behaviour (pinned to an exact version in pyproject.toml).
+"""Three targeted changes to Textual's behaviour (pinned to an exact version in pyproject.toml).
 
 `Strip.divide()` caches its result on the strip; when the cut is the whole strip the result is
 `[self]`, so nearly every line the compositor draws ends up referencing itself and can only be
@@ -11,6 +11,13 @@ caching that trivial result removes the cycle; everything else is Textual's own 
 a time, and only there are the bindings run. Each hop waits a turn of the event loop, which under
 heavy traffic also serves the proxy's sockets: 4-5 hops took 20-60 ms (bench_ui --trace).
 The widget with the focus runs the bindings when the key reaches it instead.
+
+`focus_now()` and `follow_focus()`: keys that arrive together (fast typing, a paste, tmux
+send-keys) are all handed to the widget that has the focus when the app reads them, before the
+first one ran its binding. So after f, the keys of `~c 404` went to the table (`c` copied a curl
+command), and a j after Enter went into the closed filter bar. The focus now moves at once (not
+on a later turn of the loop, as `Widget.focus()` does), and a key that reaches a widget which no
+longer has the focus is passed on to the one that has it.
 """
 
 from __future__ import annotations
@@ -50,6 +57,29 @@ async def run_bindings_now(widget: Widget, event: events.Key) -> bool:
     check = getattr(widget.app, "_check_bindings", None)
     if check is None or widget.screen.focused is not widget or not await check(event.key):
         return False
+    event.stop()
+    event.prevent_default()
+    return True
+
+
+def focus_now(widget: Widget) -> None:
+    """Give `widget` the focus before the next key is handled (see the module docstring)."""
+    if widget.focusable:
+        widget.screen.set_focus(widget)
+    else:  # a container that passes the focus on to a child of its choice
+        widget.focus()
+
+
+def follow_focus(widget: Widget, event: events.Key) -> bool:
+    """From `widget`'s key handler: when the focus moved away while this key waited in the
+    widget's queue, hand the key to the widget that has it now and stop it here."""
+    focused = widget.app.focused  # on the screen on top: a dialog the key before opened, too
+    if focused is None or focused is widget:
+        return False
+    key = events.Key(event.key, event.character)
+    key.set_sender(event._sender)
+    key._set_forwarded()
+    focused.post_message(key)
     event.stop()
     event.prevent_default()
     return True

@@ -720,3 +720,32 @@ def test_gc_policy_freezes_and_collects_when_idle() -> None:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
+
+
+async def test_keys_typed_right_after_f_go_into_the_filter_bar(workdir) -> None:
+    """A fast typist (or a paste, or tmux send-keys) sends f and the filter in one go: no key may
+    reach the table (c is copy-as-curl there), and j right after Enter moves the table cursor."""
+    app = OmniProxyApp(Options(port=0), start_proxy=False)
+    async with app.run_test(size=NARROW) as pilot:
+        for i in range(5):
+            app.on_flow_event("add", _synthetic(i))
+        app._tick()
+        await pilot.pause()
+        await pilot.press("k")  # not following: j must move the cursor down again
+        focus = app.view.focus
+        bar = app.screen.query_one(FilterBar)
+        _keys_at_once(app, ("f", "f"), ("c", "c"), ("space", " "), ("x", "x"))
+        await until(pilot, lambda: bar.input.value == "c x", "the typed filter in the bar")
+        assert not any("curl" in n.message for n in app._notifications)
+        _keys_at_once(app, ("ctrl+u", None), ("enter", "\r"), ("j", "j"))
+        await until(pilot, lambda: not bar.is_open and app.view.focus is not focus, "the cursor moved by j")
+        assert bar.input.value == ""
+
+
+def _keys_at_once(app: App, *keys: tuple[str, str | None]) -> None:
+    """Key events as the terminal driver delivers them, without waiting for each to be handled
+    (Pilot.press waits, which hides races between a key and the next)."""
+    for key, char in keys:
+        event = events.Key(key, char)
+        event.set_sender(app)
+        app._driver.send_message(event)
