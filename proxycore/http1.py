@@ -294,6 +294,7 @@ class ClientConnection(TunnelMixin, Endpoint):
         self.parser = None  # type: ignore[assignment]
         self.current = None
 
+    def pause_writing(self) -> None:
         ex = self.active
         if ex is not None and ex.upstream is not None:
             ex.upstream.pause_reading()

@@ -256,3 +256,24 @@ async def test_closed_client_connections_free_their_flows_without_the_cyclic_col
         await wait_for(lambda: all(r() is None for r in refs), what="flows freed by reference counting")
     finally:
         gc.enable()
+
+
+async def test_a_client_that_stops_reading_pauses_the_origin(make_proxy, origin):
+    """Backpressure: a 64 MiB download to a client that reads nothing. The proxy stops reading from
+    the origin once the client's socket is full, so it never buffers the body in memory."""
+    proxy = await make_proxy()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+    writer.transport.pause_reading()  # a slow client: nothing is read
+    writer.write(f"GET {origin.url('/bytes?n=67108864')} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+
+    def upstream_paused():
+        for conn in proxy.connections:
+            ex = conn.active
+            if ex is not None and ex.upstream is not None and ex.upstream._paused:
+                return conn
+        return None
+
+    conn = await wait_for(upstream_paused, what="the proxy to stop reading from the origin")
+    assert conn.transport.get_write_buffer_size() < 8 * 1024 * 1024
+    writer.transport.abort()
