@@ -212,7 +212,6 @@ class FlowTable(ScrollView, can_focus=True):
         self._columns: list[Column] = []
         self._columns_width = -1
         self._id_width = 4
-        self._seen_version = -1
         self._top_flow: Flow | None = None  # the flow in the first row, as last scrolled or refreshed
         # What each line of the widget showed when last drawn (see _line_key): a refresh repaints
         # only the lines whose content changed. Not following, a tick under heavy traffic changes
@@ -226,7 +225,6 @@ class FlowTable(ScrollView, can_focus=True):
 
     def refresh_view(self, scroll_to_focus: bool = True) -> None:
         """Re-read the view: new row count, keep the cursor visible, repaint the visible rows."""
-        self._seen_version = self.view.version
         size = Size(self.scrollable_content_region.width, len(self.view) + 1)
         if size != self.virtual_size:
             # Not `self.virtual_size = size`: that reactive re-lays out and repaints the whole screen
@@ -510,9 +508,3 @@ class FlowTable(ScrollView, can_focus=True):
         if self.view.follow:
             self.view.follow = False
             self._notify_moved()
-
-    def on_focus(self) -> None:
-        self.refresh()  # the cursor row's colours (see refresh)
-
-    def on_blur(self) -> None:
-        self.refresh()
