@@ -16,7 +16,6 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Static
@@ -84,14 +83,6 @@ class FilterBar(Vertical):
     FilterBar.-error #fb-count { color: $text-error; }
     """
 
-    class Changed(Message):
-        """The view's filter changed (live preview, commit or cancel): repaint the table."""
-
-    class Closed(Message):
-        def __init__(self, committed: bool) -> None:
-            super().__init__()
-            self.committed = committed
-
     def __init__(self, view: FlowView, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.view = view
@@ -106,7 +97,8 @@ class FilterBar(Vertical):
         # opening the bar or showing an error repaints a row or two instead of the whole screen.
         self.replaces: Widget | None = None
         self.error_replaces: Widget | None = None
-        # Called at once instead of posting Changed / Closed when set (see FlowTable.on_moved).
+        # The filter changed (live preview, commit or cancel) / the bar closed: called at once, not
+        # through messages (see FlowTable.on_moved).
         self.on_changed: Callable[[], None] | None = None
         self.on_closed: Callable[[bool], None] | None = None
         self._preview_task: asyncio.Task[None] | None = None
@@ -169,8 +161,6 @@ class FilterBar(Vertical):
         self._changed()
         if self.on_closed is not None:
             self.on_closed(commit)
-        else:
-            self.post_message(self.Closed(commit))
 
     # ---------------------------------------------------------------- typing
 
@@ -223,10 +213,8 @@ class FilterBar(Vertical):
         self._preview_task = self._preview_steps = None
 
     def _changed(self) -> None:
-        if self.on_changed is not None:
+        if self.on_changed is not None:  # the view's filter changed: repaint the table
             self.on_changed()
-        else:
-            self.post_message(self.Changed())
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

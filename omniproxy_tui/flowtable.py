@@ -190,9 +190,6 @@ class FlowTable(ScrollView, can_focus=True):
         Binding("enter", "open", "Detail", key_display="⏎", id="flow.open"),
     ]
 
-    class FocusMoved(Message):
-        """The user moved the cursor (key or mouse): the detail pane follows."""
-
     class Open(Message):
         """Enter (or a double click) on a flow."""
 
@@ -205,9 +202,9 @@ class FlowTable(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.view = view
         self._cache: dict[tuple, list[Segment]] = {}  # row key -> the row's segments, full width
-        # Called at once when the user moved the cursor, instead of posting FocusMoved: under load
-        # every message hop waits a turn of the busy event loop, and the status line and detail pane
-        # belong in the same frame as the cursor.
+        # Called at once when the user moved the cursor (key or mouse), not through a message: under
+        # load every message hop waits a turn of the busy event loop, and the status line and detail
+        # pane belong in the same frame as the cursor.
         self.on_moved: Callable[[], None] | None = None
         self._columns: list[Column] = []
         self._columns_width = -1
@@ -462,8 +459,6 @@ class FlowTable(ScrollView, can_focus=True):
     def _notify_moved(self) -> None:
         if self.on_moved is not None:
             self.on_moved()
-        else:
-            self.post_message(self.FocusMoved())
 
     async def _on_key(self, event: events.Key) -> None:
         if not follow_focus(self, event) and not await run_bindings_now(self, event):
