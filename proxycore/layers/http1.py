@@ -135,11 +135,12 @@ class _Sink:
     """httptools' protocol object. Kept apart from the codec so that codec -> parser -> callbacks
     is not a reference cycle (the UI freezes long-lived objects; cycles would outlive their use)."""
 
-    __slots__ = ("url", "headers", "complete")
+    __slots__ = ("url", "headers", "head_done", "complete")
 
     def __init__(self) -> None:
         self.url = b""  # request target, or a response's reason phrase
         self.headers: Headers = []
+        self.head_done = False  # llhttp saw the whole head
         self.complete = False  # llhttp finished the message (so its parser can be reused)
 
     def on_url(self, url: bytes) -> None:
@@ -149,6 +150,9 @@ class _Sink:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -298,7 +302,7 @@ class _H1Parser:
         sink = self._sink
         sink.url = b""
         sink.headers = []
-        sink.complete = False
+        sink.head_done = sink.complete = False
 
     def _find_end(self, data: bytes, pos: int) -> int:
         """The offset just past the empty line ending a head / trailer section, or -1."""
@@ -353,6 +357,8 @@ class _H1Parser:
             if err is not None:
                 return self._fail(events, self._bad_status, self._prefix + _lower_first(err))
         self._parts = []
+        if not self._sink.head_done:  # cannot happen: llhttp must agree where the head ends
+            return self._fail(events, self._bad_status, self._prefix + "unparsable head")
         return self._finish_head(data, end, events)
 
     def _reparse_hiding_cl(self, head: bytes) -> str | None:
@@ -368,7 +374,7 @@ class _H1Parser:
         sink = self._sink
         sink.url = b""
         sink.headers = []
-        sink.complete = False
+        sink.head_done = sink.complete = False
         self._parser = _lenient(self._parser_class(sink))
         try:
             self._parser.feed_data(_CL_NAME.sub(hide, head))
@@ -389,9 +395,10 @@ class _H1Parser:
                        for k, v in headers]
         return headers
 
-    def _next_parser(self) -> None:
-        """After a head: llhttp's parser goes on only if it finished the message as we did."""
-        if not self._sink.complete:
+    def _next_parser(self, keep_alive: bool) -> None:
+        """After a head: llhttp's parser goes on only if it finished the message as we did and
+        expects another one (after a message that ends the connection it ignores all input)."""
+        if not (self._sink.complete and keep_alive):
             self._parser = _lenient(self._parser_class(self._sink))
 
     def _framing_fields(self, headers: Headers):
@@ -579,11 +586,10 @@ class H1Server(_H1Parser):
         self._upgrade = upgrade
         # llhttp's should_keep_alive() is only right inside on_headers_complete (llhttp clears its
         # flags when it completes a message); for a request it is exactly this rule.
+        keep_alive = _keep_alive(version, tokens)
         events.append(RequestHead(method, self._sink.url.decode("latin-1"), version, headers, framing,
-                                  length, _keep_alive(version, tokens), upgrade))
-        if upgrade:
-            self._sink.complete = False
-        self._next_parser()
+                                  length, keep_alive, upgrade))
+        self._next_parser(keep_alive and not upgrade)
         if framing == CHUNKED:
             self._state = _CHUNKED
             self._cstate = _C_SIZE
@@ -682,7 +688,7 @@ class H1Client(_H1Parser):
                 events.append(ResponseHead(status, reason, version, headers, NONE, None, False))
                 return self._switch(data, end, events)
             events.append(ResponseHead(status, reason, version, headers, NONE, None, True))
-            self._next_parser()
+            self._next_parser(True)
             self._state = _IDLE  # the final response follows; in_message stays true
             return end
         codings, cl, tokens, _ = self._framing_fields(headers)
@@ -713,7 +719,7 @@ class H1Client(_H1Parser):
             framing = NONE
         keep_alive = framing != CLOSE and _keep_alive(version, tokens)
         events.append(ResponseHead(status, reason, version, headers, framing, length, keep_alive))
-        self._next_parser()
+        self._next_parser(keep_alive)
         if framing == CHUNKED:
             self._state = _CHUNKED
             self._cstate = _C_SIZE
