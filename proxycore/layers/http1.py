@@ -546,6 +546,14 @@ class H1Server(_H1Parser):
         super().__init__(max_head_size)
         self._upgrade = False
         self._kept: list[bytes] = []
+        # Complete requests to parse before holding (pausing as after an upgrade request) until
+        # resume(): how a connection bounds the requests it reads ahead, even within one buffer.
+        self.budget = 1 << 62
+
+    @property
+    def held(self) -> bool:
+        """Paused because the budget ran out (not because of an upgrade request)."""
+        return self._state == _PAUSED and not self._upgrade
 
     def _message_may_start(self, events: list[Event]) -> bool:
         return True
@@ -604,7 +612,8 @@ class H1Server(_H1Parser):
     def _end_message(self, events: list[Event], trailers: Headers | None) -> None:
         events.append(EndOfMessage(trailers))
         self._in_msg = False
-        self._state = _PAUSED if self._upgrade else _IDLE
+        self.budget -= 1
+        self._state = _PAUSED if self._upgrade or self.budget <= 0 else _IDLE
 
     def receive_eof(self) -> list[Event]:
         st = self._state
