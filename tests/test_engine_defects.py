@@ -366,14 +366,16 @@ async def test_client_leaving_while_origin_is_silent_closes_the_origin_connectio
 
 
 async def test_pipelined_requests_to_a_client_that_does_not_read_are_bounded(make_proxy, origin):
-    n = 5000
+    """A client pipelines 2 000 requests for 16 KiB each and reads nothing: the proxy serves until
+    the socket buffers are full (a couple of MiB), reads at most --max-pipelined requests ahead of
+    that, then stops reading; once the client reads, everything completes in order."""
+    n, size = 2000, 16384
     proxy = await make_proxy()
     added: list = []
     proxy.subscribe(lambda kind, flow: added.append(flow) if kind == "add" else None)
-    done = collect_done(proxy)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
     writer.transport.pause_reading()  # the client reads no response for now
-    one = f"GET {origin.url('/json')} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n".encode()
+    one = f"GET {origin.url(f'/bytes?n={size}')} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n".encode()
     writer.write(one * n)  # all at once; not drained: the proxy decides how much it takes
 
     # wait until the proxy has taken in everything, or has stopped taking more (bounded)
@@ -387,20 +389,18 @@ async def test_pipelined_requests_to_a_client_that_does_not_read_are_bounded(mak
         await asyncio.sleep(0.02)
     parsed, sent = len(added), len(origin.requests)
     try:
-        assert parsed < 500 and sent < 500, (
+        # the socket buffers hold a few hundred responses; the read-ahead bound adds 16 requests
+        assert parsed < 600 and sent < 600, (
             f"while the client read nothing the proxy parsed {parsed} of {n} pipelined requests and sent "
             f"{sent} to the origin")
         # once the client reads, everything completes, in order
         writer.transport.resume_reading()
-        got = 0
         async with asyncio.timeout(90):
-            while got < n:
-                await reader.readuntil(b"\r\n\r\n")
-                await reader.readuntil(b"}}")  # the /json body ends with }}
-                got += 1
-        assert got == n
-        await wait_for(lambda: len(done) == n, timeout=30, what=f"{n} flows")
-        assert len(origin.requests) == n
+            for _ in range(n):
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200")
+                await reader.readexactly(size)
+        await wait_for(lambda: len(origin.requests) == n, timeout=30, what=f"{n} requests at the origin")
     finally:
         writer.transport.abort()
 
@@ -501,11 +501,10 @@ async def test_client_hello_in_the_same_write_as_connect_is_not_dropped(make_pro
             tls.write(b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             plain = b""
             while b"hello" not in plain:
-                await pump()
                 try:
-                    plain += tls.read(65536)
+                    plain += tls.read(65536)  # a record at a time: read all there is first
                 except ssl.SSLWantReadError:
-                    pass
+                    await pump()
         assert plain.startswith(b"HTTP/1.1 200")
     finally:
         writer.transport.abort()
@@ -564,8 +563,9 @@ async def test_non_ascii_connect_host_and_sni_give_clean_errors_without_tracebac
         await proc.wait()
     stderr = (b"".join(err_lines) + rest).decode("utf-8", "replace")
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
-    flow_lines = [ln for ln in stderr.splitlines() if " CONNECT " in ln]
-    assert len(flow_lines) >= 2 and all("ERR" in ln for ln in flow_lines), stderr
+    flow_lines = [ln for ln in stderr.splitlines() if " ERR " in ln]
+    assert len(flow_lines) >= 2, stderr  # the raw UTF-8 request line is a malformed request
+    assert any(" CONNECT " in ln and "refused" in ln for ln in flow_lines), stderr
 
 
 # --------------------------------------------------------------------------- 12. timeouts
