@@ -62,6 +62,17 @@ class Options:
     upstream: str | None = None
     # ui
     max_flows: int = 50000
+    # engine limits and timeouts (seconds)
+    connect_timeout: float = 15.0
+    client_head_timeout: float = 30.0
+    keepalive_timeout: float = 60.0
+    response_timeout: float = 120.0
+    body_idle_timeout: float = 60.0
+    max_head_size: int = 65536
+    max_pipelined: int = 16
+    body_buffer_limit: int = 33554432
+    scripts: list[str] = field(default_factory=list)
+    alpn: list[str] = field(default_factory=lambda: ["http/1.1"])
 
     @property
     def ca_cert_path(self) -> Path:
