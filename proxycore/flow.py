@@ -105,7 +105,7 @@ class _Message:
     only when somebody reads it: joining a 1 MiB body on the hot path costs a fresh allocation,
     and most captured binary bodies are never read whole."""
 
-    __slots__ = ("_body", "_chunks")
+    __slots__ = ("_body", "_chunks", "stream")
 
     @property
     def body(self) -> bytes:
@@ -172,6 +172,7 @@ class Request(_Message):
         self.body_size = len(body)  # bytes seen on the wire, whole body
         self.body_truncated = False
         self.authority = authority  # Host header value as sent (may carry a port)
+        self.stream = True  # False (set at requestheaders): buffer the body whole for the request hook
 
     @property
     def path(self) -> str:
@@ -230,6 +231,7 @@ class Response(_Message):
         self._body = body
         self.body_size = len(body)
         self.body_truncated = False
+        self.stream = True  # False (set at responseheaders): buffer the body whole for the response hook
 
 
 class Timings:
@@ -270,13 +272,27 @@ class TLSInfo:
         return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k)}
 
 
+class Peer:
+    """One client connection, as the connection hooks see it."""
+
+    __slots__ = ("address", "tls", "opened", "closed", "flows", "error")
+
+    def __init__(self, address: tuple[str, int] | None) -> None:
+        self.address = address
+        self.tls: TLSInfo | None = None
+        self.opened = time.time()
+        self.closed: float | None = None
+        self.flows = 0  # exchanges served on it
+        self.error: str | None = None
+
+
 class Flow:
     """One exchange. `id` is unique and increasing within the process."""
 
     __slots__ = (
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
-        "modified", "passthrough", "in_scope", "sampled", "__weakref__",
+        "modified", "passthrough", "in_scope", "sampled", "killed", "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -301,6 +317,14 @@ class Flow:
         self.passthrough = False  # a tunnel relayed untouched (skip-host or --no-mitm)
         self.in_scope = True  # include/exclude filters
         self.sampled = True  # sampling decision for sinks
+        self.killed = False
+
+    def kill(self) -> None:
+        """End the flow at once: the client connection is closed without a response (an
+        addon's verdict; what the client sees is a reset connection)."""
+        self.killed = True
+        if self.error is None:
+            self.error = "killed"
 
     def ensure_id(self) -> None:
         if not self.id:

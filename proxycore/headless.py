@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from .flow import Flow
+from .flow import Flow, Peer
 from .humanize import human_duration, human_size, short_content_type
 from .options import Options
 
@@ -167,6 +167,24 @@ class _LineLog:
             pass
 
 
+class ConnectionLog:
+    """-v: a line when a client connects and when it leaves (an addon on the connection hooks)."""
+
+    def __init__(self, lines: _LineLog) -> None:
+        self.lines = lines
+
+    def client_connected(self, peer: Peer) -> None:
+        self.lines.flush()
+        self.lines.write(f"{_clock(peer.opened)} client {_addr(peer.address)} connected")
+
+    def client_disconnected(self, peer: Peer) -> None:
+        tls = f", TLS {peer.tls.version} SNI {peer.tls.sni or '-'}" if peer.tls is not None else ""
+        secs = (peer.closed or peer.opened) - peer.opened
+        self.lines.flush()
+        self.lines.write(f"{_clock(peer.closed or peer.opened)} client {_addr(peer.address)} disconnected "
+                         f"after {secs:.1f} s, {peer.flows} request{'s' if peer.flows != 1 else ''}{tls}")
+
+
 async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
     """Run the proxy until SIGINT/SIGTERM; 0 on a clean stop, 2 when it cannot start."""
     from .server import Proxy, StartupError  # the engine; imported here so `--help` stays fast
@@ -180,6 +198,8 @@ async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
 
     # nobody looks at binary bodies in headless mode: the capture only needs their first bytes
     proxy = Proxy(options, stdout_capture=True, on_error=on_error, retain_binary_bodies=False)
+    if options.verbose:
+        proxy.addons.add(ConnectionLog(lines))
     stop_requested = asyncio.Event()
     stopping: list[asyncio.Task] = []
 

@@ -1,9 +1,15 @@
-"""The client side of the proxy: HTTP/1.1 over asyncio Protocols, parsed with httptools.
+"""The client side of the proxy for HTTP/1.1: a byte pump around the sans-io codec, and the flow driver.
 
-One `ClientConnection` per accepted socket. Requests are parsed as bytes arrive; each becomes an
-`Exchange` (a Flow plus streaming state) served in order by one task per connection, so
-pipelined requests are answered in order. Bodies are forwarded chunk by chunk as they arrive and
-only a capped copy is kept for capture.
+One `ClientConnection` per accepted connection (a socket, or any transport: a TLS layer or a
+WireGuard stream). Bytes go into `layers.http1.H1Server`; each request it parses becomes an
+`Exchange` (a Flow plus streaming state) and is driven by one coroutine, `_serve_request`, that
+awaits the addons' hooks in order (see `proxycore.hooks`). Pipelined requests are served in
+order by the connection's task. Bodies stream chunk by chunk unless a hook asks for them whole;
+only a capped copy is kept for capture. Every byte to the client goes through
+`ClientConnection.write`, every byte to the origin through `UpstreamConnection.write`.
+
+The hot path stays callback-driven where nothing waits: with no async `responseheaders` hook and
+a streamed response, the upstream's callbacks write the head and body straight to the client.
 """
 
 from __future__ import annotations
@@ -18,17 +24,19 @@ import httptools
 from . import flow as flowmod
 from .contentdetect import CHECK_BYTES, binary_by_content_type
 from .endpoint import Endpoint
-from .flow import Flow, Headers, Request, Response, TLSInfo
+from .flow import Flow, Headers, Peer, Request, Response, TLSInfo
+from .layers import http1 as h1
 from .tunnel import TunnelMixin
-from .upstream import MAX_HEAD_SIZE, UpstreamConnection, UpstreamError
+from .upstream import UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
     from .server import Proxy
 
-# Hop-by-hop headers meant for this proxy, never forwarded to the origin.
-_DROP_REQUEST = frozenset((b"proxy-connection", b"proxy-authorization"))
 _LOCAL_HOSTS = frozenset(("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"))
 _BUFFER_LIMIT = 1 << 20  # request body bytes buffered before the upstream is ready
+_REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Request Header Fields Too Large",
+            501: "Not Implemented", 502: "Bad Gateway", 504: "Gateway Timeout", 508: "Loop Detected"}
+_NO_BODY_STATUS = frozenset((204, 304))
 
 
 def split_authority(authority: str, default_port: int) -> tuple[str, int]:
@@ -47,7 +55,14 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
         host, port = a, default_port
     if not host or not 0 < port < 65536:
         raise ValueError(f"malformed authority {authority!r}")
-    return host.lower(), port
+    return valid_host(host), port
+
+
+def valid_host(host: str) -> str:
+    """The host name lower-cased; ValueError for what no DNS name or IP literal can be."""
+    if not host or not host.isascii() or any(c in host for c in " /\\@?#\t\r\n"):
+        raise ValueError(f"malformed host name {host!r} (non-ASCII names must be sent IDNA-encoded)")
+    return host.lower()
 
 
 class _Capture:
@@ -82,6 +97,12 @@ def _trim_binary_capture(cap: _Capture, headers: Headers) -> None:
         cap.head_only = True
 
 
+def _set_length(headers: Headers, length: int) -> None:
+    """Frame a whole body by Content-Length (a buffered body a hook may have changed)."""
+    headers.remove("transfer-encoding")
+    headers.set("Content-Length", str(length))
+
+
 class Exchange:
     """One request/response on a client connection; also the upstream's ResponseHandler."""
 
@@ -89,7 +110,9 @@ class Exchange:
         "conn", "flow", "chunked", "has_body", "body_complete", "buffered", "buffered_size",
         "upstream", "done", "head_sent", "resp_chunked", "resp_keep_alive", "req_cap", "resp_cap",
         "req_size", "resp_size", "client_keep_alive", "error_status", "upgrade", "is_connect",
-        "response_complete_ok", "req_upgrade",
+        "response_complete_ok", "req_upgrade", "req_trailers", "resp_trailers", "whole_request",
+        "body_waiter", "whole_response", "resp_chunks", "resp_buffered", "head_pending", "discard",
+        "resp_framing",
     )
 
     def __init__(self, conn: ClientConnection, flow: Flow, capture_limit: int | None) -> None:
@@ -104,6 +127,7 @@ class Exchange:
         self.done: asyncio.Future[str] | None = None
         self.head_sent = False
         self.resp_chunked = False
+        self.resp_framing = h1.NONE
         self.resp_keep_alive = False
         self.req_cap = _Capture(capture_limit) if capture_limit is not None else None
         if self.req_cap is not None and not conn.proxy.retain_binary_bodies:
@@ -116,76 +140,145 @@ class Exchange:
         self.upgrade = False
         self.is_connect = False
         self.response_complete_ok = False
-        self.req_upgrade = False  # the request asked to switch protocols: the parser stops after it
+        self.req_upgrade = False  # the request asked to switch protocols: the codec pauses after it
+        self.req_trailers: list[tuple[bytes, bytes]] | None = None
+        self.resp_trailers: list[tuple[bytes, bytes]] | None = None
+        self.whole_request = False  # a hook asked for the request body whole
+        self.body_waiter: asyncio.Future[None] | None = None
+        self.whole_response = False  # a hook asked for the response body whole
+        self.resp_chunks: list[bytes] = []
+        self.resp_buffered = 0
+        self.head_pending = False  # response head waits for async responseheaders hooks
+        self.discard = False  # the request body is read and dropped (answered locally)
 
     # --- request body from the client -------------------------------------------------------
     def request_body(self, data: bytes) -> None:
         self.req_size += len(data)
+        if self.discard:
+            return
         if self.req_cap is not None:
             self.req_cap.add(data)
         up = self.upstream
-        if up is not None:
-            up.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
-        else:
-            self.buffered.append(data)
-            self.buffered_size += len(data)
-            if self.buffered_size > _BUFFER_LIMIT:
+        if up is not None and not self.whole_request:
+            up.send_data(data)
+            return
+        self.buffered.append(data)
+        self.buffered_size += len(data)
+        if self.whole_request:
+            if self.buffered_size > self.conn.proxy.options.body_buffer_limit:
+                self.whole_request = False  # too big to hold: it streams (stream_large_bodies)
+                self._wake_body()
                 self.conn.pause_reading()
+        elif self.buffered_size > _BUFFER_LIMIT:
+            self.conn.pause_reading()
 
-    def request_complete(self) -> None:
+    def request_complete(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
         self.body_complete = True
+        self.req_trailers = trailers
         up = self.upstream
-        if up is not None:
+        if up is not None and not self.whole_request:
             if self.chunked:
-                up.write(b"0\r\n\r\n")
+                up.send_end(trailers)
             self.flow.timings.request_sent = time.time()
+            up.arm_response_timeout()
+        self._wake_body()
+
+    def _wake_body(self) -> None:
+        w = self.body_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     # --- ResponseHandler (called by the UpstreamConnection) ---------------------------------
-    def response_head(self, status: int, reason: bytes, version: str, headers: list[tuple[bytes, bytes]],
-                      framing: str) -> None:
+    def response_head(self, ev: h1.ResponseHead) -> None:
         flow = self.flow
         if flow.timings.first_byte is None:
             flow.timings.first_byte = time.time()
-        head = [b"HTTP/%s %d %s\r\n" % (version.encode(), status, reason)]
-        for k, v in headers:
-            head.append(k + b": " + v + b"\r\n")
-        head.append(b"\r\n")
-        self.conn.write(b"".join(head))
-        if 100 <= status < 200 and status != 101:
-            return  # interim: the final response follows
-        self.head_sent = True
-        resp_headers = Headers(headers)
-        flow.response = Response(status, reason.decode("latin-1"), f"HTTP/{version}", resp_headers)
+        if 100 <= ev.status < 200 and ev.status != 101:
+            # interim (100 Continue): forwarded as is, the final response follows
+            self.conn.write(self.conn.codec.response_head(ev.status, ev.reason, ev.version, ev.headers, h1.NONE))
+            return
+        resp_headers = Headers(ev.headers)
+        flow.response = Response(ev.status, ev.reason.decode("latin-1"), f"HTTP/{ev.version}", resp_headers)
         if self.resp_cap is not None and not self.conn.proxy.retain_binary_bodies:
             _trim_binary_capture(self.resp_cap, resp_headers)
-        self.resp_chunked = framing == "chunked"
-        if framing == "close":
+        self.resp_framing = ev.framing
+        if ev.framing == h1.CLOSE:
             self.client_keep_alive = False
-        if status == 101:
+        if ev.status == 101:
             self.upgrade = True
-        self.conn.proxy.publish("update", flow)
+        chain = self.conn.proxy.addons.responseheaders
+        if chain.is_async:
+            # the flow's task runs the hooks; the origin waits meanwhile
+            self.head_pending = True
+            if self.upstream is not None:
+                self.upstream.pause_reading()
+            self._resolve("head")
+            return
+        if chain:
+            chain.call(flow)
+        self.start_response()
+
+    def start_response(self) -> None:
+        """The response head passed the hooks: send it, or start buffering the body."""
+        self.head_pending = False
+        flow = self.flow
+        resp = flow.response
+        assert resp is not None
+        if flow.killed:
+            self._resolve("killed")
+            return
+        if not resp.stream and not self.upgrade and self.resp_framing != h1.NONE:
+            self.whole_response = True
+            return
+        self._send_head()
+        if self.resp_chunks:  # body that arrived while async hooks ran
+            chunks, self.resp_chunks = self.resp_chunks, []
+            codec = self.conn.codec
+            for c in chunks:
+                self.conn.write(codec.data(c))
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    def _send_head(self) -> None:
+        resp = self.flow.response
+        assert resp is not None
+        framing = self.resp_framing
+        self.resp_chunked = framing == h1.CHUNKED
+        headers = resp.headers.fields
+        if self.upgrade:
+            headers = h1.strip_hop_by_hop(headers, keep_upgrade=True)
+        self.conn.write(self.conn.codec.response_head(
+            resp.status, resp.reason.encode("latin-1"), resp.http_version.removeprefix("HTTP/"), headers,
+            framing))
+        self.head_sent = True
 
     def response_body(self, data: bytes) -> None:
         self.resp_size += len(data)
         if self.resp_cap is not None and not self.upgrade:
             self.resp_cap.add(data)
-        if self.resp_chunked:
-            self.conn.write(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            self.conn.write(data)
-
-    def response_complete(self, keep_alive: bool, interim: bool = False) -> None:
-        if interim:
+        if self.head_sent:
+            self.conn.write(self.conn.codec.data(data) if self.resp_chunked else data)
             return
-        if self.resp_chunked:
-            self.conn.write(b"0\r\n\r\n")
+        self.resp_chunks.append(data)
+        self.resp_buffered += len(data)
+        if self.whole_response and self.resp_buffered > self.conn.proxy.options.body_buffer_limit:
+            # too big to hold whole: stream what we have and the rest (stream_large_bodies)
+            self.whole_response = False
+            self.start_response()
+
+    def response_complete(self, keep_alive: bool, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.resp_keep_alive = keep_alive
+        self.resp_trailers = trailers
         self.response_complete_ok = True
+        if self.head_sent and self.resp_chunked:
+            self.conn.write(self.conn.codec.end(trailers))
         self._resolve("ok")
 
-    def response_failed(self, message: str) -> None:
+    def response_failed(self, message: str, status: int = 502) -> None:
         if self.flow.error is None:
             self.flow.error = message
+        if status != 502 and self.error_status is None:
+            self.error_status = (status, message)
         self._resolve("failed")
 
     def upstream_pause_writing(self) -> None:
@@ -203,8 +296,9 @@ class ClientConnection(TunnelMixin, Endpoint):
     def __init__(self, proxy: Proxy) -> None:
         super().__init__()
         self.proxy = proxy
-        self.parser = httptools.HttpRequestParser(self)
+        self.codec = h1.H1Server(proxy.options.max_head_size)
         self.client_addr: tuple[str, int] | None = None
+        self.peer: Peer | None = None
         self.tunnel: tuple[str, int] | None = None  # origin of a MITMed CONNECT
         self.client_tls: TLSInfo | None = None
         self.queue: deque[Exchange] = deque()
@@ -214,20 +308,33 @@ class ClientConnection(TunnelMixin, Endpoint):
         self.wakeup: asyncio.Future | None = None
         self.closing = False
         self.bad_request: tuple[int, str] | None = None
-        self.in_head = False
-        self.head_bytes = 0
-        self.relay_to: asyncio.Transport | None = None  # raw relay after CONNECT / 101
-        self.pending_raw: list[bytes] = []  # bytes after an Upgrade head, before the relay starts
-        self._url: list[bytes] = []
-        self._headers: list[tuple[bytes, bytes]] = []
+        self.relay_to: Endpoint | None = None  # raw relay after CONNECT / 101
+        self.drained: asyncio.Future[None] | None = None  # set while the client is not reading
+        # The sweep in Proxy closes connections past their deadline (loop.time(); 0: none).
+        self.deadline = 0.0
+        self.deadline_kind = ""
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.take_socket(transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_addr = (peer[0], peer[1])
-        self.proxy.connections.add(self)
+        proxy = self.proxy
+        proxy.connections.add(self)
+        self._arm("head", proxy.options.client_head_timeout)
+        chain = proxy.addons.client_connected
+        if chain:
+            self.peer = Peer(self.client_addr)
+            if chain.is_async:
+                asyncio.ensure_future(chain.run(self.peer))
+            else:
+                chain.call(self.peer)
+
+    def _arm(self, kind: str, seconds: float) -> None:
+        self.deadline_kind = kind
+        self.deadline = asyncio.get_running_loop().time() + seconds
 
     def data_received(self, data: bytes) -> None:
         if self.relay_to is not None:
@@ -237,26 +344,44 @@ class ClientConnection(TunnelMixin, Endpoint):
             return
         if self.closing:
             return
-        if self.current is not None and self.current.req_upgrade:
-            self.pending_raw.append(data)
-            return
-        if self.in_head:
-            self.head_bytes += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            ex = self.current
-            if ex is not None:
-                rest = data[exc.args[0]:]
-                ex.req_upgrade = True
-                if rest:
-                    self.pending_raw.append(rest)
-        except httptools.HttpParserError as exc:
-            reason = str(exc) or type(exc).__name__
-            self._malformed(f"malformed request: {reason}")
-            return
-        if self.in_head and self.head_bytes > MAX_HEAD_SIZE:
-            self._malformed("request header block too large", status=431)
+        if self.deadline_kind == "idle":
+            self._arm("head", self.proxy.options.client_head_timeout)
+        codec = self.codec
+        codec.budget = max(1, self.proxy.options.max_pipelined - len(self.queue))
+        self._dispatch(codec.receive_data(data))
+        if codec.held:
+            self.pause_reading()  # read no further ahead until the queue drains
+        elif codec.in_message:
+            self.quickack()  # the rest of the request is still to come
+
+    def _dispatch(self, events: list[h1.Event]) -> None:
+        for ev in events:
+            t = type(ev)
+            if t is h1.Data:
+                ex = self.current
+                if ex is not None:
+                    ex.request_body(ev.data)  # type: ignore[attr-defined]
+                    if self.deadline_kind == "body":
+                        self.deadline = asyncio.get_running_loop().time() + self.proxy.options.body_idle_timeout
+            elif t is h1.RequestHead:
+                self._request_head(ev)  # type: ignore[arg-type]
+            elif t is h1.EndOfMessage:
+                ex = self.current
+                if self.deadline_kind == "body":
+                    self.deadline = 0.0
+                if ex is not None:
+                    ex.request_complete(ev.trailers)  # type: ignore[attr-defined]
+            elif t is h1.ProtocolError:
+                self._malformed(ev.message, ev.status)  # type: ignore[attr-defined]
+                return
+
+    def _unhold(self) -> None:
+        """The read-ahead queue drained: parse what was kept and read on."""
+        codec = self.codec
+        codec.budget = max(1, self.proxy.options.max_pipelined - len(self.queue))
+        self._dispatch(codec.resume())
+        if not codec.held and not self.closing:
+            self.resume_reading()
 
     def eof_received(self) -> bool | None:
         if self.relay_to is not None:
@@ -264,14 +389,20 @@ class ClientConnection(TunnelMixin, Endpoint):
         ex = self.current
         if ex is not None and not ex.body_complete:
             return False  # gone mid-request: close, connection_lost fails the exchange
+        act = self.active
+        if act is not None and not act.head_sent:
+            # Gone while its request waits on the origin: end the exchange now (connection_lost
+            # closes the origin connection) instead of holding both sockets half-open.
+            return False
         # a half-close after complete requests: answer them, then close
-        if self.active is None and not self.queue:
+        if act is None and not self.queue:
             return False
         self.closing = True
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.deadline = 0.0
         self.proxy.connections.discard(self)
         ex = self.active
         if ex is not None and self.relay_to is not None:
@@ -282,19 +413,29 @@ class ClientConnection(TunnelMixin, Endpoint):
                                  else "client disconnected before the response was complete")
             if ex.upstream is not None:
                 ex.upstream.abort()
+            ex._wake_body()
             ex._resolve("client-gone")
         if self.relay_to is not None:
             self.relay_to.close()
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
-        # Nothing is parsed any more: break the cycles through the parser (it holds this protocol)
-        # and the exchange being parsed (it holds this connection), so the connection and its last
-        # flow are freed at once instead of by the cyclic collector (the UI freezes old objects,
-        # which would keep such flows past max_flows until its next full collection).
-        self.parser = None  # type: ignore[assignment]
-        self.current = None
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+        self.current = None  # frees the last flow at once (no cycle through the connection)
+        peer = self.peer
+        if peer is not None:
+            peer.closed = time.time()
+            chain = self.proxy.addons.client_disconnected
+            if chain.is_async:
+                asyncio.ensure_future(chain.run(peer))
+            elif chain:
+                chain.call(peer)
 
     def pause_writing(self) -> None:
+        # The client reads slower than we write: hold the origin, and serve no further
+        # pipelined request until it catches up (the read-ahead bound then pauses reading).
+        if self.drained is None:
+            self.drained = asyncio.get_running_loop().create_future()
         ex = self.active
         if ex is not None and ex.upstream is not None:
             ex.upstream.pause_reading()
@@ -302,68 +443,60 @@ class ClientConnection(TunnelMixin, Endpoint):
             self.relay_to.pause_reading()
 
     def resume_writing(self) -> None:
+        d, self.drained = self.drained, None
+        if d is not None and not d.done():
+            d.set_result(None)
         ex = self.active
         if ex is not None and ex.upstream is not None:
             ex.upstream.resume_reading()
         elif self.relay_to is not None:
             self.relay_to.resume_reading()
 
-    # --- httptools callbacks ----------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.in_head = True
-        self.head_bytes = 0
-        self._url = []
-        self._headers = []
+    def on_timeout(self) -> None:
+        """Called by the Proxy's sweep when `deadline` has passed."""
+        kind, self.deadline = self.deadline_kind, 0.0
+        if self.closed:
+            return
+        if kind == "head" and self.codec.in_message:
+            # a request head that never completed: answer 408 (no flow: nothing was parsed)
+            self.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.close()
+        elif kind == "body" and self.current is not None:
+            ex = self.current
+            if ex.flow.error is None:
+                ex.flow.error = (f"client sent no request body bytes for "
+                                 f"{self.proxy.options.body_idle_timeout:g} s")
+            self.abort()
+        elif self.active is None and not self.queue:
+            self.close()  # idle keep-alive (or a head never started)
 
-    def on_url(self, url: bytes) -> None:
-        self._url.append(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        p = self.parser
-        version = p.get_http_version()
-        method = p.get_method().decode("ascii", "replace")
-        url = b"".join(self._url).decode("latin-1")
-        headers = Headers(self._headers)
-        flow, err = self._new_flow(method, url, version, headers)
+    # --- parsing ------------------------------------------------------------------------------
+    def _request_head(self, ev: h1.RequestHead) -> None:
         proxy = self.proxy
-        ex = Exchange(self, flow, proxy.capture_limit if flow.in_scope else None)
+        flow, err = self._new_flow(ev)
+        ex = Exchange(self, flow, proxy.capture_limit)
         ex.error_status = err
-        ex.client_keep_alive = p.should_keep_alive()
-        ex.is_connect = method == "CONNECT"
-        if version not in ("1.0", "1.1") and ex.error_status is None:
-            ex.error_status = (400, f"malformed request: unsupported HTTP version {version!r} (expected HTTP/1.1)")
-        for k, v in self._headers:
-            lk = k.lower()
-            if lk == b"transfer-encoding" and b"chunked" in v.lower():
-                ex.chunked = ex.has_body = True
-            elif lk == b"content-length" and v.strip() != b"0":
-                ex.has_body = True
+        ex.client_keep_alive = ev.keep_alive
+        ex.is_connect = ev.method == "CONNECT"
+        ex.req_upgrade = ev.upgrade and not ex.is_connect
+        ex.chunked = ev.framing == h1.CHUNKED
+        ex.has_body = ev.framing != h1.NONE
+        if ex.has_body:
+            self._arm("body", proxy.options.body_idle_timeout)
+        else:
+            self.deadline = 0.0
         self.current = ex
         self.queue.append(ex)
-        if flow.in_scope and not ex.is_connect:  # a CONNECT is published once we know what it became
-            proxy.publish("add", flow)
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._serve_loop())
         elif self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
 
-    def on_body(self, body: bytes) -> None:
-        if self.current is not None:
-            self.current.request_body(body)
-
-    def on_message_complete(self) -> None:
-        ex = self.current
-        if ex is not None:
-            ex.request_complete()
-
     # --- building flows -----------------------------------------------------------------------
-    def _new_flow(self, method: str, url: str, version: str,
-                  headers: Headers) -> tuple[Flow, tuple[int, str] | None]:
+    def _new_flow(self, ev: h1.RequestHead) -> tuple[Flow, tuple[int, str] | None]:
         proxy = self.proxy
+        method, url, version = ev.method, ev.target, ev.version
+        headers = Headers(ev.headers)
         authority = headers.get("host") or ""
         err = None
         scheme, host, port, target = "http", "", 0, url
@@ -371,16 +504,25 @@ class ClientConnection(TunnelMixin, Endpoint):
             if method == "CONNECT":
                 host, port = split_authority(url, 443)
                 target = url
-            elif url.startswith(("http://", "https://")) or url.startswith(("HTTP://", "HTTPS://")):
+            elif url[:8].lower().startswith(("http://", "https://")):
                 u = httptools.parse_url(url.encode("latin-1"))
-                scheme = u.schema.decode().lower()
-                host = u.host.decode("latin-1").lower()
-                port = u.port or (443 if scheme == "https" else 80)
+                if self.tunnel is not None:
+                    # inside a MITM tunnel only the tunnel's origin is reachable, whatever the URL says
+                    scheme = "https"
+                    host, port = self.tunnel
+                else:
+                    scheme = u.schema.decode().lower()
+                    host = valid_host(u.host.decode("latin-1"))
+                    port = u.port or (443 if scheme == "https" else 80)
                 target = (u.path or b"/").decode("latin-1")
                 if u.query:
                     target += "?" + u.query.decode("latin-1")
-                if not authority:
+                if self.tunnel is None:
+                    # RFC 9112 3.2.2: the absolute-form's authority replaces the Host header
                     authority = host if u.port is None else f"{host}:{port}"
+                    if ":" in host:
+                        authority = f"[{host}]" if u.port is None else f"[{host}]:{port}"
+                    headers.set("Host", authority)
             elif self.tunnel is not None:
                 scheme = "https"
                 host, port = self.tunnel
@@ -395,11 +537,13 @@ class ClientConnection(TunnelMixin, Endpoint):
         flow = Flow(req, self.client_addr, assign_id=method != "CONNECT")
         if self.client_tls is not None:
             flow.client_tls = self.client_tls
-        if err is None and method != "CONNECT" and self.tunnel is None and port == proxy.address[1] \
-                and host in _LOCAL_HOSTS | {proxy.address[0]}:
-            err = (508, "loop detected: the request is addressed to this proxy itself")
-        if proxy.scope is not None and host:
-            flow.in_scope = proxy.scope.matches(host, req.path, method)
+        if self.peer is not None:
+            self.peer.flows += 1
+        if err is None and self.tunnel is None:
+            if method != "CONNECT" and port == proxy.address[1] and host in _LOCAL_HOSTS | {proxy.address[0]}:
+                err = (508, "loop detected: the request is addressed to this proxy itself")
+            elif proxy.via_token in (headers.get("via") or ""):
+                err = (508, "loop detected: the request came back through the upstream proxy chain")
         return flow, err
 
     # --- serving ------------------------------------------------------------------------------
@@ -410,11 +554,18 @@ class ClientConnection(TunnelMixin, Endpoint):
                 if not self.queue:
                     if self.closing or self.bad_request is not None:
                         break
+                    if not self.codec.in_message and not self.deadline:
+                        self._arm("idle", self.proxy.options.keepalive_timeout)
                     self.wakeup = loop.create_future()
                     await self.wakeup
                     self.wakeup = None
                     continue
+                if self.drained is not None:
+                    await self.drained
+                    continue
                 ex = self.queue.popleft()
+                if self.codec.held and len(self.queue) <= self.proxy.options.max_pipelined // 2:
+                    self._unhold()
                 self.active = ex
                 try:
                     if ex.error_status is not None:
@@ -447,12 +598,76 @@ class ClientConnection(TunnelMixin, Endpoint):
 
     async def _serve_request(self, ex: Exchange) -> None:
         proxy = self.proxy
+        addons = proxy.addons
+        flow = ex.flow
+        req = flow.request
+        chain = addons.requestheaders
+        if chain:
+            if chain.is_async:
+                await chain.run(flow)
+            else:
+                chain.call(flow)
+        if not flow.in_scope:
+            ex.req_cap = ex.resp_cap = None
+        if not req.stream and ex.has_body:
+            if not await self._read_whole_request(ex):
+                return
+        chain = addons.request
+        if chain:
+            if chain.is_async:
+                await chain.run(flow)
+            else:
+                chain.call(flow)
+        if self.closed:
+            self._finish(ex)
+            return
+        if flow.killed:
+            self._kill(ex)
+            return
+        if flow.response is not None:
+            await self._send_local(ex)
+            return
+        if ex.whole_request:
+            self._frame_whole_request(ex)
+        await self._forward(ex)
+
+    async def _read_whole_request(self, ex: Exchange) -> bool:
+        """Wait for the whole request body (a hook asked for it). False when the client left."""
+        if ex.buffered_size <= self.proxy.options.body_buffer_limit:
+            ex.whole_request = True
+            if not ex.body_complete:
+                ex.body_waiter = asyncio.get_running_loop().create_future()
+                self.resume_reading()
+                await ex.body_waiter
+                ex.body_waiter = None
+        if self.closed:
+            self._finish(ex)
+            return False
+        if ex.whole_request:
+            ex.flow.request.body = b"".join(ex.buffered)
+        return True
+
+    def _frame_whole_request(self, ex: Exchange) -> None:
+        """A whole request body (maybe changed by a hook) goes out with a Content-Length."""
+        req = ex.flow.request
+        body = req.body
+        ex.buffered = [body] if body else []
+        ex.buffered_size = len(body)
+        ex.chunked = False
+        ex.has_body = bool(body) or req.headers.get("content-length") is not None
+        if ex.has_body:
+            _set_length(req.headers, len(body))
+        ex.whole_request = False
+
+    async def _forward(self, ex: Exchange) -> None:
+        proxy = self.proxy
         flow = ex.flow
         req = flow.request
         via_http = proxy.pool.upstream is not None and req.scheme == "http"
         key = ("via", proxy.pool.upstream.host, proxy.pool.upstream.port) if via_http else (
             req.scheme, req.host, req.port)
         loop = asyncio.get_running_loop()
+        how = "failed"
         for attempt in (0, 1):
             conn = proxy.pool.take(key)
             reused = conn is not None
@@ -476,82 +691,156 @@ class ClientConnection(TunnelMixin, Endpoint):
                 flow.server_tls = conn.tls
             ex.done = loop.create_future()
             ex.upstream = conn
-            conn.start_exchange(ex, req.method == "HEAD")
-            head = self._upstream_head(req, absolute=via_http)
+            conn.start_exchange(ex, req.method)
+            framing = h1.CHUNKED if ex.chunked else (h1.LENGTH if ex.has_body else h1.NONE)
+            head = conn.request_head(req, framing, absolute=via_http, via=proxy.via_token if via_http else None)
             if ex.buffered:
                 body = b"".join(ex.buffered)
-                if ex.chunked:
-                    body = b"%x\r\n%b\r\n" % (len(body), body)
-                head += body
+                head += conn.codec.data(body)
                 if attempt == 1 or not ex.body_complete:
                     ex.buffered = []
                     ex.buffered_size = 0
                     self.resume_reading()
             if ex.body_complete:
-                if ex.chunked and ex.has_body:
-                    head += b"0\r\n\r\n"
+                if ex.chunked:
+                    head += conn.codec.end(ex.req_trailers)
                 flow.timings.request_sent = time.time()
             conn.write(head)
+            if ex.body_complete:
+                conn.arm_response_timeout()
             how = await ex.done
+            while how == "head":  # async responseheaders hooks
+                ex.done = loop.create_future()
+                await proxy.addons.responseheaders.run(flow)
+                if self.closed:
+                    how = "client-gone"
+                    break
+                ex.start_response()
+                how = ex.done.result() if ex.done.done() else await ex.done
             if how == "failed" and reused and attempt == 0 and not ex.head_sent and not conn.got_bytes \
-                    and ex.body_complete and self._replayable(ex):
+                    and ex.body_complete and self._replayable(ex) and flow.response is None:
                 # the pooled connection was closed by the server as we reused it: try a fresh one
                 flow.error = None
                 ex.upstream = None
                 continue
             break
-        if how == "malformed":
+        if how == "killed" or flow.killed:
             conn.abort()
-            if not ex.head_sent and not self.closed:
-                self.send_error(ex, *(ex.error_status or (400, "malformed request")))
-            else:
-                self._finish(ex)
-                self.abort()
+            self._kill(ex)
             return
         if how == "failed" and not ex.head_sent and not self.closed:
-            self.send_error(ex, 502, flow.error or "upstream failed")
-            conn.close()
+            status = ex.error_status[0] if ex.error_status else 502
+            ex.error_status = None
+            conn.abort()
+            if ex.whole_response or ex.head_pending:
+                flow.response = None
+            self.send_error(ex, status, flow.error or "upstream failed")
             return
         if ex.upgrade and how == "ok" and not self.closed:
             await self._relay_upgrade(ex, conn)
             return
+        if how == "ok" and ex.whole_response:
+            await self._send_whole_response(ex)
+        else:
+            chain = proxy.addons.response
+            if chain and how == "ok":
+                if chain.is_async:
+                    await chain.run(flow)
+                else:
+                    chain.call(flow)
         if how == "ok" and ex.resp_keep_alive and ex.body_complete:
             conn.release()
         else:
             conn.close()
-        if how != "ok" or not ex.client_keep_alive or not ex.body_complete or ex.req_upgrade:
+        if how != "ok" or not ex.client_keep_alive or not ex.body_complete:
             self.closing = True
+        if ex.req_upgrade and not self.closing:
+            self._unhold()  # the origin did not switch protocols: go on parsing
+        self._finish(ex)
+
+    async def _send_whole_response(self, ex: Exchange) -> None:
+        """The response was buffered whole for the hooks: run them, then send what they left."""
+        flow = ex.flow
+        resp = flow.response
+        assert resp is not None
+        resp.body = b"".join(ex.resp_chunks)
+        ex.resp_chunks = []
+        chain = self.proxy.addons.response
+        if chain:
+            if chain.is_async:
+                await chain.run(flow)
+            else:
+                chain.call(flow)
+        if self.closed:
+            return
+        if flow.killed:
+            self.abort()
+            return
+        resp = flow.response
+        if resp is None:
+            return
+        if flow.request.method != "HEAD" and resp.status not in _NO_BODY_STATUS:
+            _set_length(resp.headers, len(resp.body))
+            ex.resp_framing = h1.LENGTH
+        ex.whole_response = False
+        self._write_whole(ex, resp)
+        ex.resp_size = len(resp.body)
+        if ex.resp_cap is not None:
+            ex.resp_cap = _Capture(ex.resp_cap.limit)
+            ex.resp_cap.add(resp.body)
+
+    def _write_whole(self, ex: Exchange, resp: Response) -> None:
+        ex.resp_chunked = False
+        self.write(self.codec.response_head(
+            resp.status, resp.reason.encode("latin-1"), resp.http_version.removeprefix("HTTP/"),
+            resp.headers.fields, ex.resp_framing) + (resp.body if ex.resp_framing == h1.LENGTH else b""))
+        ex.head_sent = True
+
+    async def _send_local(self, ex: Exchange) -> None:
+        """A hook answered the request: send its response, keep the connection alive."""
+        flow = ex.flow
+        resp = flow.response
+        assert resp is not None
+        if flow.timings.first_byte is None:
+            flow.timings.first_byte = time.time()
+        if not ex.body_complete:  # read the rest of the request body and drop it
+            ex.discard = True
+            ex.buffered = []
+            ex.body_waiter = asyncio.get_running_loop().create_future()
+            self.resume_reading()
+            await ex.body_waiter
+            if self.closed:
+                self._finish(ex)
+                return
+        no_body = flow.request.method == "HEAD" or resp.status in _NO_BODY_STATUS or resp.status < 200
+        if not no_body:
+            _set_length(resp.headers, len(resp.body))
+        ex.resp_framing = h1.NONE if no_body else h1.LENGTH
+        self._write_whole(ex, resp)
+        ex.resp_size = len(resp.body)
+        if ex.resp_cap is not None:
+            ex.resp_cap.add(resp.body)
+        if not ex.client_keep_alive or ex.req_upgrade:
+            self.closing = True
+        self._finish(ex)
+
+    def _kill(self, ex: Exchange) -> None:
+        ex.flow.kill()
+        if ex.upstream is not None:
+            ex.upstream.abort()
+        self.closing = True
+        self.abort()
         self._finish(ex)
 
     @staticmethod
     def _replayable(ex: Exchange) -> bool:
         return not ex.has_body or bool(ex.buffered)
 
-    def _upstream_head(self, req: Request, absolute: bool) -> bytes:
-        up = self.proxy.pool.upstream
-        target = req.url if absolute else req.target
-        out = [b"%s %s %s\r\n" % (req.method.encode(), target.encode("latin-1"), req.http_version.encode())]
-        has_host = False
-        for k, v in req.headers.fields:
-            lk = k.lower()
-            if lk in _DROP_REQUEST:
-                continue
-            if lk == b"host":
-                has_host = True
-            out.append(k + b": " + v + b"\r\n")
-        if not has_host:
-            out.append(b"Host: " + req.netloc.encode("latin-1") + b"\r\n")
-        if absolute and up is not None and up.auth_header:
-            out.append(b"Proxy-Authorization: " + up.auth_header + b"\r\n")
-        out.append(b"\r\n")
-        return b"".join(out)
-
     # --- responses made by the proxy ------------------------------------------------------------
     def send_error(self, ex: Exchange, status: int, message: str) -> None:
         flow = ex.flow
         flow.error = message
-        reason = {400: "Bad Request", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
-                  504: "Gateway Timeout", 508: "Loop Detected"}.get(status, "Error")
+        reason = _REASONS.get(status, "Error")
         body = (message + "\n").encode("utf-8", "replace")
         headers = Headers.from_pairs([
             ("Content-Type", "text/plain; charset=utf-8"),
@@ -578,21 +867,18 @@ class ClientConnection(TunnelMixin, Endpoint):
             if ex is self.active:
                 if ex.upstream is not None:
                     ex.upstream.abort()
-                ex._resolve("malformed")
+                ex._wake_body()
+                ex._resolve("failed")
             return
         self.bad_request = (status, message)
         if self.task is None:
             self._send_malformed()
 
     def _send_malformed(self) -> None:
-        """Answer a request that could not be parsed with 400/431 and close."""
+        """Answer a request that could not be parsed with 400/431/501 and close."""
         status, message = self.bad_request or (400, "malformed request")
         self.bad_request = None
-        try:
-            method = self.parser.get_method().decode("ascii", "replace")
-        except Exception:
-            method = "?"
-        req = Request(method, "http", "", 0, "", headers=Headers(self._headers))
+        req = Request("?", "http", "", 0, "")
         ex = Exchange(self, Flow(req, self.client_addr), None)
         self.proxy.publish("add", ex.flow)
         self.send_error(ex, status, message)
@@ -604,15 +890,20 @@ class ClientConnection(TunnelMixin, Endpoint):
         t = flow.timings
         t.end = time.time()
         req = flow.request
-        req.body_size = ex.req_size
-        if ex.req_cap is not None:
-            req.set_body_chunks(ex.req_cap.chunks)
-            req.body_truncated = ex.req_cap.truncated
+        cap = ex.req_cap
+        if cap is not None and not (ex.buffered and req.body):  # a whole body is already in place
+            req.set_body_chunks(cap.chunks)
+            req.body_truncated = cap.truncated
+        req.body_size = max(ex.req_size, len(req.body)) if not ex.discard else ex.req_size
         resp = flow.response
         if resp is not None:
-            resp.body_size = ex.resp_size
             if ex.resp_cap is not None and ex.resp_cap.chunks:
                 resp.set_body_chunks(ex.resp_cap.chunks)
                 resp.body_truncated = ex.resp_cap.truncated
+            resp.body_size = ex.resp_size
         flow.state = flowmod.ERROR if flow.error else flowmod.DONE
-        self.proxy.flow_done(flow)
+        chain = self.proxy.addons.error if flow.error else self.proxy.addons.done
+        if chain.is_async:
+            asyncio.ensure_future(chain.run(flow))
+        elif chain:
+            chain.call(flow)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import secrets
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .addons.core import EventsAddon, PassthroughAddon, ScopeAddon
 from .flow import Flow
+from .hooks import Addons, load_script
 from .http1 import ClientConnection
+from .layers.tls import quiet_bad_sni
 from .options import Options
 from .upstream import Pool, UpstreamProxy
 
@@ -49,7 +53,11 @@ class Proxy:
         self.sampler = None
         self.skip_host: Callable[[str], bool] | None = None
         self.capture_limit: int | None = options.max_body_size if options.include_body else None
-        self.pool = Pool(None, None)
+        self.via_token = f"omniproxy-{secrets.token_hex(4)}"  # Via token: finds loops through --upstream
+        self.pool = Pool(None, None, options, self.via_token)
+        self.addons = Addons(self.report_error)
+        self._sweeper: asyncio.Task | None = None
+        self._unquiet: Callable[[], None] | None = None
         self._subscribers: list[Subscriber] = []
         self._server: asyncio.AbstractServer | None = None
         self.flows_seen = 0
@@ -71,8 +79,18 @@ class Proxy:
             self.scope = Scope.from_options(opts)
             self.sampler = Sampler.from_options(opts)
             self.skip_host = skip_host_matcher(opts.skip_hosts) if opts.skip_hosts else None
+            scripted = [a for path in opts.scripts for a in load_script(path)]
         except ValueError as exc:
             raise StartupError(str(exc)) from None
+        # Built-in addons around the user's: scope and passthrough decide first, events publish last.
+        first = []
+        if self.scope is not None:
+            first.append(ScopeAddon(self.scope))
+        if not opts.mitm or self.skip_host is not None:
+            first.append(PassthroughAddon(opts.mitm, self.skip_host))
+        self.addons.addons[:0] = first
+        self.addons.add(*scripted)
+        self.addons.add(EventsAddon(self), last=True)
         try:
             if opts.mitm:
                 self.ca = await loop.run_in_executor(
@@ -80,7 +98,7 @@ class Proxy:
             client_ssl = certs.client_context(opts.ssl_insecure, opts.upstream_ca)
         except certs.CAError as exc:
             raise StartupError(str(exc)) from None
-        self.pool = Pool(client_ssl, upstream)
+        self.pool = Pool(client_ssl, upstream, opts, self.via_token)
 
         try:
             sinks = await open_sinks(opts, stdout_fallback=self.stdout_capture, on_error=self.report_error)
@@ -112,9 +130,32 @@ class Proxy:
             raise StartupError(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}") from None
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
+        self._sweeper = loop.create_task(self._sweep())
+        self._unquiet = quiet_bad_sni(self.report_error)
+
+    async def _sweep(self) -> None:
+        """Enforce the connection timeouts: one pass over the connections a few times a second
+        costs less than a timer re-armed on every request."""
+        opts = self.options
+        interval = min(1.0, max(0.05, min(opts.client_head_timeout, opts.keepalive_timeout,
+                                          opts.response_timeout, opts.body_idle_timeout) / 4))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+                conn.on_timeout()
+            for up in [u for u in self.pool.active if u.deadline and u.deadline <= now]:
+                up.on_timeout()
 
     async def stop(self) -> None:
         """Stop accepting, close client connections, drain the capture pipeline."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        if self._unquiet is not None:
+            self._unquiet()
+            self._unquiet = None
         if self._server is not None:
             self._server.close()
         # Let exchanges in flight finish (briefly), then close everything; only then drain the

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import TYPE_CHECKING
 
-import httptools
-
 from .certs import get_sni
 from .flow import Response
+from .layers import http1 as h1
+from .layers.tls import start_tls
 from .upstream import UpstreamConnection, UpstreamError, _tls_info
 
 if TYPE_CHECKING:
@@ -21,11 +22,10 @@ class TunnelMixin:
 
     async def _relay_upgrade(self: ClientConnection, ex: Exchange, conn: UpstreamConnection) -> None:
         """After 101 Switching Protocols both sides speak something else: relay it raw."""
-        assert conn.transport is not None
-        self.relay_to = conn.transport
-        for chunk in self.pending_raw:
-            conn.transport.write(chunk)
-        self.pending_raw = []
+        self.relay_to = conn
+        rest = self.codec.detach()
+        if rest:
+            conn.write(rest)
         ex.done = asyncio.get_running_loop().create_future()
         conn.handler = ex
         await ex.done
@@ -40,37 +40,55 @@ class TunnelMixin:
         flow = ex.flow
         req = flow.request
         host, port = req.host, req.port
-        if not proxy.options.mitm or (proxy.skip_host is not None and proxy.skip_host(host)):
+        chain = proxy.addons.connect
+        if chain:
+            if chain.is_async:
+                await chain.run(flow)
+            else:
+                chain.call(flow)
+            if self.closed:
+                self._finish(ex)
+                return
+            if flow.killed:
+                self._kill(ex)
+                return
+            if flow.response is not None:  # answered by a hook (e.g. refused): no tunnel
+                flow.ensure_id()
+                await self._send_local(ex)
+                self.closing = True
+                return
+        if flow.passthrough:
             await self._tunnel(ex, host, port)
             return
-        loop = asyncio.get_running_loop()
         assert proxy.ca is not None and self.transport is not None
         try:
             ctx = proxy.ca.mitm_context(host)
         except Exception as exc:  # a host name the CA cannot mint for
+            flow.ensure_id()
             self.send_error(ex, 502, f"cannot create a certificate for {host}: {exc}")
             return
         self.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         flow.timings.connect_start = time.time()
         # Ready for the requests inside the tunnel *before* the handshake: TLS hands decrypted
         # bytes to this protocol as soon as they arrive, possibly before start_tls() returns.
+        early = self.codec.detach()  # a ClientHello sent along with the CONNECT
         self.tunnel = (host, port)
-        self.parser = httptools.HttpRequestParser(self)
+        self.codec = h1.H1Server(proxy.options.max_head_size)
         self.current = None
-        self.pending_raw = []
         try:
-            tls_transport = await loop.start_tls(self.transport, self, ctx, server_side=True,
-                                                 ssl_handshake_timeout=30)
-        except (TimeoutError, OSError, ConnectionError, Exception) as exc:
+            tls_transport = await start_tls(self.transport, self, ctx, server_side=True, initial=early,
+                                            timeout=proxy.options.client_head_timeout)
+        except (TimeoutError, OSError, ConnectionError, ssl.SSLError, Exception) as exc:
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-            flow.error = (f"client TLS handshake failed for {host}: {reason} "
-                          "(does the client trust the OmniProxy CA? see `omniproxy-tui ca info`)")
+            flow.ensure_id()
+            if reason == "CALLBACK_FAILED":  # our SNI hook (or Python's decoding of the name) refused it
+                flow.error = f"client TLS handshake refused for {host}: the server name (SNI) it sent is not usable"
+            else:
+                flow.error = (f"client TLS handshake failed for {host}: {reason} "
+                              "(does the client trust the OmniProxy CA? see `omniproxy-tui ca info`)")
             flow.passthrough = False
             ex.resp_size = 0
             self._finish(ex)
-            self.abort()
-            return
-        if tls_transport is None:
             self.abort()
             return
         self.transport = tls_transport
@@ -81,8 +99,17 @@ class TunnelMixin:
             self.client_tls.alpn = sslobj.selected_alpn_protocol()
             c = sslobj.cipher()
             self.client_tls.cipher = c[0] if c else None
-        for early in self.queue:  # requests parsed while start_tls() was returning
-            early.flow.client_tls = self.client_tls
+        if self.peer is not None:
+            self.peer.tls = self.client_tls
+        for queued in self.queue:  # requests parsed while start_tls() was returning
+            queued.flow.client_tls = self.client_tls
+        flow.client_tls = self.client_tls
+        chain = proxy.addons.tls
+        if chain:
+            if chain.is_async:
+                await chain.run(flow)
+            else:
+                chain.call(flow)
         # The CONNECT itself is not recorded once intercepted: the requests inside it are.
 
     async def _tunnel(self: ClientConnection, ex: Exchange, host: str, port: int) -> None:
@@ -93,6 +120,7 @@ class TunnelMixin:
         try:
             transport, relay = await self.proxy.pool.open_tunnel(host, port)
         except UpstreamError as exc:
+            flow.ensure_id()
             self.send_error(ex, exc.status, str(exc))
             return
         flow.timings.connect_end = time.time()
@@ -106,13 +134,14 @@ class TunnelMixin:
         flow.response = Response(200, "Connection Established")
         if flow.in_scope:
             self.proxy.publish("add", flow)
-        self.relay_to = transport
-        for chunk in self.pending_raw:
-            transport.write(chunk)
-            ex.req_size += len(chunk)
-        self.pending_raw = []
+        self.relay_to = relay
+        early = self.codec.detach()
+        if early:
+            relay.write(early)
+            ex.req_size += len(early)
         ex.done = asyncio.get_running_loop().create_future()
         ex.upgrade = True  # no body capture inside the tunnel
+        ex.head_sent = True
         ex.resp_cap = None
         relay.sink = ex
         for chunk in relay.buffer:

@@ -15,17 +15,15 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
-import httptools
-
 from .endpoint import Endpoint
 from .flow import TLSInfo
+from .layers import http1 as h1
+from .options import Options
 
 if TYPE_CHECKING:
-    from .flow import Flow
+    from .flow import Flow, Request
 
-CONNECT_TIMEOUT = 15.0
 MAX_IDLE_PER_HOST = 32
-MAX_HEAD_SIZE = 64 * 1024
 
 
 class UpstreamError(Exception):
@@ -39,11 +37,10 @@ class UpstreamError(Exception):
 class ResponseHandler(Protocol):
     """What an UpstreamConnection reports to (implemented by the client-side exchange)."""
 
-    def response_head(self, status: int, reason: bytes, version: str, headers: list[tuple[bytes, bytes]],
-                      framing: str) -> None: ...
+    def response_head(self, ev: h1.ResponseHead) -> None: ...
     def response_body(self, data: bytes) -> None: ...
-    def response_complete(self, keep_alive: bool, interim: bool = False) -> None: ...
-    def response_failed(self, message: str) -> None: ...
+    def response_complete(self, keep_alive: bool, trailers: list[tuple[bytes, bytes]] | None = None) -> None: ...
+    def response_failed(self, message: str, status: int = 502) -> None: ...
     def upstream_pause_writing(self) -> None: ...
     def upstream_resume_writing(self) -> None: ...
 
@@ -99,92 +96,115 @@ def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
 
 
 class UpstreamConnection(Endpoint):
-    """One connection to an origin (or to the upstream proxy for plain HTTP)."""
+    """One connection to an origin (or to the upstream proxy for plain HTTP): a byte pump around
+    the sans-io `H1Client` codec."""
 
     def __init__(self, pool: Pool | None, key: tuple) -> None:
         super().__init__()
         self.pool = pool
         self.key = key
         self.handler: ResponseHandler | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.codec = h1.H1Client(pool.max_head_size if pool is not None else 65536)
         self.tls: TLSInfo | None = None
         self.server_addr: tuple[str, int] | None = None
-        self.head_request = False  # HEAD responses carry no body: the parser cannot know
         self.got_bytes = False
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._reason = b""
-        self._framing = ""
-        self._in_message = False
         self._relay = False  # after 101 / CONNECT tunnels: raw bytes to the handler
-        # Content-Length body bytes still to come. Once the head is parsed, such bodies bypass the
-        # parser: each received buffer goes to the client as is, without httptools' per-chunk copy.
-        self._remaining = 0
         self._keep_alive = False
+        # The Proxy's sweep fails the exchange once `deadline` (loop.time(), 0: none) has passed.
+        self.deadline = 0.0
+        self.deadline_kind = ""
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.take_socket(transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self.server_addr = (peer[0], peer[1])
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
-        if self._remaining > 0 and self.handler is not None:
-            n = len(data)
-            if n < self._remaining:
-                self._remaining -= n
-                self.handler.response_body(data)
-                return
-            body, extra = data[:self._remaining], data[self._remaining:]
-            self._remaining = 0
-            self.handler.response_body(body)
-            self.parser = httptools.HttpResponseParser(self)  # the old one is mid-message
-            self._finish(keep_alive=self._keep_alive and not extra)
-            if extra:
-                self.close()  # bytes nobody asked for: the connection can't be trusted
-            return
+        h = self.handler
         if self._relay:
-            if self.handler is not None:
-                self.handler.response_body(data)
+            if h is not None:
+                h.response_body(data)
             return
-        if self.handler is None:
+        if h is None:
             # bytes on an idle pooled connection: the server is misbehaving, drop the connection
             self.close()
             return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            # 101 Switching Protocols: relay whatever follows untouched
-            off = exc.args[0]
-            self._relay = True
-            h = self.handler
-            self._finish(keep_alive=False, relay=True)
-            rest = data[off:]
-            if rest and h is not None:
-                h.response_body(rest)
-        except httptools.HttpParserError as exc:
-            self._fail(f"malformed response from upstream: {exc}")
-        if not self._in_message and self._head_size_exceeded():
-            self._fail("upstream response head too large")
+        if self.deadline_kind == "body":
+            self.deadline = asyncio.get_running_loop().time() + self.pool.body_idle_timeout  # type: ignore[union-attr]
+        for ev in self.codec.receive_data(data):
+            self._event(ev)
+            if self.handler is None:
+                return
+        self.quickack()  # the rest of the response is still to come
 
-    def _head_size_exceeded(self) -> bool:
-        return sum(len(k) + len(v) for k, v in self._headers) > MAX_HEAD_SIZE
+    def _event(self, ev: h1.Event) -> None:
+        h = self.handler
+        if h is None:
+            return
+        t = type(ev)
+        if t is h1.Data:
+            h.response_body(ev.data)  # type: ignore[attr-defined]
+        elif t is h1.ResponseHead:
+            status = ev.status  # type: ignore[attr-defined]
+            if status >= 200 or status == 101:
+                self._keep_alive = ev.keep_alive  # type: ignore[attr-defined]
+                if self.pool is not None:
+                    self._arm("body", self.pool.body_idle_timeout)
+            h.response_head(ev)  # type: ignore[arg-type]
+        elif t is h1.EndOfMessage:
+            self._finish(self._keep_alive, ev.trailers)  # type: ignore[attr-defined]
+        elif t is h1.Switched:
+            # 101 Switching Protocols: relay whatever follows untouched
+            self._relay = True
+            self.deadline = 0.0
+            self._finish(keep_alive=False, relay=True)
+            if ev.rest:  # type: ignore[attr-defined]
+                h.response_body(ev.rest)  # type: ignore[attr-defined]
+        elif t is h1.ProtocolError:
+            self._fail(f"malformed response from upstream: {ev.message}"  # type: ignore[attr-defined]
+                       if not ev.message.startswith("upstream") else ev.message)  # type: ignore[attr-defined]
+
+    def _arm(self, kind: str, seconds: float) -> None:
+        self.deadline_kind = kind
+        self.deadline = asyncio.get_running_loop().time() + seconds
+
+    def arm_response_timeout(self) -> None:
+        """The request is sent: the origin has `response_timeout` to start answering."""
+        if self.pool is not None and not self.codec.in_message and self.handler is not None:
+            self._arm("response", self.pool.response_timeout)
+
+    def on_timeout(self) -> None:
+        kind, self.deadline = self.deadline_kind, 0.0
+        if self.handler is None or self.closed or self.pool is None:
+            return
+        if kind == "response":
+            self._fail(f"the origin sent no response within {self.pool.response_timeout:g} s", status=504)
+        else:
+            self._fail(f"the origin sent no body bytes for {self.pool.body_idle_timeout:g} s", status=504)
 
     def eof_received(self) -> bool | None:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.deadline = 0.0
         if self.pool is not None:
             self.pool.discard(self)
         if self.handler is not None:
             if self._relay:
                 h, self.handler = self.handler, None
                 h.response_complete(keep_alive=False)
-            elif self._in_message and self._framing == "close":
-                self._finish(keep_alive=False)
-            elif self._in_message:
+                return
+            in_message = self.codec.in_message
+            for ev in self.codec.receive_eof():
+                self._event(ev)
+            if self.handler is None:
+                return
+            if in_message:
                 self._fail("upstream closed the connection mid-response")
             else:
                 self._fail("upstream closed the connection before responding"
@@ -198,111 +218,84 @@ class UpstreamConnection(Endpoint):
         if self.handler is not None:
             self.handler.upstream_resume_writing()
 
-    # --- httptools callbacks ----------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._in_message = True
-        self._headers = []
-        self._reason = b""
+    # --- requests -----------------------------------------------------------------------------
+    def request_head(self, req: Request, framing: str, absolute: bool = False, via: str | None = None) -> bytes:
+        """The request head for the origin (or, `absolute`, for the upstream proxy)."""
+        target = req.url if absolute else req.target
+        fields = h1.strip_hop_by_hop(req.headers.fields, keep_upgrade=True)
+        if req.headers.get("host") is None:
+            fields.append((b"Host", req.netloc.encode("latin-1")))
+        if absolute and self.pool is not None and self.pool.upstream is not None:
+            if self.pool.upstream.auth_header:
+                fields.append((b"Proxy-Authorization", self.pool.upstream.auth_header))
+        if via:
+            fields.append((b"Via", b"1.1 " + via.encode()))
+        return self.codec.request_head(req.method, target, req.http_version.removeprefix("HTTP/"), fields, framing)
 
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
+    def send_data(self, data: bytes) -> None:
+        self.write(self.codec.data(data))
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        p = self.parser
-        status = p.get_status_code()
-        framing = "none"
-        if not (self.head_request or status < 200 or status in (204, 304)):
-            framing = "close"
-            for k, v in self._headers:
-                lk = k.lower()
-                if lk == b"transfer-encoding" and b"chunked" in v.lower():
-                    framing = "chunked"
-                    break
-                if lk == b"content-length":
-                    framing = "length"
-                    try:
-                        self._remaining = int(v)
-                    except ValueError:
-                        self._remaining = 0  # malformed: llhttp will reject it
-        self._framing = framing
-        self._keep_alive = p.should_keep_alive()
-        if self.handler is not None:
-            self.handler.response_head(status, self._reason, p.get_http_version(), self._headers, framing)
-        if framing == "none" and self.head_request:
-            # llhttp would wait for a body the server never sends after HEAD
-            self._finish(keep_alive=p.should_keep_alive())
-            self.parser = httptools.HttpResponseParser(self)
-
-    def on_body(self, body: bytes) -> None:
-        if self._remaining:
-            self._remaining -= len(body)
-        if self.handler is not None:
-            self.handler.response_body(body)
-
-    def on_message_complete(self) -> None:
-        self._remaining = 0
-        if not self._in_message:
-            return
-        status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            # interim response (100 Continue): forwarded, the final one follows
-            self._in_message = False
-            if self.handler is not None:
-                self.handler.response_complete(keep_alive=True, interim=True)
-            return
-        self._finish(keep_alive=self.parser.should_keep_alive())
+    def send_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        self.write(self.codec.end(trailers))
 
     # --- helpers ----------------------------------------------------------------------------
-    def _finish(self, keep_alive: bool, relay: bool = False) -> None:
-        self._in_message = False
+    def _finish(self, keep_alive: bool, trailers: list[tuple[bytes, bytes]] | None = None,
+                relay: bool = False) -> None:
+        self.deadline = 0.0
         h = self.handler
         if not relay:
             self.handler = None
         if h is not None:
-            h.response_complete(keep_alive=keep_alive)
+            h.response_complete(keep_alive, trailers)
 
-    def _fail(self, message: str) -> None:
-        self._in_message = False
+    def _fail(self, message: str, status: int = 502) -> None:
+        self.deadline = 0.0
         h, self.handler = self.handler, None
         self.close()
         if h is not None:
-            h.response_failed(message)
+            h.response_failed(message, status)
 
-    def start_exchange(self, handler: ResponseHandler, head_request: bool) -> None:
+    def start_exchange(self, handler: ResponseHandler, method: str) -> None:
         self.handler = handler
-        self.head_request = head_request
         self.got_bytes = False
+        self.codec.expect_response(method)
+        self.deadline = 0.0
+        if self.pool is not None:
+            self.pool.active.add(self)
         if self._paused:
             self.resume_reading()
 
     def close(self) -> None:
         self.closed = True  # at once: the pool must never hand out a connection being closed
+        if self.pool is not None:
+            self.pool.active.discard(self)
         super().close()
 
     def abort(self) -> None:
         self.closed = True
+        if self.pool is not None:
+            self.pool.active.discard(self)
         super().abort()
 
     def release(self) -> None:
         """Hand the connection back to the pool for reuse."""
         self.handler = None
+        self.deadline = 0.0
+        if self.pool is not None:
+            self.pool.active.discard(self)
         if self.pool is not None and not self.closed:
             self.pool.put(self)
         else:
             self.close()
 
 
-class RelayProtocol(asyncio.Protocol):
+class RelayProtocol(Endpoint):
     """The server side of a blind tunnel: every byte goes to `sink` untouched."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        super().__init__()
         self.sink: ResponseHandler | None = None
         self.buffer: list[bytes] = []
-        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -329,23 +322,27 @@ class RelayProtocol(asyncio.Protocol):
 
 
 class _ConnectReply(asyncio.Protocol):
-    """Reads an upstream proxy's answer to our CONNECT."""
+    """Reads an upstream proxy's answer to our CONNECT (with the same codec as any response)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_head_size: int) -> None:
         self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.parser = httptools.HttpResponseParser(self)
-        self.extra = b""
+        self.codec = h1.H1Client(max_head_size)
+        self.codec.expect_response("CONNECT")
+        self.status = 0
+        self.extra = b""  # bytes the far end sent right after the 200: the tunnel's first bytes
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            if not self.done.done():
-                self.done.set_exception(UpstreamError(f"bad reply from upstream proxy: {exc}"))
-
-    def on_headers_complete(self) -> None:
-        if not self.done.done():
-            self.done.set_result(self.parser.get_status_code())
+        for ev in self.codec.receive_data(data):
+            if isinstance(ev, h1.ResponseHead) and ev.status >= 200:
+                self.status = ev.status
+                if ev.status >= 300 and not self.done.done():
+                    self.done.set_result(ev.status)
+            elif isinstance(ev, h1.Switched):
+                self.extra = ev.rest
+                if not self.done.done():
+                    self.done.set_result(self.status)
+            elif isinstance(ev, h1.ProtocolError) and not self.done.done():
+                self.done.set_exception(UpstreamError(f"bad reply from upstream proxy: {ev.message}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -355,11 +352,19 @@ class _ConnectReply(asyncio.Protocol):
 class Pool:
     """Idle upstream connections, keyed by (scheme, host, port)."""
 
-    def __init__(self, client_ssl: ssl.SSLContext | None, upstream: UpstreamProxy | None) -> None:
+    def __init__(self, client_ssl: ssl.SSLContext | None, upstream: UpstreamProxy | None,
+                 options: Options | None = None, via_token: str | None = None) -> None:
         self.idle: dict[tuple, list[UpstreamConnection]] = defaultdict(list)
+        self.active: set[UpstreamConnection] = set()  # serving an exchange: the timeout sweep looks here
         self.client_ssl = client_ssl
         self.upstream = upstream
+        self.via_token = via_token
         self.connections_opened = 0
+        o = options if options is not None else Options()
+        self.connect_timeout = o.connect_timeout
+        self.response_timeout = o.response_timeout
+        self.body_idle_timeout = o.body_idle_timeout
+        self.max_head_size = o.max_head_size
 
     def put(self, conn: UpstreamConnection) -> None:
         lst = self.idle[conn.key]
@@ -399,16 +404,16 @@ class Pool:
         try:
             if scheme == "https":
                 transport, _ = await asyncio.wait_for(
-                    loop.create_connection(asyncio.Protocol, dial_host, dial_port), CONNECT_TIMEOUT)
+                    loop.create_connection(asyncio.Protocol, dial_host, dial_port), self.connect_timeout)
                 if via:
-                    transport = await self._connect_via_proxy(transport, host, port)
+                    transport, _ = await self._connect_via_proxy(transport, host, port)
                 t.connect_end = time.time()
                 conn = UpstreamConnection(self, key)
                 transport.set_protocol(conn)
                 conn.connection_made(transport)
                 assert self.client_ssl is not None
                 tls_transport = await asyncio.wait_for(
-                    loop.start_tls(transport, conn, self.client_ssl, server_hostname=host), CONNECT_TIMEOUT)
+                    loop.start_tls(transport, conn, self.client_ssl, server_hostname=host), self.connect_timeout)
                 if tls_transport is None:
                     raise UpstreamError(f"TLS handshake with {host}:{port} failed")
                 conn.transport = tls_transport
@@ -418,7 +423,7 @@ class Pool:
             else:
                 _, conn = await asyncio.wait_for(
                     loop.create_connection(lambda: UpstreamConnection(self, key), dial_host, dial_port),
-                    CONNECT_TIMEOUT)
+                    self.connect_timeout)
                 t.connect_end = time.time()
         except UpstreamError:
             raise
@@ -437,14 +442,16 @@ class Pool:
         try:
             if via:
                 transport, _ = await asyncio.wait_for(
-                    loop.create_connection(asyncio.Protocol, via.host, via.port), CONNECT_TIMEOUT)
-                transport = await self._connect_via_proxy(transport, host, port)
+                    loop.create_connection(asyncio.Protocol, via.host, via.port), self.connect_timeout)
+                transport, extra = await self._connect_via_proxy(transport, host, port)
                 relay = RelayProtocol()
+                if extra:
+                    relay.buffer.append(extra)
                 transport.set_protocol(relay)
                 relay.connection_made(transport)
                 return transport, relay
             transport, relay = await asyncio.wait_for(
-                loop.create_connection(RelayProtocol, host, port), CONNECT_TIMEOUT)
+                loop.create_connection(RelayProtocol, host, port), self.connect_timeout)
             return transport, relay
         except UpstreamError:
             raise
@@ -452,22 +459,28 @@ class Pool:
             status = 504 if isinstance(exc, asyncio.TimeoutError | TimeoutError) else 502
             raise UpstreamError(describe_connect_error(exc, host, port), status) from None
 
-    async def _connect_via_proxy(self, transport: asyncio.Transport, host: str, port: int) -> asyncio.Transport:
+    async def _connect_via_proxy(self, transport: asyncio.Transport, host: str,
+                                 port: int) -> tuple[asyncio.Transport, bytes]:
+        """CONNECT through the upstream proxy: the transport and any bytes that followed its 200."""
         via = self.upstream
         assert via is not None
-        reply = _ConnectReply()
+        reply = _ConnectReply(self.max_head_size)
         transport.set_protocol(reply)
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         head = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n".encode()
         if via.auth_header:
             head += b"Proxy-Authorization: " + via.auth_header + b"\r\n"
+        if self.via_token:
+            head += b"Via: 1.1 " + self.via_token.encode() + b"\r\n"
         transport.write(head + b"\r\n")
         try:
-            status = await asyncio.wait_for(reply.done, CONNECT_TIMEOUT)
+            status = await asyncio.wait_for(reply.done, self.connect_timeout)
         except BaseException:
             transport.close()
             raise
-        if status != 200:
+        if not 200 <= status < 300:
             transport.close()
+            if status == 508:
+                raise UpstreamError(f"upstream proxy {via.host}:{via.port} detected a proxy loop", 508)
             raise UpstreamError(f"upstream proxy {via.host}:{via.port} refused CONNECT {authority}: status {status}")
-        return transport
+        return transport, reply.extra

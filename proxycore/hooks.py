@@ -1,0 +1,147 @@
+"""Addons and the hooks the engine calls on them, in a fixed order.
+
+An addon is a plain object with the hook methods it needs, sync (`def`) or async (`async def`).
+Only the hooks some addon defines are called, so a feature that is off costs nothing. A hook may
+await for as long as it likes: it holds up its own flow, never another flow or the event loop.
+
+The hooks, in the order a flow meets them (each gets the Flow, the connection hooks a `Peer`):
+
+    client_connected(peer)          a client connection was accepted
+    connect(flow)                   a CONNECT request; set flow.passthrough to tunnel it blind,
+                                    flow.response to answer it, or flow.kill()
+    tls(flow)                       the client's TLS handshake inside a CONNECT completed
+    requestheaders(flow)            request head read; the body may still be arriving. Set
+                                    flow.request.stream = False to have it buffered whole (up
+                                    to options.body_buffer_limit) before `request`
+    request(flow)                   before the request goes upstream (buffered: body complete);
+                                    set flow.response to answer locally, or flow.kill()
+    responseheaders(flow)           response head read; flow.response.stream = False buffers it
+    response(flow)                  response complete (buffered: before the client gets it,
+                                    so a hook may change it; streamed: after it was sent)
+    error(flow) | done(flow)        exactly one, when the flow has ended
+    client_disconnected(peer)
+
+Hooks run in addon registration order; an exception in a hook is reported and the flow goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+HOOKS = (
+    "client_connected", "client_disconnected", "connect", "tls", "requestheaders", "request",
+    "responseheaders", "response", "error", "done",
+)
+
+
+class Chain:
+    """The bound methods of one hook, and whether any of them is a coroutine function (then the
+    chain must be awaited; otherwise it is called inline, with no task switch)."""
+
+    __slots__ = ("fns", "is_async", "on_error")
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self.fns: list[tuple[Callable[..., Any], bool]] = []
+        self.is_async = False
+        self.on_error = on_error
+
+    def __bool__(self) -> bool:
+        return bool(self.fns)
+
+    def call(self, arg: Any) -> None:
+        """Run a chain of sync hooks (is_async is False)."""
+        for fn, _ in self.fns:
+            try:
+                fn(arg)
+            except Exception as exc:
+                self.on_error(f"addon hook {_name(fn)} failed: {exc!r}")
+
+    async def run(self, arg: Any) -> None:
+        """Run the chain, awaiting the async hooks in turn."""
+        for fn, is_async in self.fns:
+            try:
+                if is_async:
+                    await fn(arg)
+                else:
+                    r = fn(arg)
+                    if inspect.isawaitable(r):  # a sync def that returned a coroutine
+                        await r
+            except Exception as exc:
+                self.on_error(f"addon hook {_name(fn)} failed: {exc!r}")
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    owner = getattr(fn, "__self__", None)
+    return f"{type(owner).__name__}.{fn.__name__}" if owner is not None else getattr(fn, "__name__", repr(fn))
+
+
+class Addons:
+    """The registered addons; one `Chain` attribute per hook (`addons.request`, ...)."""
+
+    client_connected: Chain
+    client_disconnected: Chain
+    connect: Chain
+    tls: Chain
+    requestheaders: Chain
+    request: Chain
+    responseheaders: Chain
+    response: Chain
+    error: Chain
+    done: Chain
+
+    def __init__(self, on_error: Callable[[str], None] | None = None) -> None:
+        self._on_error = on_error or (lambda msg: None)
+        self.addons: list[Any] = []
+        self._tail: list[Any] = []  # after every other addon, whenever those were added
+        self._rebuild()
+
+    def add(self, *addons: Any, last: bool = False) -> None:
+        (self._tail if last else self.addons).extend(addons)
+        self._rebuild()
+
+    def remove(self, addon: Any) -> None:
+        self.addons = [a for a in self.addons if a is not addon]
+        self._tail = [a for a in self._tail if a is not addon]
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        # Chains are rebuilt whole and swapped in, so a flow iterating the old one is unaffected.
+        for hook in HOOKS:
+            chain = Chain(self._on_error)
+            for addon in self.addons + self._tail:
+                fn = getattr(addon, hook, None)
+                if fn is None or not callable(fn):
+                    continue
+                is_async = inspect.iscoroutinefunction(fn)
+                chain.fns.append((fn, is_async))
+                chain.is_async = chain.is_async or is_async
+            setattr(self, hook, chain)
+
+    def get(self, cls: type) -> Any:
+        """The first registered addon of this class, or None."""
+        return next((a for a in self.addons + self._tail if isinstance(a, cls)), None)
+
+
+def load_script(path: str) -> list[Any]:
+    """The addons a script file defines (`addons = [...]`, like mitmproxy's -s). ValueError with
+    one line for the user when the file cannot be loaded."""
+    import importlib.util
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValueError(f"addon script {path}: no such file")
+    spec = importlib.util.spec_from_file_location(f"omniproxy_script_{abs(hash(str(p)))}", p)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"addon script {path}: cannot be loaded as Python")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ValueError(f"addon script {path} failed to load: {exc!r}") from None
+    addons = getattr(module, "addons", None)
+    if not isinstance(addons, list | tuple):
+        raise ValueError(f"addon script {path} defines no `addons` list")
+    return list(addons)
