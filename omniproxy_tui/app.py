@@ -27,9 +27,9 @@ from textual.css.query import NoMatches
 from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Static
 
 from omniproxy_tui.bars import HeaderBar, KeyBar, StatusLine, capture_label
+from omniproxy_tui.detail import DetailScreen, FlowDetail
 from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
 from omniproxy_tui.filterbar import FilterBar
 from omniproxy_tui.flowtable import FlowTable
@@ -62,15 +62,6 @@ COUNTERS_INTERVAL = 0.5
 FILTER_TOGGLE_KEY = "t"
 
 
-def _load_detail() -> tuple[type[Widget] | None, type[Screen] | None]:
-    """The flow detail lives in omniproxy_tui.detail (built separately); degrade if it is absent."""
-    try:
-        from omniproxy_tui.detail import DetailScreen, FlowDetail
-    except ImportError:
-        return None, None
-    return FlowDetail, DetailScreen
-
-
 @dataclass
 class AppContext(CommandContext):
     """Commands reach the real clipboard and notifications through the app."""
@@ -83,14 +74,6 @@ class AppContext(CommandContext):
 
     def notify(self, message: str, severity: str = "information") -> None:
         self.app.notify(message, severity=severity)
-
-
-class DetailPlaceholder(Static):
-    DEFAULT_CSS = "DetailPlaceholder { color: $text-muted; padding: 1 2; }"
-
-    def show_flow(self, flow: Flow | None) -> None:
-        self.update("" if flow is None else f"{flow.request.method} {flow.request.url}\n\n(flow detail view "
-                    "not installed)")
 
 
 class MainScreen(Screen):
@@ -149,8 +132,7 @@ class MainScreen(Screen):
             table = FlowTable(self.view, id="flows")
             table.on_moved = self._focus_moved
             yield table
-            detail_cls, _ = _load_detail()
-            yield detail_cls(id="detail") if detail_cls is not None else DetailPlaceholder(id="detail")
+            yield FlowDetail(id="detail")
         bar = FilterBar(self.view, id="filterbar")
         status = StatusLine(self.view, id="status")
         status.toggle_key = FILTER_TOGGLE_KEY
@@ -480,14 +462,14 @@ class OmniProxyApp(App[int]):
         if not self.is_wide:
             return
         try:
-            detail = self.get_screen_main().query_one("#detail")
+            detail = self.get_screen_main().query_one("#detail", FlowDetail)
         except Exception:
             return
         flow = self.view.focus
         if self._detail_stale or flow is not self._detail_flow:
             self._detail_flow, self._detail_stale = flow, False
             self._detail_shown_at = time.monotonic()
-            detail.show_flow(flow)  # type: ignore[attr-defined]
+            detail.show_flow(flow)
 
     def _refresh_pushed_detail(self, updates: dict[int, Flow]) -> None:
         """A DetailScreen on top shows one flow: tell it when that flow changed."""
@@ -502,11 +484,7 @@ class OmniProxyApp(App[int]):
         if self.is_wide:
             focus_now(self.get_screen_main().query_one("#detail"))
             return
-        _, screen_cls = _load_detail()
-        if screen_cls is None:
-            self.notify(f"{flow.request.method} {flow.request.url} (flow detail view not installed)")
-            return
-        self.push_screen(screen_cls(flow))
+        self.push_screen(DetailScreen(flow))
 
     # ---------------------------------------------------------------- commands
 

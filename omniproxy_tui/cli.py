@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from click.core import ParameterSource
 
 from proxycore.config import (
     FORMATS,
+    KEYS,
     ConfigError,
+    Key,
     config_path_default,
     default_config_yaml,
     load_options,
@@ -28,20 +31,15 @@ from proxycore.config import (
     parse_size,
     unknown_env_vars,
 )
-from proxycore.options import Options
+from proxycore.options import LIST_KINDS, Options
 
 from . import __version__
 
 PROG = "omniproxy-tui"
-_D = Options()  # defaults, shown in --help
 
 
 class UserError(Exception):
     """Bad input from the user: one line, exit code 2."""
-
-
-class RuntimeFailure(Exception):
-    """Something failed while doing what the user asked: one line, exit code 1."""
 
 
 class SizeType(click.ParamType):
@@ -61,48 +59,63 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [item.strip() for v in values for item in v.split(",") if item.strip()]
 
 
-# click parameter name -> (Options field, converter)
-_RUN_PARAMS: dict[str, tuple[str, Any]] = {
-    "host": ("host", None),
-    "port": ("port", None),
-    "verbose": ("verbose", None),
-    "mitm": ("mitm", None),
-    "ca_cert": ("ca_cert", None),
-    "ca_key": ("ca_key", None),
-    "skip_host": ("skip_hosts", _split),
-    "ssl_insecure": ("ssl_insecure", None),
-    "upstream_ca": ("upstream_ca", None),
-    "output": ("output", None),
-    "format": ("format", None),
-    "filter_header": ("filter_headers", _split),
-    "redact": ("redact", None),
-    "skip_binary": ("skip_binary", None),
-    "max_body_size": ("max_body_size", None),
-    "include_host": ("include_hosts", _split),
-    "exclude_host": ("exclude_hosts", _split),
-    "include_path": ("include_paths", _split),
-    "exclude_path": ("exclude_paths", _split),
-    "include_method": ("include_methods", _split),
-    "exclude_method": ("exclude_methods", _split),
-    "sample_rate": ("sample_rate", None),
-    "always_host": ("always_hosts", _split),
-    "never_host": ("never_hosts", _split),
-    "db": ("db", None),
-    "upstream": ("upstream", None),
-    "max_flows": ("max_flows", None),
-    "queue_size": ("queue_size", None),
-    "batch_size": ("batch_size", None),
-}
+# ---------------------------------------------------------------- flags from the option declarations
+
+# The options that have a flag, in declaration order (which is the order --help lists them in).
+FLAG_KEYS: tuple[Key, ...] = tuple(k for k in KEYS if k.flag)
+_CLICK_TYPES: dict[str, Any] = {"int": int, "float": float}
+
+
+def _click_option(key: Key) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option for one declared option. Its parameter is named after the Options field.
+
+    Defaults are only shown in --help: a flag the user did not type never overrides the config
+    file or the environment (see `_explicit_overrides`), so click's default is never used.
+    """
+    decls = [d for d in (key.short, key.flag) if d]
+    kw: dict[str, Any] = {"help": key.cli_help}
+    if key.metavar:
+        kw["metavar"] = key.metavar
+    if key.kind == "bool":
+        if "/" in (key.flag or ""):
+            kw.update(default=key.default, show_default=True)
+        else:
+            kw["is_flag"] = True
+    elif key.kind == "count":
+        kw["count"] = True
+    elif key.kind in LIST_KINDS:
+        kw["multiple"] = True
+    else:
+        if key.kind == "size":
+            kw["type"] = SizeType()
+        elif key.kind == "format":
+            kw["type"] = click.Choice(key.choices or FORMATS, case_sensitive=False)
+        elif key.kind in _CLICK_TYPES:
+            kw["type"] = _CLICK_TYPES[key.kind]
+        if key.default is not None:
+            kw.update(default=key.default, show_default=True)
+    return click.option(*decls, key.field, **kw)
+
+
+def _option_flags(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate the group with one flag per declared option (as if stacked in declaration order)."""
+    for key in reversed(FLAG_KEYS):
+        f = _click_option(key)(f)
+    return f
+
+
+def _flag_value(key: Key, value: Any) -> Any:
+    if key.kind == "files":
+        return list(value)  # -s FILE: a file name may contain a comma, do not split it
+    if key.kind in LIST_KINDS:
+        return _split(value)
+    return value
 
 
 def _explicit_overrides(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
     """{field: value} for the run flags typed on the command line (defaults never clobber the file)."""
-    out: dict[str, Any] = {}
-    for name, (field, convert) in _RUN_PARAMS.items():
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            value = params[name]
-            out[field] = convert(value) if convert else value
-    return out
+    return {key.field: _flag_value(key, params[key.field]) for key in FLAG_KEYS
+            if ctx.get_parameter_source(key.field) == ParameterSource.COMMANDLINE}
 
 
 def _effective_options(ctx: click.Context, config: str | None = None) -> Options:
@@ -121,41 +134,7 @@ def _warn_unknown_env() -> None:
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--host", default=_D.host, show_default=True, help="Address to listen on.")
-@click.option("-p", "--port", type=int, default=_D.port, show_default=True, help="Port to listen on (0: any free port).")
-@click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
-@click.option("--mitm/--no-mitm", default=_D.mitm, show_default=True, help="Decrypt HTTPS with the generated CA.")
-@click.option("--ca-cert", metavar="FILE", help="CA certificate [default: ~/.omniproxy/ca/omniproxy-ca.crt].")
-@click.option("--ca-key", metavar="FILE", help="CA private key [default: ~/.omniproxy/ca/omniproxy-ca.key].")
-@click.option("--skip-host", multiple=True, metavar="PATTERN", help="Tunnel these hosts without MITM (repeatable, a,b ok).")
-@click.option("--ssl-insecure", is_flag=True, help="Do not verify upstream server certificates.")
-@click.option("--upstream-ca", metavar="FILE", help="Extra CA file (PEM) trusted for upstream servers.")
-@click.option("-o", "--output", metavar="FILE", help="Capture file [default: stdout with --no-ui].")
-@click.option("-f", "--format", type=click.Choice(FORMATS, case_sensitive=False),
-              help="Capture format [default: from the output extension, else ndjson].")
-@click.option("--filter-header", multiple=True, metavar="NAME",
-              help="Extra header to redact, on top of authorization, cookie, ... (repeatable).")
-@click.option("--redact/--no-redact", default=_D.redact, show_default=True, help="Redact sensitive headers in captures.")
-@click.option("--skip-binary/--no-skip-binary", default=_D.skip_binary, show_default=True,
-              help="Replace binary bodies with a placeholder.")
-@click.option("--max-body-size", type=SizeType(), default=_D.max_body_size, show_default=True,
-              help="Body bytes kept in captures (1048576, 512k, 1MiB, 10MB).")
-@click.option("--include-host", multiple=True, metavar="PATTERN", help="Capture only these hosts (* ? wildcards).")
-@click.option("--exclude-host", multiple=True, metavar="PATTERN", help="Never capture these hosts.")
-@click.option("--include-path", multiple=True, metavar="PATTERN", help="Capture only these paths.")
-@click.option("--exclude-path", multiple=True, metavar="PATTERN", help="Never capture these paths.")
-@click.option("--include-method", multiple=True, metavar="METHOD", help="Capture only these methods.")
-@click.option("--exclude-method", multiple=True, metavar="METHOD", help="Never capture these methods.")
-@click.option("--sample-rate", type=float, default=_D.sample_rate, show_default=True,
-              help="Fraction of flows captured (0..1).")
-@click.option("--always-host", multiple=True, metavar="PATTERN", help="Always capture these hosts when sampling.")
-@click.option("--never-host", multiple=True, metavar="PATTERN", help="Never capture these hosts.")
-@click.option("--db", metavar="URL", help="Store flows in a database: sqlite:///abs/path.db, sqlite::memory:.")
-@click.option("--upstream", metavar="URL", help="Upstream proxy: http://[user:pass@]host:port.")
-@click.option("--max-flows", type=int, default=_D.max_flows, show_default=True, help="Flows kept in the UI's memory.")
-@click.option("--queue-size", type=int, default=_D.queue_size, show_default=True,
-              help="Records queued for the capture before dropping.")
-@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True, help="Records written per batch.")
+@_option_flags
 @click.option("--config", "config", metavar="FILE",
               help="Config file [default: ~/.omniproxy/config.yaml when present].")
 @click.option("--no-ui", is_flag=True, help="Run headless: one log line per flow on stderr, no terminal UI.")
@@ -176,12 +155,8 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, **params: Any) -> i
         from proxycore.headless import run_headless_sync
 
         return run_headless_sync(options)
-    try:
-        from omniproxy_tui.app import run_app
-    except ImportError as exc:
-        missing = getattr(exc, "name", None) == "omniproxy_tui.app"
-        detail = "" if missing else f" ({exc})"
-        raise UserError(f"the terminal UI is not available yet; use --no-ui{detail}") from None
+    from omniproxy_tui.app import run_app  # here, not at the top: --no-ui never loads Textual
+
     return run_app(options)
 
 
@@ -338,9 +313,13 @@ def _write_private(path: Path, text: str) -> None:
 @config_group.command("show", short_help="Print the effective configuration.")
 @click.option("--config", "config", metavar="FILE", help="Config file [default: the group's --config, else "
               "~/.omniproxy/config.yaml when present].")
+@click.option("--show-secrets", is_flag=True, help="Print passwords in URLs instead of ***.")
 @click.pass_context
-def config_show(ctx: click.Context, config: str | None) -> None:
-    """Print the effective configuration (defaults < file < environment < flags) as YAML."""
+def config_show(ctx: click.Context, config: str | None, show_secrets: bool) -> None:
+    """Print the effective configuration (defaults < file < environment < flags) as YAML.
+
+    Passwords in URLs (upstream, db) are shown as *** unless --show-secrets is given."""
+    # masked by default: this output gets pasted into bug reports and shown on shared screens
     _warn_unknown_env()
     state = ctx.find_root().obj or {}
     path = config or state.get("config")
@@ -353,7 +332,10 @@ def config_show(ctx: click.Context, config: str | None) -> None:
         source = "none"
     click.echo(f"# effective configuration; config file: {source}")
     click.echo(f"# CA certificate: {opts.ca_cert_path}")
-    click.echo(options_to_yaml(opts), nl=False)
+    text = options_to_yaml(opts, mask_secrets=not show_secrets)
+    if not show_secrets and text != options_to_yaml(opts):
+        click.echo("# passwords are shown as *** (--show-secrets prints them)")
+    click.echo(text, nl=False)
 
 
 # ---------------------------------------------------------------- export
@@ -395,27 +377,11 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
-def _engine_error_types() -> tuple[type[Exception], ...]:
-    """User-facing error classes; the engine modules are imported defensively so that a broken
-    engine import still leaves `config` and `--help` working."""
-    types: list[type[Exception]] = [UserError, ConfigError]
-    try:
-        from proxycore.server import StartupError
-
-        types.append(StartupError)
-    except ImportError:
-        pass
-    try:
-        from proxycore.certs import CAError
-
-        types.append(CAError)
-    except ImportError:
-        pass
-    return tuple(types)
-
-
 def run(argv: list[str] | None = None) -> int:
-    user_errors = _engine_error_types()
+    from proxycore.certs import CAError
+    from proxycore.server import StartupError
+
+    user_errors = (UserError, ConfigError, StartupError, CAError)
     try:
         rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.UsageError as exc:
@@ -432,8 +398,6 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(exc.format_message(), exc.exit_code or 1)
     except user_errors as exc:
         return _fail(str(exc), 2)
-    except RuntimeFailure as exc:
-        return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

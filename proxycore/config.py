@@ -1,118 +1,37 @@
 """Loading the one `Options` object: defaults < YAML file < OMNIPROXY_* environment < flags.
 
-One table (`KEYS`) maps every Options field to its YAML key, environment variable and flag, so
-the file layout, the env names, `config show` and `config init` can never drift apart. Every
-value from every source goes through the same checks, and an error names where the bad value
-came from (`config.yaml: capture.maxBodySize`, `OMNIPROXY_PORT`, `--sample-rate`).
+The keys come from the option declarations in `proxycore.options` (`KEYS`), so the file layout,
+the env names, the flags, `config show` and `config init` can never drift apart. Every value from
+every source goes through the same checks, and an error names where the bad value came from
+(`config.yaml: capture.maxBodySize`, `OMNIPROXY_PORT`, `--sample-rate`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import math
+import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from .options import DEFAULT_REDACT, Options, omniproxy_home
+from .dburl import validate_db_url
+from .options import ENV_PREFIX, FORMATS, LIST_KINDS, OPTION_KEYS, Key, Options, omniproxy_home
 
-ENV_PREFIX = "OMNIPROXY_"
 # OMNIPROXY_* variables that are not options (OMNIPROXY_HOME moves the home directory).
 NON_OPTION_ENV = frozenset({"OMNIPROXY_HOME", "OMNIPROXY_DEBUG"})
-FORMATS = ("ndjson", "json", "har", "ir")
+SECRET_MASK = "***"
 
 
 class ConfigError(Exception):
     """A bad configuration value; the message is one user-facing line naming the key."""
 
 
-@dataclass(frozen=True)
-class Key:
-    section: str | None  # None: a top-level scalar (`upstream: "url"`)
-    name: str  # camelCase YAML key inside the section
-    field: str  # Options attribute
-    kind: str  # bool | int | size | float | str | path | list | format | url | db | headers
-    help: str  # one line, used in the generated config file
-    example: str | None = None  # a commented example value for `config init`
-    minimum: float | None = None
-    maximum: float | None = None
-    flag: str | None = None  # the command-line flag naming this field, when not --field-name
-    note: str | None = None  # a longer comment printed above the key in `config init`
-
-    @property
-    def path(self) -> str:
-        return f"{self.section}.{self.name}" if self.section else self.name
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.field.upper()
-
-    @property
-    def flag_name(self) -> str:
-        return self.flag or "--" + self.field.replace("_", "-")
-
-
-_redact_list = ", ".join(DEFAULT_REDACT)
-
-KEYS: tuple[Key, ...] = (
-    Key("server", "host", "host", "str", "address to listen on (0.0.0.0 = every interface)"),
-    Key("server", "port", "port", "int", "port to listen on (0 = any free port)", minimum=0, maximum=65535),
-    Key("server", "verbose", "verbose", "bool", "log more detail"),
-    Key("mitm", "enabled", "mitm", "bool", "decrypt HTTPS (CONNECT) traffic with the generated CA"),
-    Key("mitm", "certPath", "ca_cert", "path", "CA certificate; null = <home>/ca/omniproxy-ca.crt"),
-    Key("mitm", "keyPath", "ca_key", "path", "CA private key; null = <home>/ca/omniproxy-ca.key"),
-    Key("mitm", "skipHosts", "skip_hosts", "list", "hosts tunnelled untouched, exact or wildcard",
-        example='["*.pinned-app.com", "bank.example"]', flag="--skip-host"),
-    Key("mitm", "sslInsecure", "ssl_insecure", "bool", "do not verify upstream certificates"),
-    Key("mitm", "upstreamCa", "upstream_ca", "path", "extra CA file (PEM) trusted for upstream servers"),
-    Key("capture", "output", "output", "path", "capture file; null = stdout in --no-ui mode",
-        example="traffic.ndjson"),
-    Key("capture", "format", "format", "format",
-        "ndjson | json | har | ir; null = from the output file's extension, else ndjson"),
-    Key("capture", "includeHeaders", "include_headers", "bool", "record headers"),
-    Key("capture", "includeBody", "include_body", "bool", "record bodies"),
-    Key("capture", "maxBodySize", "max_body_size", "size",
-        "bytes of each body kept in the capture (512k, 1MiB ok); forwarded bytes are never cut", minimum=0),
-    Key("capture", "filterHeaders", "filter_headers", "headers", "extra headers to redact (added to the defaults)",
-        example='["x-session-id"]', flag="--filter-header",
-        note=f"Always redacted unless redact is false: {_redact_list}.\n"
-        "Unlike the original OmniProxy, filterHeaders adds to that list instead of replacing it."),
-    Key("capture", "skipBinary", "skip_binary", "bool", "replace binary bodies with a placeholder"),
-    Key("capture", "redact", "redact", "bool", "redact the sensitive headers above (false = keep them)",
-        flag="--no-redact"),
-    Key("capture", "sampleRate", "sample_rate", "float", "fraction of flows captured (0..1)",
-        minimum=0.0, maximum=1.0),
-    Key("capture", "alwaysHosts", "always_hosts", "list", "hosts always captured, whatever sampleRate",
-        flag="--always-host"),
-    Key("capture", "neverHosts", "never_hosts", "list", "hosts never captured", flag="--never-host"),
-    Key("capture", "db", "db", "db", "database for flows: sqlite:///abs/path.db, sqlite::memory:",
-        example="sqlite:///var/lib/omniproxy/flows.db"),
-    Key("capture", "queueSize", "queue_size", "int", "records queued for the sinks before dropping", minimum=1),
-    Key("capture", "batchSize", "batch_size", "int", "records written per batch", minimum=1),
-    Key("capture", "flushInterval", "flush_interval", "float", "seconds between flushes of a partial batch",
-        minimum=0.001),
-    Key("filter", "includeHosts", "include_hosts", "list", "capture only these hosts (* and ? wildcards)",
-        example="[api.example.com]", flag="--include-host"),
-    Key("filter", "excludeHosts", "exclude_hosts", "list", "never capture these hosts",
-        example='["*.example.org"]', flag="--exclude-host"),
-    Key("filter", "includePaths", "include_paths", "list", "capture only these paths",
-        example='["/api/*"]', flag="--include-path"),
-    Key("filter", "excludePaths", "exclude_paths", "list", "never capture these paths",
-        example='["*.js", "*.css", "*.png", "*.jpg"]', flag="--exclude-path"),
-    Key("filter", "includeMethods", "include_methods", "list", "capture only these methods",
-        example="[GET, POST]", flag="--include-method"),
-    Key("filter", "excludeMethods", "exclude_methods", "list", "never capture these methods",
-        example="[OPTIONS]", flag="--exclude-method"),
-    Key(None, "upstream", "upstream", "url", "upstream proxy, http://[user:pass@]host:port; null = direct",
-        example="http://user:pass@proxy.corp:3128"),
-    Key("ui", "maxFlows", "max_flows", "int", "flows kept in memory by the UI (oldest dropped)", minimum=1),
-)
-
+KEYS: tuple[Key, ...] = OPTION_KEYS
 BY_FIELD: dict[str, Key] = {k.field: k for k in KEYS}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(k.section for k in KEYS if k.section))
 _SECTION_KEYS: dict[str, dict[str, Key]] = {s: {k.name: k for k in KEYS if k.section == s} for s in SECTIONS}
@@ -173,9 +92,12 @@ def _closest(name: str, candidates: list[str]) -> str | None:
 
 
 def _describe(key: Key) -> str:
+    """What `key` accepts, for "expected ..., got ..." messages."""
     k = key.kind
     if k == "bool":
         return "true or false"
+    if k == "count":
+        return "a non-negative integer, or true/false"
     if k == "int":
         if key.maximum is not None:
             return f"an integer {int(key.minimum or 0)}..{int(key.maximum)}"
@@ -183,18 +105,24 @@ def _describe(key: Key) -> str:
             return "a positive integer"
         return "an integer"
     if k == "size":
-        return "a non-negative integer (bytes; 512k, 1MiB, 10MB ok)"
+        what = "a positive integer" if key.minimum == 1 else "a non-negative integer"
+        return f"{what} (bytes; 512k, 1MiB, 10MB ok)"
     if k == "float":
         if key.maximum is not None:
             return f"a number {key.minimum:g}..{key.maximum:g}"
         return "a positive number"
     if k == "format":
-        return "one of " + ", ".join(FORMATS)
+        return "one of " + ", ".join(key.choices or FORMATS)
     if k == "url":
         return "http://[user:pass@]host:port"
-    if k in ("list", "headers"):
+    if k in LIST_KINDS:
         return "a list of strings (or one comma-separated string)"
     return "a string"
+
+
+def _in_range(key: Key, n: float) -> bool:
+    return ((key.minimum is None or n >= key.minimum) and (key.maximum is None or n <= key.maximum)
+            and (key.above is None or n > key.above))
 
 
 def coerce(key: Key, value: Any, where: str) -> Any:
@@ -212,6 +140,15 @@ def coerce(key: Key, value: Any, where: str) -> Any:
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
         raise bad()
+    if kind == "count":
+        # `verbose: true` predates -v counting: a bool still means "on" (1) / "off" (0)
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE - {"1", "0"}:
+            return int(value.strip().lower() in _TRUE)
+        if (isinstance(value, int) and value < 0) or (isinstance(value, str) and value.strip().startswith("-")):
+            raise bad()
+        kind = "int"
     if kind in ("int", "size"):
         if isinstance(value, bool):
             raise bad()
@@ -226,7 +163,7 @@ def coerce(key: Key, value: Any, where: str) -> Any:
                 raise ValueError
         except ValueError:
             raise bad() from None
-        if (key.minimum is not None and n < key.minimum) or (key.maximum is not None and n > key.maximum):
+        if not _in_range(key, n):
             raise bad()
         return n
     if kind == "float":
@@ -236,30 +173,12 @@ def coerce(key: Key, value: Any, where: str) -> Any:
             f = float(value) if isinstance(value, int | float | str) else None
         except ValueError:
             f = None
-        if f is None or f != f:  # NaN never passes a range check, say so plainly
-            raise bad()
-        if (key.minimum is not None and f < key.minimum) or (key.maximum is not None and f > key.maximum):
+        # NaN never passes a range check and an infinite timeout or interval is no timeout at all
+        if f is None or not math.isfinite(f) or not _in_range(key, f):
             raise bad()
         return f
-    if kind in ("list", "headers"):
-        if value is None:
-            return []
-        if isinstance(value, str):
-            items = value.split(",")
-        elif isinstance(value, list | tuple):
-            items = []
-            for item in value:
-                if not isinstance(item, str | int | float) or isinstance(item, bool):
-                    raise bad()
-                items.extend(str(item).split(","))
-        else:
-            raise bad()
-        out = [i.strip() for i in items if i.strip()]
-        if kind == "headers":
-            for h in out:
-                if not _HEADER_NAME.match(h):
-                    raise ConfigError(f"{where}: {h!r} is not a valid header name")
-        return out
+    if kind in LIST_KINDS:
+        return _coerce_list(key, value, where, bad)
     # string kinds; null or "" means "not set" for the optional ones
     if value is None or (isinstance(value, str) and not value.strip()):
         if kind == "str":
@@ -269,14 +188,51 @@ def coerce(key: Key, value: Any, where: str) -> Any:
         raise bad()
     value = value.strip()
     if kind == "format":
-        if value.lower() not in FORMATS:
+        if value.lower() not in (key.choices or FORMATS):
             raise bad()
         return value.lower()
     if kind == "url":
         _check_upstream(value, bad)
     elif kind == "db":
-        _check_db(value, where)
+        try:
+            validate_db_url(value)  # also refuses URLs this build cannot store to: say so at load
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
     return value
+
+
+def _coerce_list(key: Key, value: Any, where: str, bad: Any) -> list[str]:
+    if value is None:
+        return []
+    # a YAML list of files is taken item by item (a file name may hold a comma); text is a,b,c
+    split = key.kind != "files"
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = []
+        for item in value:
+            if not isinstance(item, str | int | float) or isinstance(item, bool):
+                raise bad()
+            items.extend(str(item).split(",") if split else [str(item)])
+    else:
+        raise bad()
+    out = [i.strip() for i in items if i.strip()]
+    if key.kind == "headers":
+        for h in out:
+            if not _HEADER_NAME.match(h):
+                raise ConfigError(f"{where}: {h!r} is not a valid header name")
+    elif key.kind == "files":
+        out = [os.path.expanduser(p) for p in out]
+        for p in out:
+            if not os.path.isfile(p):
+                what = "is a directory, not a file" if os.path.isdir(p) else "no such file"
+                raise ConfigError(f"{where}: {p!r}: {what}")
+    if key.choices is not None:
+        for item in out:
+            if item not in key.choices:
+                raise ConfigError(f"{where}: {item!r} is not supported (allowed: {', '.join(key.choices)}), "
+                                  f"got {value!r}")
+    return out
 
 
 def _check_upstream(value: str, bad: Any) -> None:
@@ -289,18 +245,19 @@ def _check_upstream(value: str, bad: Any) -> None:
         raise bad()
 
 
-def _check_db(value: str, where: str) -> None:
-    # dburl is another module (and may not exist yet); import lazily so config stays light.
+def mask_password(url: str) -> str:
+    """http://user:secret@host:3128 -> http://user:***@host:3128; anything else unchanged."""
     try:
-        from . import dburl
-    except ImportError:
-        return
-    # validate_db_url also refuses URLs this build cannot store to (say so at load, not mid-run)
-    check = getattr(dburl, "validate_db_url", None) or dburl.parse_db_url
-    try:
-        check(value)
-    except ValueError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        has_password = False
+    if not has_password:
+        # unparseable, or no URL: still never echo what looks like a password
+        return re.sub(r"(//[^/:@]*:)[^@/]*@", rf"\1{SECRET_MASK}@", url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{SECRET_MASK}@{hostport}"))
 
 
 # ---------------------------------------------------------------- the three sources
@@ -387,7 +344,7 @@ def _suggest_section(name: str) -> str:
         if key.section and key.name.lower() == name.lower():
             return f" (did you mean {key.path}?)"
     best = _closest(name, list(SECTIONS) + list(_TOP_SCALARS))
-    return f" (did you mean {best}?)" if best else f" (valid sections: {', '.join(SECTIONS)}, upstream)"
+    return f" (did you mean {best}?)" if best else f" (valid sections: {', '.join([*SECTIONS, *_TOP_SCALARS])})"
 
 
 def _suggest_key(section: str, name: str) -> str:
@@ -448,12 +405,14 @@ def load_options(
 # ---------------------------------------------------------------- writing YAML
 
 
-def _nested(opts: Options) -> dict[str, Any]:
+def _nested(opts: Options, mask_secrets: bool) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for key in KEYS:
         value = getattr(opts, key.field)
         if isinstance(value, list | tuple):
             value = list(value)
+        elif mask_secrets and key.secret and isinstance(value, str):
+            value = mask_password(value)
         if key.section is None:
             data[key.name] = value
         else:
@@ -469,9 +428,10 @@ _Dumper.add_representer(
     list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
 
 
-def options_to_yaml(opts: Options) -> str:
-    """The options as a config file that `load_options` reads back to the same Options."""
-    return yaml.dump(_nested(opts), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+def options_to_yaml(opts: Options, mask_secrets: bool = False) -> str:
+    """The options as a config file that `load_options` reads back to the same Options (with
+    `mask_secrets`, passwords in URLs are replaced by *** and the file no longer round-trips)."""
+    return yaml.dump(_nested(opts, mask_secrets), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=True, width=1000)
 
 
@@ -490,7 +450,8 @@ def default_config_yaml() -> str:
         "# Every key is shown with its default value. Each one also has an environment variable:",
         "# OMNIPROXY_<OPTION>, e.g. OMNIPROXY_PORT=9000, OMNIPROXY_MITM=false,",
         "# OMNIPROXY_SKIP_HOSTS=a.com,b.com (lists are comma-separated; booleans accept",
-        "# 1/0/true/false/yes/no/on/off). OMNIPROXY_HOME moves the home directory (~/.omniproxy).",
+        "# 1/0/true/false/yes/no/on/off; sizes 512k, 1MiB). OMNIPROXY_HOME moves the home",
+        "# directory (~/.omniproxy).",
         "# Lines starting with '# e.g.' are examples: uncomment and adapt.",
         "",
     ]
@@ -513,6 +474,3 @@ def default_config_yaml() -> str:
     lines.append("")
     return "\n".join(lines)
 
-
-def option_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(Options)}

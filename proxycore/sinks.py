@@ -25,27 +25,17 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from . import __version__
 from .har import records_to_har, write_har_atomic
-from .options import Options
+from .options import FORMATS, Options
 
-FORMATS = ("ndjson", "json", "har", "ir")
 ErrorCallback = Callable[[str], None]
 
 
 class SinkError(Exception):
     """A sink could not be opened; the message is one line for the user."""
-
-
-class Sink(Protocol):
-    name: str
-    failed: int
-
-    async def open(self) -> None: ...
-    async def write_batch(self, records: list[dict]) -> None: ...
-    async def close(self) -> None: ...
 
 
 try:  # orjson encodes records ~5x faster than json; capture is a large share of proxy CPU

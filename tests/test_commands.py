@@ -160,7 +160,6 @@ def test_default_export_path_is_unique(tmp_path: Path) -> None:
 
 
 def test_export_har_job_writes_valid_har(ctx: CommandContext, tmp_path: Path) -> None:
-    pytest.importorskip("proxycore.record")
     ctx.view.set_filter("~c 404 | ~c 500")
     job = registry.execute(ctx, "export.har")
     assert isinstance(job, Job)
@@ -177,7 +176,6 @@ def test_export_har_job_writes_valid_har(ctx: CommandContext, tmp_path: Path) ->
 
 
 def test_export_ndjson_writes_one_record_per_line(ctx: CommandContext, tmp_path: Path) -> None:
-    pytest.importorskip("proxycore.record")
     out = tmp_path / "x.ndjson"
     msg = registry.run(ctx, "export.ndjson", str(out))
     assert msg == f"wrote 3 flows to {out}"

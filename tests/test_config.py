@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from omniproxy_tui.cli import FLAG_KEYS
+from omniproxy_tui.cli import cli as cli_group
 from proxycore.config import (
     BY_FIELD,
     KEYS,
@@ -199,8 +201,7 @@ def test_lists_accept_a_comma_string() -> None:
     assert parse_config_text("filter:\n  includeMethods: GET, post\n") == {"include_methods": ["GET", "post"]}
 
 
-def test_db_url_is_checked_when_dburl_exists() -> None:
-    pytest.importorskip("proxycore.dburl")
+def test_db_url_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"^config\.yaml: capture\.db: "):
         parse_config_text("capture:\n  db: mysql://nope\n", "config.yaml")
     with pytest.raises(ConfigError, match=r"^--db: "):
@@ -266,7 +267,8 @@ def test_cli_precedence_file_env_flag(tmp_path: Path) -> None:
     r = cli(tmp_path, "--config", str(cfg), "config", "show")
     assert r.returncode == 0, r.stderr
     shown = yaml.safe_load(r.stdout)
-    assert shown["server"] == {"host": "0.0.0.0", "port": 7000, "verbose": False}
+    assert {k: shown["server"][k] for k in ("host", "port", "verbose")} == {"host": "0.0.0.0", "port": 7000,
+                                                                           "verbose": 0}
     r = cli(tmp_path, "--config", str(cfg), "config", "show", env={"OMNIPROXY_PORT": "9000"})
     assert yaml.safe_load(r.stdout)["server"]["port"] == 9000
     r = cli(tmp_path, "--config", str(cfg), "-p", "9100", "--sample-rate", "1", "config", "show",
@@ -369,3 +371,133 @@ def test_cli_unknown_env_var_warns(tmp_path: Path) -> None:
     r = cli(tmp_path, "config", "show", env={"OMNIPROXY_PROT": "9"})
     assert r.returncode == 0
     assert "warning: ignoring unknown environment variable OMNIPROXY_PROT (did you mean OMNIPROXY_PORT?)" in r.stderr
+
+
+# ------------------------------------------------------------------ one declaration per option
+
+
+def test_flags_are_derived_from_the_declarations() -> None:
+    params = {p.name: p for p in cli_group.params}
+    for key in FLAG_KEYS:
+        param = params.pop(key.field)
+        names = [*param.opts, *param.secondary_opts]
+        assert key.flag_name in names and (key.short is None or key.short in names), key.field
+        assert param.help == key.cli_help
+    assert set(params) == {"config", "no_ui", "version"}  # the rest are not options
+    assert {k.field for k in KEYS if not k.flag} == {"include_headers", "include_body", "flush_interval", "alpn"}
+
+
+def test_env_names_and_paths_come_from_the_field_names() -> None:
+    assert BY_FIELD["connect_timeout"].env == "OMNIPROXY_CONNECT_TIMEOUT"
+    assert BY_FIELD["connect_timeout"].path == "server.connectTimeout"
+    assert BY_FIELD["scripts"].env == "OMNIPROXY_SCRIPTS" and BY_FIELD["scripts"].path == "server.scripts"
+    assert BY_FIELD["alpn"].path == "mitm.alpn"
+    assert BY_FIELD["mitm"].flag_name == "--no-mitm"  # an on/off pair names the side that changes something
+
+
+def test_new_option_defaults() -> None:
+    o = Options()
+    assert (o.connect_timeout, o.client_head_timeout, o.keepalive_timeout, o.response_timeout,
+            o.body_idle_timeout) == (15.0, 30.0, 60.0, 120.0, 60.0)
+    assert (o.max_head_size, o.max_pipelined, o.body_buffer_limit) == (65536, 16, 32 * 1024 * 1024)
+    assert o.scripts == [] and o.verbose == 0 and o.alpn == ["http/1.1"]
+    assert Options().alpn is not o.alpn  # a fresh list per instance
+
+
+def test_new_options_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "b,c.py").write_text("")
+    got = parse_config_text("server:\n  connectTimeout: 2\n  maxHeadSize: 16k\n  maxPipelined: 4\n"
+                            "  bodyBufferLimit: 1MiB\n  verbose: true\n  scripts: [a.py, 'b,c.py']\n"
+                            "mitm:\n  alpn: [http/1.1]\n")
+    assert got == {"connect_timeout": 2.0, "max_head_size": 16384, "max_pipelined": 4,
+                   "body_buffer_limit": 1048576, "verbose": 1, "scripts": ["a.py", "b,c.py"],
+                   "alpn": ["http/1.1"]}
+    assert parse_config_text("server:\n  verbose: 2\n") == {"verbose": 2}
+    assert parse_config_text("server:\n  verbose: false\n") == {"verbose": 0}
+    assert read_env({"OMNIPROXY_SCRIPTS": "a.py, a.py", "OMNIPROXY_VERBOSE": "yes",
+                     "OMNIPROXY_RESPONSE_TIMEOUT": "0.5", "OMNIPROXY_MAX_HEAD_SIZE": "1k"}) == {
+        "scripts": ["a.py", "a.py"], "verbose": 1, "response_timeout": 0.5, "max_head_size": 1024}
+    assert load_options(None, {}, {"verbose": 3, "scripts": ["b,c.py"]}).scripts == ["b,c.py"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("server:\n  connectTimeout: 0\n", "config.yaml: server.connectTimeout: expected a positive number, got 0"),
+        ("server:\n  keepaliveTimeout: -1\n",
+         "config.yaml: server.keepaliveTimeout: expected a positive number, got -1"),
+        ("server:\n  responseTimeout: .inf\n",
+         "config.yaml: server.responseTimeout: expected a positive number, got inf"),
+        ("server:\n  bodyIdleTimeout: soon\n",
+         "config.yaml: server.bodyIdleTimeout: expected a positive number, got 'soon'"),
+        ("server:\n  maxHeadSize: 0\n",
+         "config.yaml: server.maxHeadSize: expected a positive integer (bytes; 512k, 1MiB, 10MB ok), got 0"),
+        ("server:\n  bodyBufferLimit: lots\n",
+         "config.yaml: server.bodyBufferLimit: expected a positive integer (bytes; 512k, 1MiB, 10MB ok), "
+         "got 'lots'"),
+        ("server:\n  maxPipelined: 0\n", "config.yaml: server.maxPipelined: expected a positive integer, got 0"),
+        ("server:\n  verbose: -1\n",
+         "config.yaml: server.verbose: expected a non-negative integer, or true/false, got -1"),
+        ("server:\n  verbose: lots\n",
+         "config.yaml: server.verbose: expected a non-negative integer, or true/false, got 'lots'"),
+        ("server:\n  scripts: [/nonexistent/addon.py]\n",
+         "config.yaml: server.scripts: '/nonexistent/addon.py': no such file"),
+        ("mitm:\n  alpn: [h2, http/1.1]\n",
+         "config.yaml: mitm.alpn: 'h2' is not supported (allowed: http/1.1), got ['h2', 'http/1.1']"),
+    ],
+)
+def test_new_options_bad_values_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config_text(text, "config.yaml")
+    assert str(e.value) == message
+
+
+def test_new_options_bad_env_and_flag_values() -> None:
+    with pytest.raises(ConfigError, match=r"^OMNIPROXY_CLIENT_HEAD_TIMEOUT: expected a positive number, got '0'$"):
+        read_env({"OMNIPROXY_CLIENT_HEAD_TIMEOUT": "0"})
+    with pytest.raises(ConfigError, match=r"^OMNIPROXY_ALPN: 'h2' is not supported \(allowed: http/1\.1\)"):
+        read_env({"OMNIPROXY_ALPN": "h2"})
+    with pytest.raises(ConfigError, match=r"^--connect-timeout: expected a positive number, got 0\.0$"):
+        load_options(None, {}, {"connect_timeout": 0.0})
+    with pytest.raises(ConfigError, match=r"^--script: 'nope\.py': no such file$"):
+        load_options(None, {}, {"scripts": ["nope.py"]})
+
+
+def test_options_to_yaml_masks_secrets_on_request() -> None:
+    opts = Options(upstream="http://bob:s3cret@proxy.corp:3128")
+    assert "s3cret" in options_to_yaml(opts)
+    masked = options_to_yaml(opts, mask_secrets=True)
+    assert "s3cret" not in masked and "upstream: http://bob:***@proxy.corp:3128" in masked
+    assert "upstream: http://proxy.corp:3128" in options_to_yaml(Options(upstream="http://proxy.corp:3128"),
+                                                                mask_secrets=True)
+
+
+def test_cli_new_flags(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "b,c.py").write_text("")
+    r = cli(tmp_path, "-vv", "-s", "a.py", "--script", "b,c.py", "--connect-timeout", "2.5",
+            "--max-head-size", "16k", "--body-buffer-limit", "1MiB", "--max-pipelined", "4", "config", "show")
+    assert r.returncode == 0, r.stderr
+    server = yaml.safe_load(r.stdout)["server"]
+    assert server["verbose"] == 2 and server["scripts"] == ["a.py", "b,c.py"]
+    assert (server["connectTimeout"], server["maxHeadSize"], server["bodyBufferLimit"], server["maxPipelined"]) == (
+        2.5, 16384, 1048576, 4)
+    for args, message in [
+        (["--response-timeout", "0"], "omniproxy-tui: error: --response-timeout: expected a positive number, got 0.0"),
+        (["--max-head-size", "0"], "omniproxy-tui: error: --max-head-size: expected a positive integer "
+                                   "(bytes; 512k, 1MiB, 10MB ok), got 0"),
+        (["-s", "missing.py"], "omniproxy-tui: error: --script: 'missing.py': no such file"),
+    ]:
+        r = cli(tmp_path, *args, "config", "show")
+        assert r.returncode == 2 and r.stderr.strip() == message, (args, r.stderr)
+
+
+def test_cli_config_show_masks_the_upstream_password(tmp_path: Path) -> None:
+    url = "http://bob:s3cret@proxy.corp:3128"
+    r = cli(tmp_path, "--upstream", url, "config", "show")
+    assert r.returncode == 0, r.stderr
+    assert "s3cret" not in r.stdout and yaml.safe_load(r.stdout)["upstream"] == "http://bob:***@proxy.corp:3128"
+    r = cli(tmp_path, "config", "show", "--show-secrets", env={"OMNIPROXY_UPSTREAM": url})
+    assert r.returncode == 0 and yaml.safe_load(r.stdout)["upstream"] == url

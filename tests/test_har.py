@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from proxycore import record
 from proxycore.flow import Flow, Headers, Request, Response
 from proxycore.har import (
     har_to_records,
@@ -262,7 +263,6 @@ def test_write_har_atomic_unwritable_dir(tmp_path: Path) -> None:
 
 def test_har_from_real_flow_records() -> None:
     """The recorder's real output (proxycore.record) must give schema-valid HAR too."""
-    record = pytest.importorskip("proxycore.record")
     ropts = record.RecordOptions()
 
     def flow(method: str, target: str, req_headers: list, body: bytes = b"") -> Flow:

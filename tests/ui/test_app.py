@@ -25,6 +25,7 @@ from textual.app import App
 from textual.strip import Strip
 
 from omniproxy_tui.app import OmniProxyApp
+from omniproxy_tui.detail import DetailScreen, FlowDetail
 from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
 from omniproxy_tui.filterbar import FilterBar
 from omniproxy_tui.flowtable import FlowTable
@@ -451,9 +452,6 @@ async def test_command_palette_runs_commands(origin, workdir) -> None:
 
 
 async def test_enter_opens_detail_screen_when_narrow(origin, workdir) -> None:
-    pytest.importorskip("omniproxy_tui.detail")
-    from omniproxy_tui.detail import DetailScreen
-
     app = make_app()
     async with app.run_test(size=NARROW) as pilot:
         await send(app, origin, "/json")
@@ -467,9 +465,6 @@ async def test_enter_opens_detail_screen_when_narrow(origin, workdir) -> None:
 
 
 async def test_wide_terminal_splits_and_detail_follows_cursor(origin, workdir) -> None:
-    pytest.importorskip("omniproxy_tui.detail")
-    from omniproxy_tui.detail import FlowDetail
-
     app = make_app()
     async with app.run_test(size=(160, 40)) as pilot:
         await send(app, origin, "/json", "/status/404")
@@ -490,8 +485,6 @@ async def test_wide_detail_pane_catches_up_with_a_followed_stream(workdir) -> No
     """Following a burst, the pane beside the table is redrawn at most every DETAIL_FOLLOW_INTERVAL,
     but it always ends on the newest flow, and a changed flow (its response came) is re-read."""
     from omniproxy_tui.app import DETAIL_FOLLOW_INTERVAL
-    from omniproxy_tui.detail import FlowDetail
-
     app = OmniProxyApp(Options(port=0), start_proxy=False)
     async with app.run_test(size=(160, 40)) as pilot:
         detail = app.screen.query_one(FlowDetail)
