@@ -400,7 +400,7 @@ def _engine_error_types() -> tuple[type[Exception], ...]:
     engine import still leaves `config` and `--help` working."""
     types: list[type[Exception]] = [UserError, ConfigError]
     try:
-        from proxycore.server import StartupError
+        from proxycore.errors import StartupError
 
         types.append(StartupError)
     except ImportError:
