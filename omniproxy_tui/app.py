@@ -1,7 +1,9 @@
 """The Textual app: the proxy and the UI in one process and one event loop.
 
-The proxy publishes flow events synchronously on the loop; the subscriber here only records them
-(a list of new flows, a dict of updated ones). A 15 Hz timer folds that batch into the FlowView
+The UI reaches the engine only through `proxycore.client.EngineClient` (here a LocalEngine that
+runs the proxy on this loop). The engine's flow store publishes "added" / "updated" / "removed"
+events by flow id, synchronously on the loop; the subscriber here only records them (a list of new
+flows, a dict of updated ones, a set of removed ids). A 15 Hz timer folds that batch into the FlowView
 and repaints what changed, so a burst of thousands of flows per second costs one small repaint
 per tick and key presses never wait behind rendering. Every user action goes through the named
 commands in `proxycore.commands`; keys and the palette only pick which command to run.
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ from omniproxy_tui.help import HelpScreen, binding_rows
 from omniproxy_tui.palette import FlowCommands
 from omniproxy_tui.textual_fixes import apply as apply_textual_fixes
 from omniproxy_tui.textual_fixes import focus_now
+from proxycore.client import EngineClient, LocalEngine
 from proxycore.commands import CommandContext, CommandError, Job, export_formats, registry
+from proxycore.errors import StartupError
 from proxycore.flow import INTERCEPTED, Flow
 from proxycore.options import Options
 from proxycore.view import FlowView
@@ -203,7 +206,8 @@ class MainScreen(Screen):
 
 class OmniProxyApp(App[int]):
     """OmniProxy's terminal UI. `start_proxy=False` runs without a proxy (tests, snapshots, demos):
-    feed flows with `on_flow_event("add" | "update" | "done", flow)`."""
+    feed flows with `on_flow_event("add" | "update" | "done", flow)`, which publishes them through
+    the engine's store as the proxy would."""
 
     CSS_PATH = "app.tcss"
     TITLE = "OmniProxy"
@@ -219,18 +223,19 @@ class OmniProxyApp(App[int]):
                  tick_hz: float = TICK_HZ) -> None:
         super().__init__()
         self.options = options
+        # the engine owns the flows and enforces --max-flows; the view mirrors it (same bound)
         self.view = FlowView(options.max_flows)
-        self.ctx = AppContext(view=self.view, options=options, app=self)
-        self.proxy: Any = None
+        self.engine: EngineClient = LocalEngine(options, on_error=self._engine_error)
+        self.ctx = AppContext(view=self.view, options=options, app=self, engine=self.engine)
         self.startup_error: Exception | None = None
         self._start_proxy = start_proxy
         self._clock = clock
         self._tick_hz = tick_hz
-        self._unsubscribe: Callable[[], None] | None = None
         self._stopped = False
-        self._seen: weakref.WeakSet[Flow] = weakref.WeakSet()
         self._pending_add: list[Flow] = []
         self._pending_upd: dict[int, Flow] = {}
+        self._pending_del: set[int] = set()
+        self._unsubscribe: Callable[[], None] | None = self.engine.subscribe(self._on_engine_event)
         self._intercepted: set[int] = set()
         self._rate: deque[tuple[float, int]] = deque()
         self._adds_total = 0
@@ -273,27 +278,27 @@ class OmniProxyApp(App[int]):
         self.update_layout()
         self.sync_view(scroll=True)
 
-    async def _start(self) -> None:
-        from proxycore.server import Proxy, StartupError
+    @property
+    def proxy(self) -> EngineClient:
+        """The engine (its `address`, `stats`, ...); the older name, kept for callers and tests."""
+        return self.engine
 
-        opts = self.options
-        first_run = opts.mitm and not opts.ca_cert_path.exists()
-        self.proxy = Proxy(opts, on_error=self._engine_error)
+    async def _start(self) -> None:
+        engine = self.engine
         try:
-            await self.proxy.start()
+            await engine.start()
         except StartupError as exc:
             self.startup_error = exc
             self._stopped = True
             self.exit(2, return_code=2)
             return
-        self._unsubscribe = self.proxy.subscribe(self.on_flow_event)
-        host, port = self.proxy.address[:2]
+        host, port = engine.address
         shown_host = f"[{host}]" if ":" in host else host
         self._address, self._state = f"{shown_host}:{port}", "running"
         self._update_header()
 
-        if first_run and self.proxy.ca is not None:
-            self.notify(f"New CA: {self.proxy.ca.cert_path}\nTrust it for HTTPS: omniproxy-tui ca info",
+        if engine.first_run:
+            self.notify(f"New CA: {engine.ca_cert_path}\nTrust it for HTTPS: omniproxy-tui ca info",
                         title="First run", timeout=15)
 
     async def _stop_proxy(self) -> None:
@@ -302,8 +307,8 @@ class OmniProxyApp(App[int]):
         self._stopped = True
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self.proxy is not None:
-            await self.proxy.stop()  # drains the capture queue and closes sinks (HAR written)
+            self._unsubscribe = None
+        await self.engine.stop()  # drains the capture queue and closes sinks (HAR written)
 
     async def on_unmount(self) -> None:
         await self._stop_proxy()
@@ -324,21 +329,35 @@ class OmniProxyApp(App[int]):
     # ---------------------------------------------------------------- flow events → view
 
     def on_flow_event(self, kind: str, flow: Flow) -> None:
-        """Proxy subscriber: record only; the timer applies the batch."""
-        if flow in self._seen:
-            self._pending_upd[flow.id] = flow
-        else:
-            self._seen.add(flow)
+        """Publish a flow as the proxy's connection code does ("add", "update", "done"): for runs
+        without a proxy (tests, snapshots, demos). It goes through the engine's store like a
+        proxied flow, and comes back as an engine event."""
+        engine = self.engine
+        if not isinstance(engine, LocalEngine):
+            raise TypeError("on_flow_event needs an in-process engine")
+        engine.inject(kind, flow)
+
+    def _on_engine_event(self, kind: str, flow_id: int, flow: Flow) -> None:
+        """Engine subscriber: record only; the timer applies the batch. New and old are told apart
+        by the event (the store knows flows by id), never by the flow object."""
+        if kind == "added":
             self._pending_add.append(flow)
+        elif kind == "updated":
+            self._pending_upd[flow_id] = flow
+        else:  # "removed": dropped by --max-flows, or deleted
+            self._pending_del.add(flow_id)
+            self._pending_upd.pop(flow_id, None)
+            self._intercepted.discard(flow_id)
+            return
         if flow.state == INTERCEPTED:
-            self._intercepted.add(flow.id)
+            self._intercepted.add(flow_id)
         elif self._intercepted:
-            self._intercepted.discard(flow.id)
+            self._intercepted.discard(flow_id)
 
     def _tick(self) -> None:
         if self.view.stepping:  # the filter bar's preview is under way: flows wait for it (ms)
             return
-        if self._pending_add or self._pending_upd:
+        if self._pending_add or self._pending_upd or self._pending_del:
             self.gc_policy.busy()
         self.gc_policy.tick()
         if self._skip_paint():
@@ -351,6 +370,14 @@ class OmniProxyApp(App[int]):
         if updates:
             self._pending_upd = {}
         view = self.view
+        gone = self._pending_del
+        if gone:
+            # Out first, then the new ones in: the view then holds exactly what the store keeps,
+            # and its own --max-flows bound drops nothing the store still has.
+            self._pending_del = set()
+            if adds:
+                adds = [f for f in adds if f.id not in gone]
+            view.delete([f for f in map(view.get, gone) if f is not None])
         if adds:
             view.add_many(adds)
             self._adds_total += len(adds)
@@ -364,7 +391,7 @@ class OmniProxyApp(App[int]):
         self._refresh_pushed_detail(updates)
         if self._detail_flow is not None and self._detail_flow.id in updates:
             self._detail_stale = True  # the pane beside the table shows it: re-read it when painting
-        if not isinstance(self.screen, MainScreen) and not updates and not adds:
+        if not isinstance(self.screen, MainScreen) and not updates and not adds and not gone:
             return
         counters = self.flow_rate() < PAINT_HZ_UNDER_LOAD[-1][0] or \
             time.monotonic() - self._counters_at >= COUNTERS_INTERVAL
@@ -492,7 +519,7 @@ class OmniProxyApp(App[int]):
                     after: Callable[[], Any] | None = None) -> Any:
         """Run a named command; errors become notifications, jobs run in a worker thread."""
         try:
-            result = registry.call(self.ctx, name, *args)
+            result = self.engine.run_command(name, self.ctx, *args)
         except CommandError as exc:
             self.notify(str(exc), severity="warning")
             return None

@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     from proxycore.certs import CAError
-    from proxycore.server import StartupError
+    from proxycore.errors import StartupError
 
     user_errors = (UserError, ConfigError, StartupError, CAError)
     try:

@@ -20,11 +20,15 @@ import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxycore.flow import Flow
+from proxycore.flowstore import snapshot_flows
 from proxycore.options import Options
 from proxycore.view import SORT_KEYS, FlowView, flows_by_selector
+
+if TYPE_CHECKING:
+    from proxycore.client import EngineClient
 
 _REQUIRED = object()
 _VERSION = "0.1.0"
@@ -113,6 +117,9 @@ class CommandContext:
     clipboard: str = ""
     messages: list[tuple[str, str]] = field(default_factory=list)
     cwd: Path | None = None  # where exports go; None: the process's current directory
+    # The engine that owns the flows (None: the view is all there is, as in most tests). Deleting
+    # or clearing flows in the view frees them there too; a duplicate is kept there too.
+    engine: EngineClient | None = None
 
     def copy_to_clipboard(self, text: str) -> None:
         self.clipboard = text
@@ -227,7 +234,10 @@ def _flow_unmark_all(ctx: CommandContext) -> str:
 
 @command("flow.delete", "Delete flows from the view (capture files keep them)", _SELECTOR)
 def _flow_delete(ctx: CommandContext, selector: str) -> str:
-    n = ctx.view.delete(_flows(ctx, selector))
+    flows = _flows(ctx, selector)
+    n = ctx.view.delete(flows)
+    if ctx.engine is not None:
+        ctx.engine.remove_flows([f.id for f in flows])
     return f"deleted {n} flow{'s' * (n != 1)}"
 
 
@@ -235,7 +245,9 @@ def _flow_delete(ctx: CommandContext, selector: str) -> str:
 def _flow_duplicate(ctx: CommandContext, selector: str) -> str:
     flows = _flows(ctx, selector)
     for f in flows:
-        ctx.view.duplicate(f)
+        dup = ctx.view.duplicate(f)
+        if ctx.engine is not None:
+            ctx.engine.add_flow(dup)
     return f"duplicated {len(flows)} flow{'s' * (len(flows) != 1)}"
 
 
@@ -245,6 +257,8 @@ def _flow_duplicate(ctx: CommandContext, selector: str) -> str:
 @command("view.clear", "Remove every flow from the view")
 def _view_clear(ctx: CommandContext) -> str:
     n = ctx.view.clear()
+    if ctx.engine is not None:
+        ctx.engine.clear_flows()
     return f"cleared {n} flow{'s' * (n != 1)}"
 
 
@@ -350,16 +364,18 @@ def _records(ctx: CommandContext, flows: list[Flow]) -> list[dict]:
 
 
 def _shown_or_selected(ctx: CommandContext, selector: str) -> list[Flow]:
+    """The flows to save, as they are now: the job writes them in a worker thread while the proxy
+    goes on changing the flows still in flight, so those are copied (finished ones are shared)."""
     flows = flows_by_selector(ctx.view, selector or "@shown")
     if not flows:
         raise CommandError("no flows to save")
-    return flows
+    return snapshot_flows(flows)
 
 
 @command("export.har", "Write the shown flows as HAR 1.2 (default ./omniproxy-YYYYMMDD-HHMMSS.har)",
          Arg("path", str, "file to write", ""), Arg("flows", str, "flow selector", "@shown"))
 def _export_har(ctx: CommandContext, path: str, selector: str) -> Job:
-    flows = _shown_or_selected(ctx, selector)  # snapshot now, on the caller's thread
+    flows = _shown_or_selected(ctx, selector)  # snapshot now, on the loop's thread
     target = _resolve(ctx, path, "har")
 
     def work() -> str:

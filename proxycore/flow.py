@@ -21,6 +21,15 @@ DONE = "done"
 ERROR = "error"
 
 
+def reserve_ids(highest: int) -> None:
+    """Make every id handed out from now on greater than `highest` (flows loaded from a file keep
+    their ids). Call it on the event loop's thread: flows are created there, and the counter is
+    swapped, not locked."""
+    global _ids
+    nxt = next(_ids)
+    _ids = itertools.count(max(nxt, highest + 1))
+
+
 def _s(b: bytes) -> str:
     return b.decode("latin-1")
 
@@ -292,7 +301,8 @@ class Flow:
     __slots__ = (
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
-        "modified", "passthrough", "in_scope", "sampled", "killed", "__weakref__",
+        "modified", "passthrough", "in_scope", "sampled", "killed", "original_request", "original_response",
+        "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -317,6 +327,10 @@ class Flow:
         self.passthrough = False  # a tunnel relayed untouched (skip-host or --no-mitm)
         self.in_scope = True  # include/exclude filters
         self.sampled = True  # sampling decision for sinks
+        # The messages as they were before the user edited them (None: never edited); the edit
+        # features fill these so the unedited exchange can be shown and saved next to the edited one.
+        self.original_request: Request | None = None
+        self.original_response: Response | None = None
         self.killed = False
 
     def kill(self) -> None:
@@ -329,6 +343,11 @@ class Flow:
     def ensure_id(self) -> None:
         if not self.id:
             self.id = next(_ids)
+
+    @property
+    def is_finished(self) -> bool:
+        """Done or failed: the proxy changes a finished flow no more."""
+        return self.state == DONE or self.state == ERROR
 
     @property
     def is_tls(self) -> bool:

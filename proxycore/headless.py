@@ -3,6 +3,10 @@
 The log goes to stderr (or `log`) so that stdout stays clean NDJSON when records are captured
 there (`omniproxy-tui --no-ui > capture.ndjson`). Lines are collected and written in batches a
 few times a second: one write per flow would cost a syscall per flow under load.
+
+Headless keeps no flows: the proxy's FlowStore is built with keep_flows=0 (the Proxy default), so
+memory does not grow with the flows seen; each finished flow goes to the capture and this log, and
+is freed. The log listens to the proxy's raw "done" events, not the store's.
 """
 
 from __future__ import annotations

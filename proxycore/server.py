@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .addons.core import EventsAddon, PassthroughAddon, ScopeAddon
+from .errors import StartupError
 from .flow import Flow
+from .flowstore import FlowStore
 from .hooks import Addons, load_script
 from .http1 import ClientConnection
 from .layers.tls import quiet_bad_sni
@@ -24,8 +26,7 @@ if TYPE_CHECKING:
 Subscriber = Callable[[str, Flow], None]
 
 
-class StartupError(Exception):
-    """A problem that stops the proxy from starting; the message is one line for the user."""
+__all__ = ["Proxy", "StartupError", "Subscriber"]  # StartupError lives in .errors; re-exported
 
 
 class Proxy:
@@ -35,12 +36,17 @@ class Proxy:
         await proxy.start()
         proxy.subscribe(lambda kind, flow: ...)
         await proxy.stop()
+
+    `proxy.flows` is the FlowStore of the flows it keeps (`keep_flows` of them, none by default).
     """
 
     def __init__(self, options: Options, *, stdout_capture: bool = False,
-                 on_error: Callable[[str], None] | None = None, retain_binary_bodies: bool = True) -> None:
+                 on_error: Callable[[str], None] | None = None, retain_binary_bodies: bool = True,
+                 keep_flows: int = 0) -> None:
         """`retain_binary_bodies=False` (headless): with skip-binary on, bodies whose Content-Type
-        says binary are captured only as far as detection needs, since records hold a placeholder."""
+        says binary are captured only as far as detection needs, since records hold a placeholder.
+        `keep_flows`: how many flows `self.flows` keeps (the UI passes --max-flows); 0 keeps none, so
+        a proxy without a UI never grows with the flows it has seen."""
         self.options = options
         self.retain_binary_bodies = retain_binary_bodies or not options.skip_binary
         self.stdout_capture = stdout_capture
@@ -63,6 +69,7 @@ class Proxy:
         self.flows_seen = 0
         self.flows_captured = 0
         self._errors_reported: set[str] = set()
+        self.flows = FlowStore(keep_flows, on_error=self.report_error)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -184,11 +191,16 @@ class Proxy:
             await self.capture.close()
 
     # --- events -------------------------------------------------------------------------------
+    # The connection code reports a flow's life with publish("add" | "update", flow) and
+    # flow_done(flow). Both go through the store (`self.flows`), which tells a new flow from a known
+    # one by id and emits "added" / "updated" / "removed" to its subscribers (the UI's client); the
+    # raw kinds still reach `subscribe` callbacks (headless log, tests, library users).
+
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback(kind, flow)` for "add", "update" and "done" on in-scope flows.
 
         A flow may reach "done" without an "add" (CONNECT tunnels, failed handshakes): treat an
-        unknown flow in "done" as new.
+        unknown flow in "done" as new. `self.flows.subscribe` does that for you, by flow id.
         """
         self._subscribers.append(callback)
 
@@ -199,8 +211,18 @@ class Proxy:
         return unsubscribe
 
     def publish(self, kind: str, flow: Flow) -> None:
+        """A flow event from the connection code: "add" (request head), "update" (response head),
+        "done" (finished; flow_done calls this after the capture hand-off)."""
         if not flow.id:
             flow.ensure_id()
+        if flow.in_scope:  # out-of-scope flows are proxied but never shown nor kept
+            store = self.flows
+            if kind == "add":
+                store.add(flow)
+            elif kind == "done":
+                store.done(flow)
+            else:
+                store.update(flow)
         for cb in self._subscribers:
             try:
                 cb(kind, flow)
@@ -240,4 +262,5 @@ class Proxy:
             "failed": cap.failed if cap else 0,
             "active_connections": len(self.connections),
             "upstream_connections_opened": self.pool.connections_opened,
+            "kept": len(self.flows),
         }

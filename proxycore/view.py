@@ -4,7 +4,9 @@ UI-independent (no Textual) so the same behaviour is driven by keys, the command
 control API and tests. Built for a live table: 50 000 flows kept, thousands added per second.
 
 - The store is an insertion-ordered dict bounded by `max_flows`: appends are O(1) and the oldest
-  flows are dropped first (they are still in the capture file or database).
+  flows are dropped first (they are still in the capture file or database). The engine's
+  FlowStore (proxycore.flowstore) owns the flows and enforces --max-flows; a view mirroring it
+  deletes what the store dropped, and its own bound (the same number) is a backstop.
 - The shown list is kept sorted (ascending key, plus a parallel list of keys for bisect) and is
   maintained incrementally: a new flow is tested against the filter once and inserted (an append in
   the common case of time order); only changing the filter, the marked-only switch or the sort key
@@ -478,17 +480,28 @@ class FlowView:
 
     def delete(self, flows: Iterable[Flow]) -> int:
         """Remove flows from the view (not from capture files). Returns how many were removed."""
-        n = 0
-        for f in list(flows):
-            if self._store.pop(f.id, None) is None:
-                continue
-            self._remove_shown_keep_focus(f)
-            self._forget_off((f,))
+        store = self._store
+        gone = [g for g in (store.pop(f.id, None) for f in list(flows)) if g is not None]
+        if not gone:
+            return 0
+        if len(gone) < _BULK:
+            for f in gone:
+                self._remove_shown_keep_focus(f)
+        else:
+            # Many at once (the engine dropped its oldest flows, or the user deleted a selection):
+            # take them out of the shown list in slices, as add_many drops the oldest.
+            focus = self._focus
+            focus_gone = focus is not None and focus in self._shown and any(g is focus for g in gone)
+            focus_pos = self._sort_pos(focus) if focus_gone else None
+            self._drop_from_shown(gone)
+            if focus_gone:
+                self._focus = None
+                self._refocus(focus_pos)
+        self._forget_off(gone)
+        for f in gone:
             self._uncache_vals(f)
-            n += 1
-        if n:
-            self.version += 1
-        return n
+        self.version += 1
+        return len(gone)
 
     def clear(self) -> int:
         n = len(self._store)

@@ -1,0 +1,200 @@
+"""The UI's one interface to the engine.
+
+The UI talks to an `EngineClient` and to nothing else of the engine's runtime (the proxy, its
+connections, its upstream pool). `LocalEngine` runs the proxy in this process and on this event
+loop; a client for an engine served over a socket would implement the same methods, with flows
+arriving as `proxycore.serialize` records, without any widget noticing.
+
+Everything here is called on the event loop's thread, except `on_error`, which the engine may call
+from a capture writer's thread (the UI hops back to its loop itself).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from proxycore.errors import StartupError
+from proxycore.flow import Flow
+from proxycore.flowstore import StoreCallback
+from proxycore.options import Options
+
+if TYPE_CHECKING:
+    from proxycore.commands import CommandContext
+    from proxycore.server import Proxy
+
+ErrorCallback = Callable[[str], None]
+
+
+class EngineClient(ABC):
+    """What the UI may ask of the engine. Flow events are `callback(kind, flow_id, flow)` with kinds
+    "added", "updated" and "removed" (see proxycore.flowstore)."""
+
+    # ---------------------------------------------------------------- lifecycle
+    @abstractmethod
+    async def start(self) -> None:
+        """Start proxying. Raises StartupError (one line for the user) when it cannot."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop proxying and drain the capture (files and databases complete). Idempotent."""
+
+    # ---------------------------------------------------------------- flows
+    @abstractmethod
+    def subscribe(self, callback: StoreCallback) -> Callable[[], None]:
+        """Flow events from now on; returns the unsubscribe function."""
+
+    @abstractmethod
+    def get_flow(self, flow_id: int) -> Flow | None:
+        """A kept flow by id (None once dropped)."""
+
+    @abstractmethod
+    def snapshot(self, ids: Iterable[int] | None = None) -> list[Flow]:
+        """Kept flows (all, or those of `ids`), safe to read in a worker thread: flows in flight
+        are copies, finished ones shared."""
+
+    @abstractmethod
+    def add_flow(self, flow: Flow) -> None:
+        """A flow made by the user (a duplicate): the engine keeps it like the ones it proxied."""
+
+    @abstractmethod
+    def remove_flows(self, ids: Iterable[int]) -> int:
+        """Forget flows (the user deleted them); returns how many were kept."""
+
+    @abstractmethod
+    def clear_flows(self) -> int:
+        """Forget every flow; returns how many were kept."""
+
+    # ---------------------------------------------------------------- commands
+    def run_command(self, name: str, ctx: CommandContext, /, *args: Any, **kwargs: Any) -> Any:
+        """Run a named command of proxycore.commands against `ctx` (the caller's view state and
+        services); arguments by position or by their declared names. Returns the command's
+        message, None or a Job for the caller to run off the loop; raises CommandError."""
+        from proxycore.commands import registry
+
+        ctx.engine = self
+        return registry.call(ctx, name, *_positional(name, args, kwargs))
+
+    # ---------------------------------------------------------------- facts the UI shows
+    @property
+    @abstractmethod
+    def address(self) -> tuple[str, int]:
+        """(host, port) the proxy listens on (the requested one before start)."""
+
+    @property
+    @abstractmethod
+    def ca_cert_path(self) -> Path | None:
+        """The CA certificate clients must trust (None without MITM or before start)."""
+
+    @property
+    @abstractmethod
+    def first_run(self) -> bool:
+        """The CA was created by this start (the user has not trusted it yet)."""
+
+    @property
+    @abstractmethod
+    def stats(self) -> dict[str, int]:
+        """Counters: flows seen, captured, written, dropped, failed, connections, kept."""
+
+
+def _positional(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """`args` followed by `kwargs` placed by the command's declared argument names."""
+    if not kwargs:
+        return list(args)
+    from proxycore.commands import CommandError, registry
+
+    cmd = registry.get(name)
+    rest = cmd.args[len(args):]
+    unknown = set(kwargs) - {a.name for a in rest}
+    if unknown:
+        raise CommandError(f"{name}: unexpected or repeated argument {', '.join(sorted(unknown))} "
+                           f"({cmd.signature})")
+    out = list(args)
+    last = max(i for i, a in enumerate(rest) if a.name in kwargs)
+    for a in rest[:last + 1]:  # a keyword after an omitted argument: that one takes its default
+        if a.name in kwargs:
+            out.append(kwargs[a.name])
+        elif a.required:
+            raise CommandError(f"{name}: missing <{a.name}> ({cmd.signature})")
+        else:
+            out.append(a.default)
+    return out
+
+
+class LocalEngine(EngineClient):
+    """The engine in this process: builds and owns the Proxy from `options`. The proxy keeps
+    `keep_flows` flows (default: options.max_flows), the store the UI mirrors."""
+
+    def __init__(self, options: Options, *, on_error: ErrorCallback | None = None,
+                 keep_flows: int | None = None) -> None:
+        from proxycore.server import Proxy  # the engine's runtime, loaded with the engine
+
+        self.options = options
+        self._first_run = options.mitm and not options.ca_cert_path.exists()
+        self.proxy: Proxy = Proxy(options, on_error=on_error,
+                                  keep_flows=options.max_flows if keep_flows is None else keep_flows)
+        self.running = False
+        self._stopped = False
+
+    async def start(self) -> None:
+        self._first_run = self.options.mitm and not self.options.ca_cert_path.exists()
+        try:
+            await self.proxy.start()
+        except StartupError:
+            self._stopped = True  # nothing to stop
+            raise
+        self.running = True
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.running:
+            self.running = False
+            await self.proxy.stop()  # drains the capture queue and closes sinks (HAR written)
+
+    def subscribe(self, callback: StoreCallback) -> Callable[[], None]:
+        return self.proxy.flows.subscribe(callback)
+
+    def get_flow(self, flow_id: int) -> Flow | None:
+        return self.proxy.flows.get(flow_id)
+
+    def snapshot(self, ids: Iterable[int] | None = None) -> list[Flow]:
+        return self.proxy.flows.snapshot(ids)
+
+    def add_flow(self, flow: Flow) -> None:
+        self.proxy.flows.add(flow)
+
+    def remove_flows(self, ids: Iterable[int]) -> int:
+        return self.proxy.flows.remove(ids)
+
+    def clear_flows(self) -> int:
+        return self.proxy.flows.clear()
+
+    def inject(self, kind: str, flow: Flow) -> None:
+        """Publish a flow as the proxy's connection code would ("add", "update", "done"), without
+        a proxy running: tests, demos and snapshots feed the UI through the real store with it."""
+        self.proxy.publish(kind, flow)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.proxy.address[:2]
+        return host, port
+
+    @property
+    def ca_cert_path(self) -> Path | None:
+        ca = self.proxy.ca
+        return ca.cert_path if ca is not None else None
+
+    @property
+    def first_run(self) -> bool:
+        return self._first_run and self.proxy.ca is not None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.proxy.stats
+
+
+__all__ = ["EngineClient", "ErrorCallback", "LocalEngine", "StartupError"]
