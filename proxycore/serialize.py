@@ -59,7 +59,7 @@ def _request(r: Request) -> dict[str, Any]:
     return {
         "method": r.method, "scheme": r.scheme, "host": r.host, "port": r.port, "target": r.target,
         "http_version": r.http_version, "authority": r.authority, "headers": _headers(r.headers),
-        "body": _b(r.body), "body_size": r.body_size, "body_truncated": r.body_truncated,
+        "body": _b(r.body), "body_size": r.body_size, "body_truncated": r.body_truncated, "stream": r.stream,
     }
 
 
@@ -68,13 +68,14 @@ def _unrequest(d: dict[str, Any]) -> Request:
                 _unheaders(d["headers"]), _unb(d["body"]), d["authority"])
     r.body_size = d["body_size"]
     r.body_truncated = d["body_truncated"]
+    r.stream = d.get("stream", True)
     return r
 
 
 def _response(r: Response) -> dict[str, Any]:
     return {
         "status": r.status, "reason": r.reason, "http_version": r.http_version, "headers": _headers(r.headers),
-        "body": _b(r.body), "body_size": r.body_size, "body_truncated": r.body_truncated,
+        "body": _b(r.body), "body_size": r.body_size, "body_truncated": r.body_truncated, "stream": r.stream,
     }
 
 
@@ -82,6 +83,7 @@ def _unresponse(d: dict[str, Any]) -> Response:
     r = Response(d["status"], d["reason"], d["http_version"], _unheaders(d["headers"]), _unb(d["body"]))
     r.body_size = d["body_size"]
     r.body_truncated = d["body_truncated"]
+    r.stream = d.get("stream", True)
     return r
 
 
@@ -132,6 +134,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         "passthrough": flow.passthrough,
         "in_scope": flow.in_scope,
         "sampled": flow.sampled,
+        "killed": flow.killed,
         "original_request": _opt(_request, flow.original_request),
         "original_response": _opt(_response, flow.original_response),
     }
@@ -163,6 +166,7 @@ def flow_from_dict(d: dict[str, Any]) -> Flow:
         flow.passthrough = d["passthrough"]
         flow.in_scope = d["in_scope"]
         flow.sampled = d["sampled"]
+        flow.killed = d.get("killed", False)
         flow.original_request = _opt(_unrequest, d["original_request"])
         flow.original_response = _opt(_unresponse, d["original_response"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -94,6 +94,7 @@ def _request(draw: st.DrawFn) -> Request:
         r.set_body_chunks(draw(st.lists(_bytes, max_size=4)))
     r.body_size = draw(st.integers(0, 2**40))
     r.body_truncated = draw(st.booleans())
+    r.stream = draw(st.booleans())
     return r
 
 
@@ -104,6 +105,7 @@ def _response(draw: st.DrawFn) -> Response:
         r.set_body_chunks(draw(st.lists(_bytes, max_size=4)))
     r.body_size = draw(st.integers(0, 2**40))
     r.body_truncated = draw(st.booleans())
+    r.stream = draw(st.booleans())
     return r
 
 
@@ -142,6 +144,7 @@ def flows(draw: st.DrawFn) -> Flow:
     f.passthrough = draw(st.booleans())
     f.in_scope = draw(st.booleans())
     f.sampled = draw(st.booleans())
+    f.killed = draw(st.booleans())
     f.original_request = draw(st.none() | _request())
     f.original_response = draw(st.none() | _response())
     return f
