@@ -213,6 +213,20 @@ def test_no_ui_logs_flows_writes_ndjson_to_stdout_and_stops_on_sigterm(
     assert not marker.exists(), marker.read_text()
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_no_ui_verbose_logs_connections(tmp_path: Path, run_proxy: Callable[..., Running], origin: int) -> None:
+    proxy = run_proxy("--no-ui", "-p", "0", "--no-mitm", "-v", "-o", str(tmp_path / "cap.ndjson"))
+    port = int(LISTENING.match(proxy.wait_line("err", LISTENING.match)).group(1))
+    r = curl(port, f"http://127.0.0.1:{origin}/hello")
+    assert r.returncode == 0, r.stderr
+    opened = proxy.wait_line("err", lambda s: " connected" in s)
+    assert re.search(r"client 127\.0\.0\.1:\d+ connected$", opened), opened
+    closed = proxy.wait_line("err", lambda s: " disconnected " in s)
+    assert re.search(r"client 127\.0\.0\.1:\d+ disconnected after [\d.]+ s, 1 request$", closed), closed
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(timeout=20) == 0
+
+
 def test_no_ui_sigint_with_output_file(tmp_path: Path, run_proxy: Callable[..., Running]) -> None:
     out = tmp_path / "cap.har"
     proxy = run_proxy("--no-ui", "-p", "0", "--no-mitm", "-o", str(out))
