@@ -39,7 +39,7 @@ LEAF_VALIDITY_DAYS = 397  # browsers reject TLS server certificates valid for lo
 LEAF_BACKDATE = dt.timedelta(days=2)  # tolerate clients whose clock is behind
 CACHE_CAPACITY = 1000
 CACHE_TTL = 3600.0  # seconds
-ALPN = ["http/1.1"]
+ALPN = ["http/1.1"]  # what the origin side offers; the client side offers options.alpn (CertificateAuthority.alpn)
 _SNI_ATTR = "_omniproxy_sni"
 
 
@@ -231,6 +231,7 @@ class CertificateAuthority:
             self._aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
         org = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         self._leaf_org = str(org[0].value) if org else None
+        self.alpn: list[str] = list(ALPN)  # offered to clients by every minted context (options.alpn)
         self._sni_cb = _make_sni_callback(weakref.ref(self))
 
     # -- construction -------------------------------------------------------------------------
@@ -424,7 +425,7 @@ class CertificateAuthority:
         )
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.set_alpn_protocols(ALPN)
+        ctx.set_alpn_protocols(self.alpn)
         if self._loader is None:
             self._loader = _ChainLoader(leaf_key_pem)
         self._loader.load(ctx, cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem)

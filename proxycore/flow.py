@@ -47,14 +47,22 @@ class Headers:
         self.fields: list[tuple[bytes, bytes]] = list(fields) if fields is not None else []
 
     @classmethod
+    def adopt(cls, fields: list[tuple[bytes, bytes]]) -> Headers:
+        """Headers holding `fields` itself (no copy): for a list nobody else holds."""
+        h = cls.__new__(cls)
+        h.fields = fields
+        return h
+
+    @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
         return cls((k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         n = name.lower().encode("latin-1")
+        ln = len(n)
         for k, v in self.fields:
-            if k.lower() == n:
-                return _s(v)
+            if len(k) == ln and k.lower() == n:  # the length first: most names differ in it
+                return v.decode("latin-1")
         return default
 
     def get_all(self, name: str) -> list[str]:

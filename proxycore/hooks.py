@@ -40,18 +40,18 @@ class Chain:
     """The bound methods of one hook, and whether any of them is a coroutine function (then the
     chain must be awaited; otherwise it is called inline, with no task switch)."""
 
-    __slots__ = ("fns", "is_async", "on_error")
+    __slots__ = ("fns", "is_async", "on_error", "call", "trusted")
 
     def __init__(self, on_error: Callable[[str], None]) -> None:
         self.fns: list[tuple[Callable[..., Any], bool]] = []
         self.is_async = False
         self.on_error = on_error
+        # call(arg) runs a chain of sync hooks (is_async is False); the engine's own lone hook
+        # is called directly (see Addons.add(trusted=True))
+        self.call: Callable[[Any], Any] = self._call_each
+        self.trusted = True  # only the engine's own addons: they change no message
 
-    def __bool__(self) -> bool:
-        return bool(self.fns)
-
-    def call(self, arg: Any) -> None:
-        """Run a chain of sync hooks (is_async is False)."""
+    def _call_each(self, arg: Any) -> None:
         for fn, _ in self.fns:
             try:
                 fn(arg)
@@ -78,27 +78,33 @@ def _name(fn: Callable[..., Any]) -> str:
 
 
 class Addons:
-    """The registered addons; one `Chain` attribute per hook (`addons.request`, ...)."""
+    """The registered addons; one `Chain` attribute per hook (`addons.request`, ...), None when
+    no addon defines that hook."""
 
-    client_connected: Chain
-    client_disconnected: Chain
-    connect: Chain
-    tls: Chain
-    requestheaders: Chain
-    request: Chain
-    responseheaders: Chain
-    response: Chain
-    error: Chain
-    done: Chain
+    client_connected: Chain | None
+    client_disconnected: Chain | None
+    connect: Chain | None
+    tls: Chain | None
+    requestheaders: Chain | None
+    request: Chain | None
+    responseheaders: Chain | None
+    response: Chain | None
+    error: Chain | None
+    done: Chain | None
 
     def __init__(self, on_error: Callable[[str], None] | None = None) -> None:
         self._on_error = on_error or (lambda msg: None)
         self.addons: list[Any] = []
         self._tail: list[Any] = []  # after every other addon, whenever those were added
+        self._trusted: list[Any] = []
         self._rebuild()
 
-    def add(self, *addons: Any, last: bool = False) -> None:
+    def add(self, *addons: Any, last: bool = False, trusted: bool = False) -> None:
+        """`trusted`: the engine's own addons; a hook only they define is called directly,
+        without the guard that reports a failing user hook."""
         (self._tail if last else self.addons).extend(addons)
+        if trusted:
+            self._trusted.extend(addons)
         self._rebuild()
 
     def remove(self, addon: Any) -> None:
@@ -116,8 +122,14 @@ class Addons:
                     continue
                 is_async = inspect.iscoroutinefunction(fn)
                 chain.fns.append((fn, is_async))
+                if addon not in self._trusted:
+                    chain.trusted = False
                 chain.is_async = chain.is_async or is_async
-            setattr(self, hook, chain)
+            if len(chain.fns) == 1 and not chain.is_async and getattr(chain.fns[0][0], "__self__", None) \
+                    in self._trusted:
+                chain.call = chain.fns[0][0]  # the engine's own: no guard to pay for
+            # An empty chain is None, so `if addons.request:` costs no call on the hot path.
+            setattr(self, hook, chain if chain.fns else None)
 
     def get(self, cls: type) -> Any:
         """The first registered addon of this class, or None."""

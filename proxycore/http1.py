@@ -15,6 +15,7 @@ a streamed response, the upstream's callbacks write the head and body straight t
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -32,11 +33,13 @@ from .upstream import UpstreamConnection, UpstreamError
 if TYPE_CHECKING:
     from .server import Proxy
 
+_BAD_HOST_CHARS = re.compile(r"[\s/\\@?#]")
 _LOCAL_HOSTS = frozenset(("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"))
 _BUFFER_LIMIT = 1 << 20  # request body bytes buffered before the upstream is ready
 _REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Request Header Fields Too Large",
             501: "Not Implemented", 502: "Bad Gateway", 504: "Gateway Timeout", 508: "Loop Detected"}
 _NO_BODY_STATUS = frozenset((204, 304))
+_VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 
 def split_authority(authority: str, default_port: int) -> tuple[str, int]:
@@ -60,7 +63,7 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
 
 def valid_host(host: str) -> str:
     """The host name lower-cased; ValueError for what no DNS name or IP literal can be."""
-    if not host or not host.isascii() or any(c in host for c in " /\\@?#\t\r\n"):
+    if not host or not host.isascii() or _BAD_HOST_CHARS.search(host):
         raise ValueError(f"malformed host name {host!r} (non-ASCII names must be sent IDNA-encoded)")
     return host.lower()
 
@@ -112,7 +115,7 @@ class Exchange:
         "req_size", "resp_size", "client_keep_alive", "error_status", "upgrade", "is_connect",
         "response_complete_ok", "req_upgrade", "req_trailers", "resp_trailers", "whole_request",
         "body_waiter", "whole_response", "resp_chunks", "resp_buffered", "head_pending", "discard",
-        "resp_framing",
+        "resp_framing", "whole_body", "raw_head",
     )
 
     def __init__(self, conn: ClientConnection, flow: Flow, capture_limit: int | None) -> None:
@@ -150,6 +153,8 @@ class Exchange:
         self.resp_buffered = 0
         self.head_pending = False  # response head waits for async responseheaders hooks
         self.discard = False  # the request body is read and dropped (answered locally)
+        self.whole_body = False  # flow.request.body holds the whole body a hook asked for
+        self.raw_head = b""  # the response head as received, while no hook could have changed it
 
     # --- request body from the client -------------------------------------------------------
     def request_body(self, data: bytes) -> None:
@@ -197,8 +202,10 @@ class Exchange:
             # interim (100 Continue): forwarded as is, the final response follows
             self.conn.write(self.conn.codec.response_head(ev.status, ev.reason, ev.version, ev.headers, h1.NONE))
             return
-        resp_headers = Headers(ev.headers)
-        flow.response = Response(ev.status, ev.reason.decode("latin-1"), f"HTTP/{ev.version}", resp_headers)
+        resp_headers = Headers.adopt(ev.headers)  # the codec's list, ours alone
+        flow.response = Response(ev.status, ev.reason.decode("latin-1"), _VERSIONS.get(ev.version) or
+                                 f"HTTP/{ev.version}", resp_headers)
+        self.raw_head = ev.raw
         if self.resp_cap is not None and not self.conn.proxy.retain_binary_bodies:
             _trim_binary_capture(self.resp_cap, resp_headers)
         self.resp_framing = ev.framing
@@ -207,15 +214,17 @@ class Exchange:
         if ev.status == 101:
             self.upgrade = True
         chain = self.conn.proxy.addons.responseheaders
-        if chain.is_async:
+        if chain is not None and chain.is_async:
             # the flow's task runs the hooks; the origin waits meanwhile
             self.head_pending = True
             if self.upstream is not None:
                 self.upstream.pause_reading()
             self._resolve("head")
             return
-        if chain:
+        if chain is not None:
             chain.call(flow)
+            if not chain.trusted:
+                self.raw_head = b""  # a hook may have changed the head: serialise the flow's
         self.start_response()
 
     def start_response(self) -> None:
@@ -244,6 +253,12 @@ class Exchange:
         assert resp is not None
         framing = self.resp_framing
         self.resp_chunked = framing == h1.CHUNKED
+        raw = self.raw_head
+        if raw and not self.upgrade:  # nobody could have changed it: forward it as received
+            self.conn.codec.use_framing(framing)
+            self.conn.write(raw)
+            self.head_sent = True
+            return
         headers = resp.headers.fields
         if self.upgrade:
             headers = h1.strip_hop_by_hop(headers, keep_upgrade=True)
@@ -334,7 +349,7 @@ class ClientConnection(TunnelMixin, Endpoint):
 
     def _arm(self, kind: str, seconds: float) -> None:
         self.deadline_kind = kind
-        self.deadline = asyncio.get_running_loop().time() + seconds
+        self.deadline = self.proxy.pool.loop.time() + seconds
 
     def data_received(self, data: bytes) -> None:
         if self.relay_to is not None:
@@ -362,7 +377,7 @@ class ClientConnection(TunnelMixin, Endpoint):
                 if ex is not None:
                     ex.request_body(ev.data)  # type: ignore[attr-defined]
                     if self.deadline_kind == "body":
-                        self.deadline = asyncio.get_running_loop().time() + self.proxy.options.body_idle_timeout
+                        self.deadline = self.proxy.pool.loop.time() + self.proxy.options.body_idle_timeout
             elif t is h1.RequestHead:
                 self._request_head(ev)  # type: ignore[arg-type]
             elif t is h1.EndOfMessage:
@@ -426,10 +441,11 @@ class ClientConnection(TunnelMixin, Endpoint):
         if peer is not None:
             peer.closed = time.time()
             chain = self.proxy.addons.client_disconnected
-            if chain.is_async:
-                asyncio.ensure_future(chain.run(peer))
-            elif chain:
-                chain.call(peer)
+            if chain is not None:
+                if chain.is_async:
+                    asyncio.ensure_future(chain.run(peer))
+                else:
+                    chain.call(peer)
 
     def pause_writing(self) -> None:
         # The client reads slower than we write: hold the origin, and serve no further
@@ -496,20 +512,21 @@ class ClientConnection(TunnelMixin, Endpoint):
     def _new_flow(self, ev: h1.RequestHead) -> tuple[Flow, tuple[int, str] | None]:
         proxy = self.proxy
         method, url, version = ev.method, ev.target, ev.version
-        headers = Headers(ev.headers)
-        authority = headers.get("host") or ""
+        headers = Headers.adopt(ev.headers)  # the codec's list, ours alone
         err = None
-        scheme, host, port, target = "http", "", 0, url
+        scheme, host, port, target, authority = "http", "", 0, url, ""
         try:
             if method == "CONNECT":
                 host, port = split_authority(url, 443)
                 target = url
+                authority = headers.get("host") or ""
             elif url[:8].lower().startswith(("http://", "https://")):
                 u = httptools.parse_url(url.encode("latin-1"))
                 if self.tunnel is not None:
                     # inside a MITM tunnel only the tunnel's origin is reachable, whatever the URL says
                     scheme = "https"
                     host, port = self.tunnel
+                    authority = headers.get("host") or ""
                 else:
                     scheme = u.schema.decode().lower()
                     host = valid_host(u.host.decode("latin-1"))
@@ -522,10 +539,12 @@ class ClientConnection(TunnelMixin, Endpoint):
                     authority = host if u.port is None else f"{host}:{port}"
                     if ":" in host:
                         authority = f"[{host}]" if u.port is None else f"[{host}]:{port}"
-                    headers.set("Host", authority)
+                    if headers.get("host") != authority:
+                        headers.set("Host", authority)
             elif self.tunnel is not None:
                 scheme = "https"
                 host, port = self.tunnel
+                authority = headers.get("host") or ""
                 if not target.startswith("/") and target != "*":
                     raise ValueError(f"malformed request target {url!r}")
             else:
@@ -533,7 +552,8 @@ class ClientConnection(TunnelMixin, Endpoint):
                             "(requests must use absolute URLs or CONNECT)")
         except (ValueError, httptools.HttpParserInvalidURLError) as exc:
             err = (400, f"malformed request target: {exc}")
-        req = Request(method, scheme, host, port, target, f"HTTP/{version}", headers, authority=authority)
+        req = Request(method, scheme, host, port, target, _VERSIONS.get(version) or f"HTTP/{version}", headers,
+                      authority=authority)
         flow = Flow(req, self.client_addr, assign_id=method != "CONNECT")
         if self.client_tls is not None:
             flow.client_tls = self.client_tls
@@ -542,7 +562,8 @@ class ClientConnection(TunnelMixin, Endpoint):
         if err is None and self.tunnel is None:
             if method != "CONNECT" and port == proxy.address[1] and host in _LOCAL_HOSTS | {proxy.address[0]}:
                 err = (508, "loop detected: the request is addressed to this proxy itself")
-            elif proxy.via_token in (headers.get("via") or ""):
+            elif proxy.pool.upstream is not None and proxy.via_token in (headers.get("via") or ""):
+                # only a proxy that forwards to an upstream adds its token, so only one can see it again
                 err = (508, "loop detected: the request came back through the upstream proxy chain")
         return flow, err
 
@@ -645,6 +666,7 @@ class ClientConnection(TunnelMixin, Endpoint):
             return False
         if ex.whole_request:
             ex.flow.request.body = b"".join(ex.buffered)
+            ex.whole_body = True
         return True
 
     def _frame_whole_request(self, ex: Exchange) -> None:
@@ -711,7 +733,7 @@ class ClientConnection(TunnelMixin, Endpoint):
             how = await ex.done
             while how == "head":  # async responseheaders hooks
                 ex.done = loop.create_future()
-                await proxy.addons.responseheaders.run(flow)
+                await proxy.addons.responseheaders.run(flow)  # type: ignore[union-attr]
                 if self.closed:
                     how = "client-gone"
                     break
@@ -891,10 +913,13 @@ class ClientConnection(TunnelMixin, Endpoint):
         t.end = time.time()
         req = flow.request
         cap = ex.req_cap
-        if cap is not None and not (ex.buffered and req.body):  # a whole body is already in place
-            req.set_body_chunks(cap.chunks)
-            req.body_truncated = cap.truncated
-        req.body_size = max(ex.req_size, len(req.body)) if not ex.discard else ex.req_size
+        if ex.whole_body:  # a hook had the body whole (and may have changed it): that is what went out
+            req.body_size = len(req.body)
+        else:
+            if cap is not None:
+                req.set_body_chunks(cap.chunks)
+                req.body_truncated = cap.truncated
+            req.body_size = ex.req_size
         resp = flow.response
         if resp is not None:
             if ex.resp_cap is not None and ex.resp_cap.chunks:
@@ -903,7 +928,8 @@ class ClientConnection(TunnelMixin, Endpoint):
             resp.body_size = ex.resp_size
         flow.state = flowmod.ERROR if flow.error else flowmod.DONE
         chain = self.proxy.addons.error if flow.error else self.proxy.addons.done
-        if chain.is_async:
-            asyncio.ensure_future(chain.run(flow))
-        elif chain:
-            chain.call(flow)
+        if chain is not None:
+            if chain.is_async:
+                asyncio.ensure_future(chain.run(flow))
+            else:
+                chain.call(flow)

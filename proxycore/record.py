@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import codecs
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -231,19 +232,32 @@ def _addr(addr: tuple[str, int] | None) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-_tz_cache: dict[int, Any] = {}
 
 
 def _rfc3339(ts: float) -> str:
     # local time with its offset and microseconds, e.g. 2026-11-25T13:00:00.123456+01:00.
-    # Looking up the local zone costs more than formatting: do it once per hour of timestamps.
-    hour = int(ts) // 3600
-    tz = _tz_cache.get(hour)
-    if tz is None:
-        if len(_tz_cache) > 64:
-            _tz_cache.clear()
-        tz = _tz_cache[hour] = datetime.fromtimestamp(hour * 3600).astimezone().tzinfo
-    return datetime.fromtimestamp(ts, tz).isoformat(timespec="microseconds")
+    # The flows of one second share everything but the microseconds: format the rest once per
+    # second (looking up the local zone costs more than formatting). Microseconds are rounded
+    # as datetime.fromtimestamp rounds them.
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    sec = int(whole)
+    if us >= 1000000:
+        sec += 1
+        us -= 1000000
+    elif us < 0:
+        sec -= 1
+        us += 1000000
+    parts = _sec_cache.get(sec)
+    if parts is None:
+        if len(_sec_cache) > 256:
+            _sec_cache.clear()
+        text = datetime.fromtimestamp(sec).astimezone().isoformat(timespec="seconds")
+        parts = _sec_cache[sec] = (text[:19], text[19:])
+    return f"{parts[0]}.{us:06d}{parts[1]}"
+
+
+_sec_cache: dict[int, tuple[str, str]] = {}
 
 
 def _ms(a: float | None, b: float | None) -> float:

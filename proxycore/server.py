@@ -97,15 +97,17 @@ class Proxy:
             first.append(PassthroughAddon(opts.mitm, self.skip_host))
         self.addons.addons[:0] = first
         self.addons.add(*scripted)
-        self.addons.add(EventsAddon(self), last=True)
+        self.addons.add(EventsAddon(self), last=True, trusted=True)
         try:
             if opts.mitm:
                 self.ca = await loop.run_in_executor(
                     None, certs.CertificateAuthority.load_or_create, opts.ca_cert_path, opts.ca_key_path)
+                self.ca.alpn = list(opts.alpn)
             client_ssl = certs.client_context(opts.ssl_insecure, opts.upstream_ca)
         except certs.CAError as exc:
             raise StartupError(str(exc)) from None
         self.pool = Pool(client_ssl, upstream, opts, self.via_token)
+        self.pool.loop = loop
 
         try:
             sinks = await open_sinks(opts, stdout_fallback=self.stdout_capture, on_error=self.report_error)

@@ -99,6 +99,13 @@ class TunnelMixin:
             self.client_tls.alpn = sslobj.selected_alpn_protocol()
             c = sslobj.cipher()
             self.client_tls.cipher = c[0] if c else None
+        if self.client_tls.alpn not in (None, "http/1.1"):
+            # only the HTTP/1.1 layer exists; a context never offers anything else (options.alpn)
+            flow.ensure_id()
+            flow.error = f"client negotiated {self.client_tls.alpn!r}, which this proxy does not speak"
+            self._finish(ex)
+            self.abort()
+            return
         if self.peer is not None:
             self.peer.tls = self.client_tls
         for queued in self.queue:  # requests parsed while start_tls() was returning

@@ -133,13 +133,25 @@ class UpstreamConnection(Endpoint):
             # bytes on an idle pooled connection: the server is misbehaving, drop the connection
             self.close()
             return
-        if self.deadline_kind == "body":
-            self.deadline = asyncio.get_running_loop().time() + self.pool.body_idle_timeout  # type: ignore[union-attr]
-        for ev in self.codec.receive_data(data):
-            self._event(ev)
-            if self.handler is None:
+        events = self.codec.receive_data(data)
+        for ev in events:
+            t = type(ev)
+            if t is h1.Data:
+                h.response_body(ev.data)  # type: ignore[attr-defined]
+            elif t is h1.EndOfMessage:
+                # Bytes after the response nobody asked for (the codec refused them): the
+                # connection can't be trusted with another request.
+                self._finish(self._keep_alive and ev is events[-1], ev.trailers)  # type: ignore[attr-defined]
                 return
-        self.quickack()  # the rest of the response is still to come
+            else:
+                self._event(ev)
+                if self.handler is None or self._relay:
+                    return
+        # The response is still incomplete: its head or its next body bytes are due.
+        if self.codec.in_message and self.pool is not None:
+            self.deadline_kind = "body"
+            self.deadline = self.pool.loop.time() + self.pool.body_idle_timeout
+        self.quickack()
 
     def _event(self, ev: h1.Event) -> None:
         h = self.handler
@@ -152,8 +164,6 @@ class UpstreamConnection(Endpoint):
             status = ev.status  # type: ignore[attr-defined]
             if status >= 200 or status == 101:
                 self._keep_alive = ev.keep_alive  # type: ignore[attr-defined]
-                if self.pool is not None:
-                    self._arm("body", self.pool.body_idle_timeout)
             h.response_head(ev)  # type: ignore[arg-type]
         elif t is h1.EndOfMessage:
             self._finish(self._keep_alive, ev.trailers)  # type: ignore[attr-defined]
@@ -170,7 +180,7 @@ class UpstreamConnection(Endpoint):
 
     def _arm(self, kind: str, seconds: float) -> None:
         self.deadline_kind = kind
-        self.deadline = asyncio.get_running_loop().time() + seconds
+        self.deadline = self.pool.loop.time() + seconds  # type: ignore[union-attr]
 
     def arm_response_timeout(self) -> None:
         """The request is sent: the origin has `response_timeout` to start answering."""
@@ -223,14 +233,19 @@ class UpstreamConnection(Endpoint):
         """The request head for the origin (or, `absolute`, for the upstream proxy)."""
         target = req.url if absolute else req.target
         fields = h1.strip_hop_by_hop(req.headers.fields, keep_upgrade=True)
-        if req.headers.get("host") is None:
-            fields.append((b"Host", req.netloc.encode("latin-1")))
+        extra = []
+        if not req.authority and req.headers.get("host") is None:
+            extra.append((b"Host", req.netloc.encode("latin-1")))
         if absolute and self.pool is not None and self.pool.upstream is not None:
             if self.pool.upstream.auth_header:
-                fields.append((b"Proxy-Authorization", self.pool.upstream.auth_header))
+                extra.append((b"Proxy-Authorization", self.pool.upstream.auth_header))
         if via:
-            fields.append((b"Via", b"1.1 " + via.encode()))
-        return self.codec.request_head(req.method, target, req.http_version.removeprefix("HTTP/"), fields, framing)
+            extra.append((b"Via", b"1.1 " + via.encode()))
+        if extra:
+            fields = fields + extra
+        version = req.http_version
+        return self.codec.request_head(req.method, target, version[5:] if version.startswith("HTTP/") else version,
+                                       fields, framing)
 
     def send_data(self, data: bytes) -> None:
         self.write(self.codec.data(data))
@@ -365,6 +380,7 @@ class Pool:
         self.response_timeout = o.response_timeout
         self.body_idle_timeout = o.body_idle_timeout
         self.max_head_size = o.max_head_size
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by Proxy.start: its clock
 
     def put(self, conn: UpstreamConnection) -> None:
         lst = self.idle[conn.key]

@@ -356,3 +356,17 @@ def test_record_options_from_options() -> None:
                                             include_body=False, filter_headers=["X-A"]))
     assert ro.max_body_size == 10 and not ro.skip_binary and not ro.include_headers and not ro.include_body
     assert "x-a" in ro.redact_headers and "authorization" in ro.redact_headers
+
+
+def test_rfc3339_timestamps_match_datetime() -> None:
+    """The per-second cache formats exactly what datetime does, microsecond rounding included."""
+    import random
+    from datetime import datetime
+
+    from proxycore.record import _rfc3339
+
+    rng = random.Random(7)
+    stamps = [rng.uniform(0, 2e9) for _ in range(20000)]
+    stamps += [1e9 + 0.9999995, 1700000000.0000005, 1764600000.123456, 1764600000.0, 1.5]
+    for ts in stamps:
+        assert _rfc3339(ts) == datetime.fromtimestamp(ts).astimezone().isoformat(timespec="microseconds"), ts

@@ -66,10 +66,11 @@ class ResponseHead(Event):
     """A response head. An interim 1xx (not 101) comes as a ResponseHead with no EndOfMessage;
     the final head follows."""
 
-    __slots__ = ("status", "reason", "version", "headers", "framing", "content_length", "keep_alive")
+    __slots__ = ("status", "reason", "version", "headers", "framing", "content_length", "keep_alive", "raw")
 
     def __init__(self, status: int, reason: bytes, version: str, headers: Headers, framing: str,
-                 content_length: int | None, keep_alive: bool) -> None:
+                 content_length: int | None, keep_alive: bool, raw: bytes = b"") -> None:
+        self.raw = raw  # the head as received, when it came in one piece (b"" otherwise)
         self.status = status
         self.reason = reason
         self.version = version
@@ -127,6 +128,10 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "CON
 
 # receiving states
 _IDLE, _HEAD, _LENGTH, _CHUNKED, _CLOSE, _PAUSED, _DONE = range(7)
+# Content-Length (14), Transfer-Encoding (17), Connection (10), Upgrade (7): fields whose name has
+# one of these lengths are looked at again after the head; the others never are.
+_FRAMING_LENGTHS = frozenset((14, 17, 10, 7))
+
 # inside a chunked body
 _C_SIZE, _C_DATA, _C_CRLF, _C_TRAILER = range(4)
 
@@ -135,11 +140,12 @@ class _Sink:
     """httptools' protocol object. Kept apart from the codec so that codec -> parser -> callbacks
     is not a reference cycle (the UI freezes long-lived objects; cycles would outlive their use)."""
 
-    __slots__ = ("url", "headers", "head_done", "complete")
+    __slots__ = ("url", "headers", "head_done", "complete", "framing")
 
     def __init__(self) -> None:
         self.url = b""  # request target, or a response's reason phrase
         self.headers: Headers = []
+        self.framing: Headers = []  # the fields that may decide framing (by name length, see _framing_fields)
         self.head_done = False  # llhttp saw the whole head
         self.complete = False  # llhttp finished the message (so its parser can be reused)
 
@@ -150,6 +156,8 @@ class _Sink:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        if len(name) in _FRAMING_LENGTHS:
+            self.framing.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.head_done = True
@@ -233,7 +241,7 @@ class _H1Parser:
         self._sink = _Sink()
         self._parser = _lenient(self._parser_class(self._sink))
         self._state = _IDLE
-        self._in_msg = False
+        self.in_message = False  # between the first byte of a message and its end
         self._head_len = 0  # bytes of the head (or trailer section) so far
         self._parts: list[bytes] = []  # its pieces from earlier buffers
         self._tail = b""  # its last (up to) 3 bytes, to find an empty line split across buffers
@@ -243,10 +251,8 @@ class _H1Parser:
         self._cstate = _C_SIZE
         self._line = b""  # an incomplete chunk-size line
         self._out_framing = NONE
+        self._head_start = -1
 
-    @property
-    def in_message(self) -> bool:
-        return self._in_msg
 
     # --- receiving ---------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[Event]:
@@ -288,12 +294,13 @@ class _H1Parser:
     def _fail(self, events: list[Event], status: int, message: str) -> int:
         events.append(ProtocolError(status, message))
         self._state = _DONE
-        self._in_msg = False
+        self.in_message = False
         return 1 << 62  # past any buffer: receive_data stops
 
     def _start_head(self) -> None:
         self._state = _HEAD
-        self._in_msg = True
+        self._head_start = -1  # the head spans buffers: no raw copy of it
+        self.in_message = True
         self._head_len = 0
         self._parts = []
         self._tail = b""
@@ -302,6 +309,7 @@ class _H1Parser:
         sink = self._sink
         sink.url = b""
         sink.headers = []
+        sink.framing = []
         sink.head_done = sink.complete = False
 
     def _find_end(self, data: bytes, pos: int) -> int:
@@ -323,12 +331,39 @@ class _H1Parser:
     def _receive_head(self, data: bytes, pos: int, events: list[Event]) -> int:
         n = len(data)
         if self._state == _IDLE:
-            if not self._message_may_start(events):
+            if not self._request and not self._expected:  # type: ignore[attr-defined]
                 return self._fail(events, 502, "unexpected data from upstream: no response pending")
             if self._request and data[pos] in b"\r\n":
                 pos = n - len(data[pos:].lstrip(b"\r\n"))  # blank lines before a request line
                 if pos == n:
                     return n
+            end = data.find(b"\r\n\r\n", pos) + 4
+            if 4 <= end - pos <= self.max_head_size:
+                # The whole head is in this buffer (nearly always): no pieces to keep.
+                sink = self._sink
+                sink.url = b""
+                sink.headers = []
+                sink.framing = []
+                sink.head_done = sink.complete = False
+                self.in_message = True
+                self._head_len = end - pos
+                self._head_start = pos
+                self._hidden_cl = None
+                try:
+                    self._parser.feed_data(data if pos == 0 and end == n else memoryview(data)[pos:end])
+                except httptools.HttpParserUpgrade:
+                    pass  # CONNECT / 101: the codec decides what follows
+                except httptools.HttpParserError as exc:
+                    reason = str(exc) or type(exc).__name__
+                    if "Content-Length" not in reason:
+                        return self._fail(events, self._bad_status, self._prefix + _lower_first(reason))
+                    err = self._reparse_hiding_cl(data[pos:end])
+                    if err is not None:
+                        return self._fail(events, self._bad_status, self._prefix + _lower_first(err))
+                if not sink.head_done:
+                    return self._fail(events, self._bad_status, self._prefix + "unparsable head")
+                self._state = _HEAD
+                return self._finish_head(data, end, events)
             self._start_head()
         end = self._find_end(data, pos)
         stop = end if end >= 0 else n
@@ -374,6 +409,7 @@ class _H1Parser:
         sink = self._sink
         sink.url = b""
         sink.headers = []
+        sink.framing = []
         sink.head_done = sink.complete = False
         self._parser = _lenient(self._parser_class(sink))
         try:
@@ -402,26 +438,29 @@ class _H1Parser:
             self._parser = _lenient(self._parser_class(self._sink))
 
     def _framing_fields(self, headers: Headers):
+        """(TE codings or None, Content-Length values or None, Connection tokens, has Upgrade)."""
+        # The sink kept the few fields whose name length could make them framing fields; with
+        # Content-Length names hidden for a re-parse (see _reparse_hiding_cl) look at them all.
+        fields = headers if self._hidden_cl else self._sink.framing
+        if not fields:
+            return None, None, _EMPTY, False
         te = cl = conn = None
         upgrade = False
-        for name, value in headers:
-            ln = len(name)
-            if ln == 14:
-                if name.lower() == b"content-length":
-                    if cl is None:
-                        cl = [value]
-                    else:
-                        cl.append(value)
-            elif ln == 17:
-                if name.lower() == b"transfer-encoding":
-                    te = True
-            elif ln == 10:
-                if name.lower() == b"connection":
-                    conn = True
-            elif ln == 7 and name.lower() == b"upgrade":
+        for name, value in fields:
+            lname = name.lower()
+            if lname == b"content-length":
+                cl = [value] if cl is None else cl + [value]
+            elif lname == b"connection":
+                conn = value if conn is None else conn + b"," + value
+            elif lname == b"transfer-encoding":
+                te = True
+            elif lname == b"upgrade":
                 upgrade = True
-        codings = transfer_codings(headers) if te else None
-        tokens = connection_tokens(headers) if conn else _EMPTY
+        codings = transfer_codings(fields) if te else None
+        if conn is None:
+            tokens = _EMPTY
+        else:
+            tokens = _COMMON_CONNECTION.get(conn) or connection_tokens([(b"connection", conn)])
         return codings, cl, tokens, upgrade
 
     def _receive_chunked(self, data: bytes, pos: int, events: list[Event]) -> int:
@@ -501,15 +540,11 @@ class _H1Parser:
     # --- serialising ---------------------------------------------------------------------------
     def _head(self, line: bytes, headers: Headers, framing: str) -> bytes:
         self._out_framing = framing
-        out = [line]
-        add = out.append
-        for name, value in headers:
-            add(name)
-            add(b": ")
-            add(value)
-            add(b"\r\n")
-        add(b"\r\n")
-        return b"".join(out)
+        return line + b"".join([k + b": " + v + b"\r\n" for k, v in headers]) + b"\r\n"
+
+    def use_framing(self, framing: str) -> None:
+        """The caller wrote a head itself (forwarded as received): frame the body by `framing`."""
+        self._out_framing = framing
 
     def data(self, data: bytes) -> bytes:
         """The body bytes framed as the current message's framing says (chunked: one chunk;
@@ -549,14 +584,8 @@ class H1Server(_H1Parser):
         # Complete requests to parse before holding (pausing as after an upgrade request) until
         # resume(): how a connection bounds the requests it reads ahead, even within one buffer.
         self.budget = 1 << 62
+        self.held = False  # paused because the budget ran out (not because of an upgrade request)
 
-    @property
-    def held(self) -> bool:
-        """Paused because the budget ran out (not because of an upgrade request)."""
-        return self._state == _PAUSED and not self._upgrade
-
-    def _message_may_start(self, events: list[Event]) -> bool:
-        return True
 
     def _finish_head(self, data: bytes, end: int, events: list[Event]) -> int:
         p = self._parser
@@ -611,17 +640,23 @@ class H1Server(_H1Parser):
 
     def _end_message(self, events: list[Event], trailers: Headers | None) -> None:
         events.append(EndOfMessage(trailers))
-        self._in_msg = False
+        self.in_message = False
         self.budget -= 1
-        self._state = _PAUSED if self._upgrade or self.budget <= 0 else _IDLE
+        if self._upgrade:
+            self._state = _PAUSED
+        elif self.budget <= 0:
+            self._state = _PAUSED
+            self.held = True
+        else:
+            self._state = _IDLE
 
     def receive_eof(self) -> list[Event]:
         st = self._state
         if st == _PAUSED or st == _DONE:
             return []
         self._state = _DONE
-        if self._in_msg:
-            self._in_msg = False
+        if self.in_message:
+            self.in_message = False
             return [ProtocolError(400, "malformed request: connection closed mid-message")]
         return []
 
@@ -630,7 +665,7 @@ class H1Server(_H1Parser):
         if self._state != _PAUSED:
             return []
         self._state = _IDLE
-        self._upgrade = False
+        self._upgrade = self.held = False
         kept, self._kept = self._kept, []
         if not kept:
             return []
@@ -639,7 +674,7 @@ class H1Server(_H1Parser):
     def detach(self) -> bytes:
         """The raw bytes kept since an `upgrade` request; the codec is done after this."""
         self._state = _DONE
-        self._in_msg = False
+        self.in_message = False
         kept, self._kept = self._kept, []
         return b"".join(kept)
 
@@ -680,9 +715,6 @@ class H1Client(_H1Parser):
 
     def expect_response(self, method: str) -> None:
         self._expected.append(method.upper())
-
-    def _message_may_start(self, events: list[Event]) -> bool:
-        return bool(self._expected)
 
     def _finish_head(self, data: bytes, end: int, events: list[Event]) -> int:
         p = self._parser
@@ -727,7 +759,9 @@ class H1Client(_H1Parser):
         if method == "HEAD" or status == 204 or status == 304:
             framing = NONE
         keep_alive = framing != CLOSE and _keep_alive(version, tokens)
-        events.append(ResponseHead(status, reason, version, headers, framing, length, keep_alive))
+        start = self._head_start
+        events.append(ResponseHead(status, reason, version, headers, framing, length, keep_alive,
+                                   data[start:end] if start >= 0 else b""))
         self._next_parser(keep_alive)
         if framing == CHUNKED:
             self._state = _CHUNKED
@@ -746,12 +780,12 @@ class H1Client(_H1Parser):
         events.append(Switched(data[end:]))
         self._expected.popleft()
         self._state = _DONE
-        self._in_msg = False
+        self.in_message = False
         return len(data)
 
     def _end_message(self, events: list[Event], trailers: Headers | None) -> None:
         events.append(EndOfMessage(trailers))
-        self._in_msg = False
+        self.in_message = False
         self._state = _IDLE
         self._expected.popleft()
 
@@ -761,11 +795,11 @@ class H1Client(_H1Parser):
             return []
         self._state = _DONE
         if st == _CLOSE:
-            self._in_msg = False
+            self.in_message = False
             self._expected.popleft()
             return [EndOfMessage()]
-        if self._in_msg:
-            self._in_msg = False
+        if self.in_message:
+            self.in_message = False
             return [ProtocolError(502, "upstream closed the connection mid-response")]
         return []
 
@@ -803,16 +837,27 @@ def connection_tokens(headers: Headers) -> set[bytes]:
     return tokens
 
 
+# Connection values seen on nearly every message, and their tokens, without splitting
+_COMMON_CONNECTION = {v: frozenset((v.lower(),)) for v in (b"keep-alive", b"Keep-Alive", b"close", b"Close",
+                                                             b"upgrade", b"Upgrade")}
 _HOP_BY_HOP = frozenset((b"keep-alive", b"proxy-connection", b"proxy-authorization", b"upgrade"))
+# Connection and Keep-Alive (10), Proxy-Connection (16), Proxy-Authorization (19), Upgrade (7)
+_HOP_LENGTHS = frozenset((10, 16, 19, 7))
+_HOP_NAMES = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"upgrade"))
 _NEVER_STRIPPED = frozenset((b"transfer-encoding", b"content-length", b"host", b"te", b"connection"))
 
 
 def strip_hop_by_hop(headers: Headers, keep_upgrade: bool = False) -> Headers:
-    """Headers to forward: without Keep-Alive, Proxy-Connection, Proxy-Authorization and the
+    """Headers to forward (`headers` itself when nothing is to be stripped: copy before changing): without Keep-Alive, Proxy-Connection, Proxy-Authorization and the
     fields named in Connection; the framing fields (Transfer-Encoding, Content-Length), Host,
     TE and Connection itself stay (the proxy keeps the framing it received and forwards
     trailers). `keep_upgrade` keeps Upgrade for a request or 101 that switches protocols; without
     it Upgrade goes whether or not Connection names it."""
+    for k, _ in headers:
+        if len(k) in _HOP_LENGTHS and k.lower() in _HOP_NAMES:
+            break
+    else:
+        return headers  # no field that could be hop-by-hop (the common case): nothing to copy
     drop = (_HOP_BY_HOP | connection_tokens(headers)) - _NEVER_STRIPPED
     if keep_upgrade:
         drop = drop - {b"upgrade"}
