@@ -7,6 +7,9 @@ import socket
 
 # Linux: ACK at once instead of after the 40 ms delayed-ACK timer (see Endpoint.quickack).
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+# A read this small mid-message may be a peer's first write held back by Nagle's algorithm until
+# it sees our ACK; in a bulk transfer ACKs flow anyway, and a syscall per read would cost.
+_SMALL_READ = 4096
 
 
 class Endpoint(asyncio.Protocol):
@@ -27,7 +30,7 @@ class Endpoint(asyncio.Protocol):
         """ACK what was received now. A peer that writes a message in two pieces (a head, then
         the body: Python's http.server, many HTTP clients) has its second write held by Nagle's
         algorithm until our ACK; Linux delays that ACK by 40 ms once a connection is reused.
-        Called while a message is incomplete; the flag does not stick, hence each time."""
+        Called after a small read while a message is incomplete; the flag does not stick."""
         s = self.sock
         if s is not None:
             try:

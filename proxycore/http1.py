@@ -24,7 +24,7 @@ import httptools
 
 from . import flow as flowmod
 from .contentdetect import CHECK_BYTES, binary_by_content_type
-from .endpoint import Endpoint
+from .endpoint import _SMALL_READ, Endpoint
 from .flow import Flow, Headers, Peer, Request, Response, TLSInfo
 from .layers import http1 as h1
 from .tunnel import TunnelMixin
@@ -362,11 +362,15 @@ class ClientConnection(TunnelMixin, Endpoint):
         if self.deadline_kind == "idle":
             self._arm("head", self.proxy.options.client_head_timeout)
         codec = self.codec
+        if codec.take_body(data) and self.current is not None:  # the middle of a Content-Length body
+            self.current.request_body(data)
+            self.deadline = self.proxy.pool.loop.time() + self.proxy.options.body_idle_timeout
+            return
         codec.budget = max(1, self.proxy.options.max_pipelined - len(self.queue))
         self._dispatch(codec.receive_data(data))
         if codec.held:
             self.pause_reading()  # read no further ahead until the queue drains
-        elif codec.in_message:
+        elif codec.in_message and len(data) < _SMALL_READ:
             self.quickack()  # the rest of the request is still to come
 
     def _dispatch(self, events: list[h1.Event]) -> None:

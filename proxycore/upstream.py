@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
-from .endpoint import Endpoint
+from .endpoint import _SMALL_READ, Endpoint
 from .flow import TLSInfo
 from .layers import http1 as h1
 from .options import Options
@@ -133,6 +133,10 @@ class UpstreamConnection(Endpoint):
             # bytes on an idle pooled connection: the server is misbehaving, drop the connection
             self.close()
             return
+        if self.codec.take_body(data):  # the middle of a Content-Length body: no events to build
+            h.response_body(data)
+            self.deadline = self.pool.loop.time() + self.pool.body_idle_timeout  # type: ignore[union-attr]
+            return
         events = self.codec.receive_data(data)
         for ev in events:
             t = type(ev)
@@ -151,7 +155,8 @@ class UpstreamConnection(Endpoint):
         if self.codec.in_message and self.pool is not None:
             self.deadline_kind = "body"
             self.deadline = self.pool.loop.time() + self.pool.body_idle_timeout
-        self.quickack()
+        if len(data) < _SMALL_READ:
+            self.quickack()
 
     def _event(self, ev: h1.Event) -> None:
         h = self.handler

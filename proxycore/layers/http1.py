@@ -291,6 +291,15 @@ class _H1Parser:
                 pos = self._receive_head(data, pos, events)
         return events
 
+    def take_body(self, data: bytes) -> bool:
+        """The fast path through a Content-Length body: True when every byte of `data` belongs
+        to the body and is not its end (counted as received: the caller treats `data` as one
+        Data event); False when receive_data must look at it."""
+        if self._state == _LENGTH and len(data) < self._remaining:
+            self._remaining -= len(data)
+            return True
+        return False
+
     def _fail(self, events: list[Event], status: int, message: str) -> int:
         events.append(ProtocolError(status, message))
         self._state = _DONE
