@@ -1,12 +1,12 @@
 """The Textual app: the proxy and the UI in one process and one event loop.
 
-The UI reaches the engine only through `proxycore.client.EngineClient` (here a LocalEngine that
+The UI reaches the engine only through `proxycore.control.client.EngineClient` (here a LocalEngine that
 runs the proxy on this loop). The engine's flow store publishes "added" / "updated" / "removed"
 events by flow id, synchronously on the loop; the subscriber here only records them (a list of new
 flows, a dict of updated ones, a set of removed ids). A 15 Hz timer folds that batch into the FlowView
 and repaints what changed, so a burst of thousands of flows per second costs one small repaint
 per tick and key presses never wait behind rendering. Every user action goes through the named
-commands in `proxycore.commands`; keys and the palette only pick which command to run.
+commands in `proxycore.control.commands`; keys and the palette only pick which command to run.
 """
 
 from __future__ import annotations
@@ -29,22 +29,22 @@ from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
-from omniproxy_tui.bars import HeaderBar, KeyBar, StatusLine, capture_label
-from omniproxy_tui.detail import DetailScreen, FlowDetail
-from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
-from omniproxy_tui.filterbar import FilterBar
-from omniproxy_tui.flowtable import FlowTable
 from omniproxy_tui.gcpolicy import GcPolicy
-from omniproxy_tui.help import HelpScreen, binding_rows
-from omniproxy_tui.palette import FlowCommands
 from omniproxy_tui.textual_fixes import apply as apply_textual_fixes
 from omniproxy_tui.textual_fixes import focus_now
-from proxycore.client import EngineClient, LocalEngine
-from proxycore.commands import CommandContext, CommandError, Job, export_formats, registry
+from omniproxy_tui.widgets.bars import HeaderBar, KeyBar, StatusLine, capture_label
+from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
+from omniproxy_tui.widgets.dialogs import ConfirmScreen, ExportScreen
+from omniproxy_tui.widgets.filterbar import FilterBar
+from omniproxy_tui.widgets.flowtable import FlowTable
+from omniproxy_tui.widgets.help import HelpScreen, binding_rows
+from omniproxy_tui.widgets.palette import FlowCommands
+from proxycore.control.client import EngineClient, LocalEngine
+from proxycore.control.commands import CommandContext, CommandError, Job, export_formats, registry
 from proxycore.errors import StartupError
-from proxycore.flow import INTERCEPTED, Flow
+from proxycore.flows.flow import INTERCEPTED, Flow
+from proxycore.flows.view import FlowView
 from proxycore.options import Options
-from proxycore.view import FlowView
 
 apply_textual_fixes()
 

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from omniproxy_tui import __version__
 from proxycore.config import (
     FORMATS,
     KEYS,
@@ -32,8 +33,6 @@ from proxycore.config import (
     unknown_env_vars,
 )
 from proxycore.options import LIST_KINDS, Options
-
-from . import __version__
 
 PROG = "omniproxy-tui"
 
@@ -354,7 +353,7 @@ def export(input_path: str, fmt: str | None, out: str) -> None:
         if out == "-" or Path(out).suffix.lower().lstrip(".") not in (*FORMATS, "jsonl"):
             raise UserError(f"cannot tell the format from {out!r}; pass -f {'|'.join(FORMATS)}")
         fmt = Options(output=out).capture_format
-    from proxycore.convert import convert
+    from proxycore.capture.convert import convert
 
     try:
         count = convert(input_path, out, fmt.lower())

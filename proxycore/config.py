@@ -19,8 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from .dburl import validate_db_url
-from .options import ENV_PREFIX, FORMATS, LIST_KINDS, OPTION_KEYS, Key, Options, omniproxy_home
+from proxycore.capture.dburl import validate_db_url
+from proxycore.options import ENV_PREFIX, FORMATS, LIST_KINDS, OPTION_KEYS, Key, Options, omniproxy_home
 
 # OMNIPROXY_* variables that are not options (OMNIPROXY_HOME moves the home directory).
 NON_OPTION_ENV = frozenset({"OMNIPROXY_HOME", "OMNIPROXY_DEBUG"})

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from .flow import Flow, Peer
-from .humanize import human_duration, human_size, short_content_type
-from .options import Options
+from proxycore.flows.flow import Flow, Peer
+from proxycore.humanize import human_duration, human_size, short_content_type
+from proxycore.options import Options
 
 if TYPE_CHECKING:
-    from .server import Proxy
+    from proxycore.proxy.server import Proxy
 
 MAX_LINE = 160
 LOG_FLUSH_INTERVAL = 0.1  # seconds between batched writes of flow lines
@@ -88,7 +88,7 @@ def describe_capture(options: Options, stdout_capture: bool = True) -> str:
         targets.append(f"{options.output} ({options.capture_format})")
     if options.db:
         try:
-            from .dburl import mask_url
+            from proxycore.capture.dburl import mask_url
         except ImportError:
             mask_url = mask_url_password
         targets.append(mask_url(options.db))
@@ -191,7 +191,7 @@ class ConnectionLog:
 
 async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
     """Run the proxy until SIGINT/SIGTERM; 0 on a clean stop, 2 when it cannot start."""
-    from .server import Proxy, StartupError  # the engine; imported here so `--help` stays fast
+    from proxycore.proxy.server import Proxy, StartupError  # the engine; imported here so `--help` stays fast
 
     loop = asyncio.get_running_loop()
     lines = _LineLog(log, loop)

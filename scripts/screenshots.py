@@ -30,10 +30,10 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 import httpx  # noqa: E402
 
 from omniproxy_tui.app import OmniProxyApp  # noqa: E402
-from omniproxy_tui.detail import DetailScreen, FlowDetail  # noqa: E402
-from omniproxy_tui.help import HelpScreen  # noqa: E402
+from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail  # noqa: E402
+from omniproxy_tui.widgets.help import HelpScreen  # noqa: E402
 from proxycore.certs import CertificateAuthority  # noqa: E402
-from proxycore.flow import DONE, ERROR  # noqa: E402
+from proxycore.flows.flow import DONE, ERROR  # noqa: E402
 from proxycore.options import Options  # noqa: E402
 
 NARROW, WIDE = (80, 24), (160, 48)

@@ -53,7 +53,7 @@ async def tls_origin(origin_ca):
 async def make_proxy(origin_ca):
     """Factory: `await make_proxy(**option_overrides)` returns a started Proxy on an OS-chosen port."""
     from proxycore.options import Options
-    from proxycore.server import Proxy
+    from proxycore.proxy.server import Proxy
 
     proxies = []
 

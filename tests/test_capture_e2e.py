@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from conftest import proxy_url
 
-from proxycore.convert import read_records
+from proxycore.capture.convert import read_records
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "har-1.2.schema.json").read_text())
 
@@ -137,7 +137,7 @@ async def test_sqlite_rows_queried_back(make_proxy, origin, tmp_path):
 
 
 async def test_unwritable_output_is_a_startup_error(make_proxy, tmp_path):
-    from proxycore.server import StartupError
+    from proxycore.proxy.server import StartupError
 
     with pytest.raises(StartupError) as ei:
         await make_proxy(output=str(tmp_path / "missing-dir" / "x.ndjson"))
@@ -147,7 +147,7 @@ async def test_unwritable_output_is_a_startup_error(make_proxy, tmp_path):
 
 async def test_headless_keeps_only_the_head_of_binary_bodies(origin, tmp_path, origin_ca):
     from proxycore.options import Options
-    from proxycore.server import Proxy
+    from proxycore.proxy.server import Proxy
 
     out = tmp_path / "b.ndjson"
     proxy = Proxy(Options(port=0, output=str(out), upstream_ca=str(origin_ca.cert_path)),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from proxycore.capture import CaptureQueue
-from proxycore.sinks import NdjsonSink
+from proxycore.capture.queue import CaptureQueue
+from proxycore.capture.sinks import NdjsonSink
 
 
 class ListSink:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from proxycore.flow import Flow, Headers, Request, Response
+from proxycore.flows.flow import Flow, Headers, Request, Response
 from proxycore.headless import format_flow_line, human_duration, human_size, short_content_type
 
 EXE = shutil.which("omniproxy-tui")
@@ -277,7 +277,7 @@ def test_version(tmp_path: Path) -> None:
 
 
 def test_cli_and_engine_do_not_import_textual(tmp_path: Path) -> None:
-    code = ("import sys, omniproxy_tui.cli, proxycore, proxycore.config, proxycore.headless, proxycore.server\n"
+    code = ("import sys, omniproxy_tui.cli, proxycore, proxycore.config, proxycore.headless, proxycore.proxy.server\n"
             "assert 'textual' not in sys.modules, 'textual imported'\n"
             "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(tmp_path),
@@ -286,7 +286,7 @@ def test_cli_and_engine_do_not_import_textual(tmp_path: Path) -> None:
 
 
 def test_engine_imports_no_ui_libraries(tmp_path: Path) -> None:
-    code = ("import sys, proxycore, proxycore.server, proxycore.config, proxycore.headless\n"
+    code = ("import sys, proxycore, proxycore.proxy.server, proxycore.config, proxycore.headless\n"
             "bad = [m for m in ('textual', 'click', 'rich') if m in sys.modules]\n"
             "assert not bad, bad\n"
             "print('ok')\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxycore.commands import (
+from proxycore.control.commands import (
     Arg,
     CommandContext,
     CommandError,
@@ -16,8 +16,8 @@ from proxycore.commands import (
     default_export_path,
     registry,
 )
-from proxycore.flow import DONE, Flow, Headers, Request, Response
-from proxycore.view import FlowView
+from proxycore.flows.flow import DONE, Flow, Headers, Request, Response
+from proxycore.flows.view import FlowView
 
 SCHEMA = Path(__file__).parent / "data" / "har-1.2.schema.json"
 

@@ -9,13 +9,13 @@ import zlib
 
 import pytest
 
-from omniproxy_tui.contentviews import (
+from omniproxy_tui.views.contentviews import (
     DEFAULT_LIMIT,
     MAX_LINE_CHARS,
     clean_line,
     view_body,
 )
-from omniproxy_tui.imageinfo import describe, image_size
+from omniproxy_tui.views.imageinfo import describe, image_size
 
 MIB = 1024 * 1024
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from proxycore.convert import convert, detect_format, read_records
-from proxycore.har import records_to_har
+from proxycore.capture.convert import convert, detect_format, read_records
+from proxycore.capture.har import records_to_har
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "har-1.2.schema.json").read_text())
 

@@ -139,7 +139,7 @@ async def timed_proxy(origin_ca):
     """Factory: a started Proxy with the engine's timeout options (seconds) set as attributes:
     the options object does not declare them yet, so they are set with setattr."""
     from proxycore.options import Options
-    from proxycore.server import Proxy
+    from proxycore.proxy.server import Proxy
 
     proxies = []
 

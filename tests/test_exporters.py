@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import h11
 import pytest
 
-from proxycore.exporters import (
+from proxycore.capture.exporters import (
     EXPORT_FORMATS,
     to_curl,
     to_httpie,
@@ -23,7 +23,7 @@ from proxycore.exporters import (
     to_raw_request,
     to_raw_response,
 )
-from proxycore.flow import Flow, Headers, Request, Response
+from proxycore.flows.flow import Flow, Headers, Request, Response
 
 ORIGIN_BODY = b"hello from origin"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from proxycore.flow import Request
+from proxycore.flows.flow import Request
 
 
 def test_url_follows_every_part_it_is_made_of() -> None:

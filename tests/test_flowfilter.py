@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from proxycore import flowfilter
-from proxycore.flow import Flow, Headers, Request, Response
-from proxycore.flowfilter import FilterError, help_text, parse
+from proxycore.flows import filter as flowfilter
+from proxycore.flows.filter import FilterError, help_text, parse
+from proxycore.flows.flow import Flow, Headers, Request, Response
 
 
 def make_flow(

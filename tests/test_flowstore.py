@@ -12,13 +12,13 @@ import httpx
 import pytest
 from conftest import collect_done, proxy_url, wait_for
 
-from proxycore.client import EngineClient, LocalEngine
-from proxycore.commands import CommandContext, CommandError, Job, registry
+from proxycore.control.client import EngineClient, LocalEngine
+from proxycore.control.commands import CommandContext, CommandError, Job, registry
 from proxycore.errors import StartupError
-from proxycore.flow import DONE, PENDING, Flow, Headers, Request, Response
-from proxycore.flowstore import FlowStore, snapshot_flows
+from proxycore.flows.flow import DONE, PENDING, Flow, Headers, Request, Response
+from proxycore.flows.store import FlowStore, snapshot_flows
+from proxycore.flows.view import FlowView
 from proxycore.options import Options
-from proxycore.view import FlowView
 
 
 def mk(path: str = "/", state: str = DONE) -> Flow:
@@ -140,7 +140,7 @@ def test_snapshot_copies_flows_in_flight_and_shares_finished_ones() -> None:
 
 
 async def test_proxy_publishes_flows_through_its_store(origin, origin_ca) -> None:
-    from proxycore.server import Proxy
+    from proxycore.proxy.server import Proxy
 
     proxy = Proxy(Options(port=0, upstream_ca=str(origin_ca.cert_path)), keep_flows=2)
     events: list[tuple[str, int, Flow]] = []

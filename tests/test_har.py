@@ -10,15 +10,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from proxycore import record
-from proxycore.flow import Flow, Headers, Request, Response
-from proxycore.har import (
+from proxycore.capture import record
+from proxycore.capture.har import (
     har_to_records,
     reason_phrase,
     record_to_har_entry,
     records_to_har,
     write_har_atomic,
 )
+from proxycore.flows.flow import Flow, Headers, Request, Response
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "har-1.2.schema.json").read_text())
 VALIDATOR = jsonschema.Draft7Validator(SCHEMA, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
@@ -262,7 +262,7 @@ def test_write_har_atomic_unwritable_dir(tmp_path: Path) -> None:
 
 
 def test_har_from_real_flow_records() -> None:
-    """The recorder's real output (proxycore.record) must give schema-valid HAR too."""
+    """The recorder's real output (proxycore.capture.record) must give schema-valid HAR too."""
     ropts = record.RecordOptions()
 
     def flow(method: str, target: str, req_headers: list, body: bytes = b"") -> Flow:

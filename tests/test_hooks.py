@@ -10,7 +10,7 @@ import httpx
 from conftest import collect_done, proxy_url, run, wait_for
 from origin import pattern_bytes
 
-from proxycore.flow import Headers, Response
+from proxycore.flows.flow import Headers, Response
 
 
 class Recorder:
@@ -248,7 +248,7 @@ async def test_script_file_loads_addons(make_proxy, origin, tmp_path):
 async def test_bad_script_is_a_startup_error(make_proxy, tmp_path):
     import pytest
 
-    from proxycore.server import StartupError
+    from proxycore.proxy.server import StartupError
 
     script = tmp_path / "bad.py"
     script.write_text("raise ValueError('nope')\n")

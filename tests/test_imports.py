@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The engine's runtime: the UI must go through proxycore.client (EngineClient) instead.
-ENGINE_INTERNAL = ("proxycore.server", "proxycore.http1", "proxycore.upstream", "proxycore.tunnel",
-                   "proxycore.endpoint", "proxycore.layers")
+# The engine's runtime (connections, protocol layers, the proxy itself): the UI must go through
+# proxycore.control.client (EngineClient) instead.
+ENGINE_INTERNAL = ("proxycore.proxy", "proxycore.layers")
 
 
 def _imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
@@ -49,22 +49,23 @@ def test_ui_imports_no_engine_internals() -> None:
         package = ".".join(rel.with_suffix("").parts[:-1]) if rel.name != "__init__.py" else \
             ".".join(rel.parent.parts)
         bad += [f"{rel}:{line}: {mod}" for line, mod in _imported_modules(path, package) if _is_internal(mod)]
-    assert not bad, "the UI must use proxycore.client, not:\n" + "\n".join(bad)
+    assert not bad, "the UI must use proxycore.control.client, not:\n" + "\n".join(bad)
 
 
 def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
     src = tmp_path / "m.py"
-    src.write_text("def f():\n    from proxycore.server import Proxy\n    import proxycore.http1\n"
-                   "from proxycore import tunnel\nfrom ..proxycore import upstream\n")
+    src.write_text("def f():\n    from proxycore.proxy.server import Proxy\n    import proxycore.proxy.http1\n"
+                   "from proxycore.proxy import tunnel\nfrom ..proxycore import upstream\n")
     mods = [m for _, m in _imported_modules(src, "omniproxy_tui.sub")]
-    assert {m for m in mods if _is_internal(m)} == {"proxycore.server", "proxycore.server.Proxy",
-                                                    "proxycore.http1", "proxycore.tunnel"}
+    assert {m for m in mods if _is_internal(m)} == {"proxycore.proxy.server", "proxycore.proxy.server.Proxy",
+                                                    "proxycore.proxy.http1", "proxycore.proxy",
+                                                    "proxycore.proxy.tunnel"}
     assert "omniproxy_tui.proxycore" in mods  # relative: resolved against the package, not the engine
 
 
 def test_engine_imports_no_ui_libraries() -> None:
-    code = ("import sys, proxycore, proxycore.client, proxycore.flowstore, proxycore.serialize, "
-            "proxycore.errors, proxycore.commands, proxycore.view\n"
+    code = ("import sys, proxycore, proxycore.control.client, proxycore.flows.store, proxycore.flows.serialize, "
+            "proxycore.errors, proxycore.control.commands, proxycore.flows.view\n"
             "bad = [m for m in ('textual', 'click', 'rich') if m in sys.modules]\n"
             "assert not bad, bad\n"
             "print('ok')\n")

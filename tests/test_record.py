@@ -10,9 +10,15 @@ from datetime import datetime
 
 import brotli
 
-from proxycore.flow import Flow, Headers, Request, Response, TLSInfo
+from proxycore.capture.record import (
+    BINARY_PLACEHOLDER,
+    REDACTED,
+    RecordOptions,
+    flow_to_record,
+    record_to_json_line,
+)
+from proxycore.flows.flow import Flow, Headers, Request, Response, TLSInfo
 from proxycore.options import Options
-from proxycore.record import BINARY_PLACEHOLDER, REDACTED, RecordOptions, flow_to_record, record_to_json_line
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00"  # 10 bytes, as in the original's test
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d$")
@@ -363,7 +369,7 @@ def test_rfc3339_timestamps_match_datetime() -> None:
     import random
     from datetime import datetime
 
-    from proxycore.record import _rfc3339
+    from proxycore.capture.record import _rfc3339
 
     rng = random.Random(7)
     stamps = [rng.uniform(0, 2e9) for _ in range(20000)]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxycore.options import Options
-from proxycore.scope import (
+from proxycore.addons.scope import (
     Sampler,
     Scope,
     compile_patterns,
@@ -15,6 +14,7 @@ from proxycore.scope import (
     validate_patterns,
     validate_sample_rate,
 )
+from proxycore.options import Options
 
 # --- wildcards and lists ---------------------------------------------------------------------
 

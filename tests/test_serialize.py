@@ -1,4 +1,4 @@
-"""proxycore.serialize: flows survive dumps/loads and a file round trip exactly, slot by slot."""
+"""proxycore.flows.serialize: flows survive dumps/loads and a file round trip exactly, slot by slot."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxycore.flow import (
+from proxycore.flows.flow import (
     DONE,
     ERROR,
     INTERCEPTED,
@@ -23,7 +23,7 @@ from proxycore.flow import (
     Timings,
     TLSInfo,
 )
-from proxycore.serialize import FlowFormatError, dumps_flow, loads_flow, read_flows, write_flows
+from proxycore.flows.serialize import FlowFormatError, dumps_flow, loads_flow, read_flows, write_flows
 
 # ------------------------------------------------------------------ comparing every slot
 

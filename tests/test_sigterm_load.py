@@ -14,7 +14,7 @@ import httpx
 import jsonschema
 import pytest
 
-from proxycore.convert import read_records
+from proxycore.capture.convert import read_records
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "har-1.2.schema.json").read_text())
 

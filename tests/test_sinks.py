@@ -14,10 +14,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from proxycore.convert import read_records
+from proxycore.capture.convert import read_records
+from proxycore.capture.sinks import HarSink, JsonSink, NdjsonSink, SinkError, make_sinks, open_sinks
+from proxycore.capture.sqlite import SqliteStore
 from proxycore.options import Options
-from proxycore.sinks import HarSink, JsonSink, NdjsonSink, SinkError, make_sinks, open_sinks
-from proxycore.store_sqlite import SqliteStore
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "har-1.2.schema.json").read_text())
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
@@ -178,7 +178,7 @@ def test_partial_write_is_cut_back_so_the_file_stays_parseable(tmp_path: Path, f
     script = textwrap.dedent(f"""
         import asyncio, resource, signal, sys, json
         sys.path.insert(0, {str(REPO)!r})
-        from proxycore.sinks import NdjsonSink, JsonSink
+        from proxycore.capture.sinks import NdjsonSink, JsonSink
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
         errors = []
@@ -230,7 +230,7 @@ def test_stdout_sink_writes_ndjson_lines() -> None:
         import asyncio, sys
         sys.path.insert(0, {str(REPO)!r})
         from proxycore.options import Options
-        from proxycore.sinks import open_sinks
+        from proxycore.capture.sinks import open_sinks
         async def main():
             (s,) = await open_sinks(Options(), stdout_fallback=True)
             await s.write_batch([{{"id": 1, "t": "é"}}, {{"id": 2}}])

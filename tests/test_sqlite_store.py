@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from proxycore.capture import CaptureQueue
-from proxycore.dburl import mask_url, parse_db_url, validate_db_url
-from proxycore.sinks import SinkError
-from proxycore.store_sqlite import SqliteStore
+from proxycore.capture.dburl import mask_url, parse_db_url, validate_db_url
+from proxycore.capture.queue import CaptureQueue
+from proxycore.capture.sinks import SinkError
+from proxycore.capture.sqlite import SqliteStore
 
 
 def rec(i: int, host: str = "api.example.com", method: str = "GET", status: int | None = 200) -> dict:

@@ -7,8 +7,8 @@ import asyncio
 import json
 import ssl
 
-from proxycore.http1 import ClientConnection
 from proxycore.layers.tls import StreamTransport, start_tls
+from proxycore.proxy.http1 import ClientConnection
 
 
 class PipeEnd:

@@ -8,10 +8,10 @@ import weakref
 
 import pytest
 
-from proxycore import view as viewmod
-from proxycore.flow import DONE, ERROR, Flow, Headers, Request, Response
-from proxycore.flowfilter import FilterError, parse
-from proxycore.view import SORT_KEYS, FlowView, flows_by_selector
+from proxycore.flows import view as viewmod
+from proxycore.flows.filter import FilterError, parse
+from proxycore.flows.flow import DONE, ERROR, Flow, Headers, Request, Response
+from proxycore.flows.view import SORT_KEYS, FlowView, flows_by_selector
 
 
 def mk(method: str = "GET", host: str = "example.com", path: str = "/", status: int | None = 200,
@@ -277,7 +277,7 @@ def test_many_flows_add_is_fast_enough_structurally() -> None:
 
 def _expected(v: FlowView, live: dict[int, Flow]) -> list[int]:
     """From scratch, independent of the view's caches: filter, then sort by (value, id)."""
-    from proxycore.view import _VAL_FUNCS
+    from proxycore.flows.view import _VAL_FUNCS
 
     stored = [f for f in live.values() if v.get(f.id) is f]
     shown = [f for f in stored if v.matches(f)]

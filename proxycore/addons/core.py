@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..flow import Flow
+from proxycore.flows.flow import Flow
 
 if TYPE_CHECKING:
-    from ..scope import Scope
-    from ..server import Proxy
+    from proxycore.addons.scope import Scope
+    from proxycore.proxy.server import Proxy
 
 
 class ScopeAddon:

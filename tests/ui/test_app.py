@@ -25,12 +25,12 @@ from textual.app import App
 from textual.strip import Strip
 
 from omniproxy_tui.app import OmniProxyApp
-from omniproxy_tui.detail import DetailScreen, FlowDetail
-from omniproxy_tui.dialogs import ConfirmScreen, ExportScreen
-from omniproxy_tui.filterbar import FilterBar
-from omniproxy_tui.flowtable import FlowTable
-from omniproxy_tui.help import HelpScreen
-from proxycore.flow import DONE, PENDING, Flow, Headers, Request, Response
+from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
+from omniproxy_tui.widgets.dialogs import ConfirmScreen, ExportScreen
+from omniproxy_tui.widgets.filterbar import FilterBar
+from omniproxy_tui.widgets.flowtable import FlowTable
+from omniproxy_tui.widgets.help import HelpScreen
+from proxycore.flows.flow import DONE, PENDING, Flow, Headers, Request, Response
 from proxycore.options import Options
 
 SCHEMA = Path(__file__).parent.parent / "data" / "har-1.2.schema.json"

@@ -9,9 +9,9 @@ from textual.geometry import Offset
 from textual.selection import Selection
 from textual.widgets import TabbedContent
 
-from omniproxy_tui.detail import DetailScreen, FlowDetail
-from omniproxy_tui.lineview import LineView
-from proxycore.flow import Flow, Headers, Request, Response, TLSInfo
+from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
+from omniproxy_tui.widgets.lineview import LineView
+from proxycore.flows.flow import Flow, Headers, Request, Response, TLSInfo
 
 MIB = 1024 * 1024
 LONG_VALUE = "token-" + "abcdefghij" * 15

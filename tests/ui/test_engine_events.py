@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from omniproxy_tui.app import OmniProxyApp
-from proxycore.flow import DONE, PENDING, Flow, Headers, Request, Response
+from proxycore.flows.flow import DONE, PENDING, Flow, Headers, Request, Response
 from proxycore.options import Options
 
 TIMEOUT = 10.0

@@ -22,10 +22,10 @@ from pytest_textual_snapshot import SVGImageExtension
 from syrupy import SnapshotAssertion
 
 from omniproxy_tui.app import OmniProxyApp
-from omniproxy_tui.detail import DetailScreen, FlowDetail
-from omniproxy_tui.filterbar import FilterBar
-from omniproxy_tui.help import HelpScreen
-from proxycore.flow import DONE, ERROR, PENDING, Flow, Headers, Request, Response, TLSInfo
+from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
+from omniproxy_tui.widgets.filterbar import FilterBar
+from omniproxy_tui.widgets.help import HelpScreen
+from proxycore.flows.flow import DONE, ERROR, PENDING, Flow, Headers, Request, Response, TLSInfo
 from proxycore.options import Options
 
 SNAPSHOT_DIR = Path(__file__).resolve().parents[2] / "snapshots"

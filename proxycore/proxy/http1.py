@@ -3,7 +3,7 @@
 One `ClientConnection` per accepted connection (a socket, or any transport: a TLS layer or a
 WireGuard stream). Bytes go into `layers.http1.H1Server`; each request it parses becomes an
 `Exchange` (a Flow plus streaming state) and is driven by one coroutine, `_serve_request`, that
-awaits the addons' hooks in order (see `proxycore.hooks`). Pipelined requests are served in
+awaits the addons' hooks in order (see `proxycore.addons.hooks`). Pipelined requests are served in
 order by the connection's task. Bodies stream chunk by chunk unless a hook asks for them whole;
 only a capped copy is kept for capture. Every byte to the client goes through
 `ClientConnection.write`, every byte to the origin through `UpstreamConnection.write`.
@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from . import flow as flowmod
-from .contentdetect import CHECK_BYTES, binary_by_content_type
-from .endpoint import _SMALL_READ, Endpoint
-from .flow import Flow, Headers, Peer, Request, Response, TLSInfo
-from .layers import http1 as h1
-from .tunnel import TunnelMixin
-from .upstream import UpstreamConnection, UpstreamError
+from proxycore.contentdetect import CHECK_BYTES, binary_by_content_type
+from proxycore.flows import flow as flowmod
+from proxycore.flows.flow import Flow, Headers, Peer, Request, Response, TLSInfo
+from proxycore.layers import http1 as h1
+from proxycore.proxy.endpoint import _SMALL_READ, Endpoint
+from proxycore.proxy.tunnel import TunnelMixin
+from proxycore.proxy.upstream import UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
-    from .server import Proxy
+    from proxycore.proxy.server import Proxy
 
 _BAD_HOST_CHARS = re.compile(r"[\s/\\@?#]")
 _LOCAL_HOSTS = frozenset(("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"))

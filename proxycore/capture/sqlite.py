@@ -53,8 +53,8 @@ from typing import Any
 
 import aiosqlite
 
-from .dburl import DbUrl, parse_db_url
-from .sinks import ErrorCallback, SinkError, _Reporter
+from proxycore.capture.dburl import DbUrl, parse_db_url
+from proxycore.capture.sinks import ErrorCallback, SinkError, _Reporter
 
 SCHEMA_VERSION = 1
 

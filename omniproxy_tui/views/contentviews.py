@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from omniproxy_tui import imageinfo
-from omniproxy_tui.prettyprint import (
+from omniproxy_tui.views import imageinfo
+from omniproxy_tui.views.prettyprint import (
     STYLE_DIM,
     STYLE_KEY,
     STYLE_STR,

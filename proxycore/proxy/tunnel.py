@@ -7,14 +7,14 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from .certs import get_sni
-from .flow import Response
-from .layers import http1 as h1
-from .layers.tls import start_tls
-from .upstream import UpstreamConnection, UpstreamError, _tls_info
+from proxycore.certs import get_sni
+from proxycore.flows.flow import Response
+from proxycore.layers import http1 as h1
+from proxycore.layers.tls import start_tls
+from proxycore.proxy.upstream import UpstreamConnection, UpstreamError, _tls_info
 
 if TYPE_CHECKING:
-    from .http1 import ClientConnection, Exchange
+    from proxycore.proxy.http1 import ClientConnection, Exchange
 
 
 class TunnelMixin:

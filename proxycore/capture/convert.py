@@ -17,9 +17,9 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from . import __version__
-from .har import dumps_har, har_to_records, records_to_har, write_bytes_atomic
-from .sinks import FORMATS, encode_record
+from proxycore import __version__
+from proxycore.capture.har import dumps_har, har_to_records, records_to_har, write_bytes_atomic
+from proxycore.capture.sinks import FORMATS, encode_record
 
 
 def _open_error(path: str, e: OSError) -> ValueError:

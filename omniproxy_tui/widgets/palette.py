@@ -1,4 +1,4 @@
-"""Command-palette provider over `proxycore.commands`: every command, one entry per choice.
+"""Command-palette provider over `proxycore.control.commands`: every command, one entry per choice.
 
 Typing a whole command line ("view.filter.set ~m post", "export.har out.har") also works: the
 first hit then runs exactly that line.
@@ -11,7 +11,7 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from proxycore.commands import registry
+from proxycore.control.commands import registry
 
 
 class FlowCommands(Provider):

@@ -21,8 +21,8 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from omniproxy_tui.textual_fixes import focus_now, follow_focus, run_bindings_now
-from proxycore.flowfilter import Filter, FilterError, parse
-from proxycore.view import FlowView
+from proxycore.flows.filter import Filter, FilterError, parse
+from proxycore.flows.view import FlowView
 
 _LABEL = " filter: "
 # Seconds of no typing before the expression is tried on the flows. The preview runs in slices (a

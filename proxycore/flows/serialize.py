@@ -1,7 +1,7 @@
 """Lossless serialisation of flows: what a flow file saves and loads, and what an engine served
 over a socket would send.
 
-Unlike the capture record (proxycore.record), which redacts secrets, caps bodies and decodes text
+Unlike the capture record (proxycore.capture.record), which redacts secrets, caps bodies and decodes text
 for people and databases, this keeps everything a Flow holds: header bytes in their order, case
 and repetition, bodies as the bytes captured (with their wire size and whether they were cut), the
 state, marks, comments, tags, addresses, TLS and timings, and the unedited originals of edited
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from proxycore.flow import Flow, Headers, Request, Response, Timings, TLSInfo
+from proxycore.flows.flow import Flow, Headers, Request, Response, Timings, TLSInfo
 
 VERSION = 1
 FILE_FORMAT = "omniproxy-flows"
@@ -182,7 +182,7 @@ def dumps_flow(flow: Flow) -> bytes:
 
 
 def loads_flow(data: bytes | str) -> Flow:
-    """The flow `dumps_flow` wrote, with its id (see proxycore.flow.reserve_ids before mixing loaded
+    """The flow `dumps_flow` wrote, with its id (see proxycore.flows.flow.reserve_ids before mixing loaded
     flows with new ones in one process)."""
     try:
         d = json.loads(data)

@@ -1,6 +1,6 @@
 """The live flow table: a Line-API ScrollView that renders only the rows on screen.
 
-The widget owns no flow data: it draws rows straight from a `proxycore.view.FlowView` (index →
+The widget owns no flow data: it draws rows straight from a `proxycore.flows.view.FlowView` (index →
 flow in O(1)), so 50 000 flows cost nothing until they scroll into view. It never repaints per
 proxy event: the app calls `refresh_view()` from a 10–20 Hz timer when the view's version moved.
 Rendered rows are cached on the few fields a row shows, so scrolling and repaints of unchanged rows
@@ -24,9 +24,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from omniproxy_tui.textual_fixes import follow_focus, run_bindings_now
-from proxycore.flow import ERROR, INTERCEPTED, PENDING, Flow
+from proxycore.flows.flow import ERROR, INTERCEPTED, PENDING, Flow
+from proxycore.flows.view import FlowView
 from proxycore.humanize import human_duration, human_size, short_content_type
-from proxycore.view import FlowView
 
 # Terminal control characters in hosts/paths would let a request repaint the user's terminal.
 _CTRL = {i: "?" for i in (*range(0x20), 0x7F)}

@@ -23,7 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.selection import Selection
 from textual.strip import Strip
 
-from omniproxy_tui.contentviews import StyledLines
+from omniproxy_tui.views.contentviews import StyledLines
 
 MAX_MATCHES = 10_000
 SYNC_SEARCH_LINES = 50_000  # bigger documents are searched in a worker thread

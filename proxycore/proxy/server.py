@@ -9,19 +9,19 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .addons.core import EventsAddon, PassthroughAddon, ScopeAddon
-from .errors import StartupError
-from .flow import Flow
-from .flowstore import FlowStore
-from .hooks import Addons, load_script
-from .http1 import ClientConnection
-from .layers.tls import quiet_bad_sni
-from .options import Options
-from .upstream import Pool, UpstreamProxy
+from proxycore.addons.core import EventsAddon, PassthroughAddon, ScopeAddon
+from proxycore.addons.hooks import Addons, load_script
+from proxycore.errors import StartupError
+from proxycore.flows.flow import Flow
+from proxycore.flows.store import FlowStore
+from proxycore.layers.tls import quiet_bad_sni
+from proxycore.options import Options
+from proxycore.proxy.http1 import ClientConnection
+from proxycore.proxy.upstream import Pool, UpstreamProxy
 
 if TYPE_CHECKING:
-    from .capture import CaptureQueue
-    from .certs import CertificateAuthority
+    from proxycore.capture.queue import CaptureQueue
+    from proxycore.certs import CertificateAuthority
 
 Subscriber = Callable[[str, Flow], None]
 
@@ -73,11 +73,11 @@ class Proxy:
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        from . import certs
-        from .capture import CaptureQueue
-        from .record import RecordOptions, flow_to_record
-        from .scope import Sampler, Scope, skip_host_matcher
-        from .sinks import SinkError, open_sinks
+        from proxycore import certs
+        from proxycore.addons.scope import Sampler, Scope, skip_host_matcher
+        from proxycore.capture.queue import CaptureQueue
+        from proxycore.capture.record import RecordOptions, flow_to_record
+        from proxycore.capture.sinks import SinkError, open_sinks
 
         opts = self.options
         loop = asyncio.get_running_loop()

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proxycore.flow import Flow
-from proxycore.flowstore import snapshot_flows
+from proxycore.flows.flow import Flow
+from proxycore.flows.store import snapshot_flows
+from proxycore.flows.view import SORT_KEYS, FlowView, flows_by_selector
 from proxycore.options import Options
-from proxycore.view import SORT_KEYS, FlowView, flows_by_selector
 
 if TYPE_CHECKING:
-    from proxycore.client import EngineClient
+    from proxycore.control.client import EngineClient
 
 _REQUIRED = object()
 _VERSION = "0.1.0"
@@ -210,7 +210,7 @@ def _flows(ctx: CommandContext, selector: str) -> list[Flow]:
 
 
 def export_formats() -> list[str]:
-    from proxycore.exporters import EXPORT_FORMATS
+    from proxycore.capture.exporters import EXPORT_FORMATS
 
     return list(EXPORT_FORMATS)
 
@@ -265,7 +265,7 @@ def _view_clear(ctx: CommandContext) -> str:
 @command("view.filter.set", "Show only flows matching a filter expression (empty: no filter)",
          Arg("expr", str, "filter expression, e.g. ~d example.com & ~c 404", ""))
 def _view_filter_set(ctx: CommandContext, expr: str) -> str:
-    from proxycore.flowfilter import FilterError
+    from proxycore.flows.filter import FilterError
 
     try:
         ctx.view.set_filter(expr)
@@ -327,7 +327,7 @@ def _view_follow(ctx: CommandContext, on: bool | None) -> str:
 @command("export.clip", "Copy a flow to the clipboard as curl, httpie, raw request/response or Python",
          Arg("format", str, "export format", choices=export_formats), _SELECTOR)
 def _export_clip(ctx: CommandContext, fmt: str, selector: str) -> str:
-    from proxycore.exporters import EXPORT_FORMATS
+    from proxycore.capture.exporters import EXPORT_FORMATS
 
     flows = _flows(ctx, selector)
     text = "\n".join(EXPORT_FORMATS[fmt](f) for f in flows)
@@ -357,7 +357,7 @@ def _resolve(ctx: CommandContext, path: str, ext: str) -> Path:
 
 
 def _records(ctx: CommandContext, flows: list[Flow]) -> list[dict]:
-    from proxycore.record import RecordOptions, flow_to_record
+    from proxycore.capture.record import RecordOptions, flow_to_record
 
     ro = RecordOptions.from_options(ctx.options)
     return [flow_to_record(f, ro) for f in flows]
@@ -379,7 +379,7 @@ def _export_har(ctx: CommandContext, path: str, selector: str) -> Job:
     target = _resolve(ctx, path, "har")
 
     def work() -> str:
-        from proxycore.har import records_to_har, write_har_atomic
+        from proxycore.capture.har import records_to_har, write_har_atomic
 
         write_har_atomic(target, records_to_har(_records(ctx, flows), _VERSION))
         return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
@@ -394,7 +394,7 @@ def _export_ndjson(ctx: CommandContext, path: str, selector: str) -> Job:
     target = _resolve(ctx, path, "ndjson")
 
     def work() -> str:
-        from proxycore.record import record_to_json_line
+        from proxycore.capture.record import record_to_json_line
 
         lines = [record_to_json_line(r) for r in _records(ctx, flows)]
         data = b"".join(

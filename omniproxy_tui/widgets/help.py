@@ -14,8 +14,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from proxycore.commands import registry
-from proxycore.flowfilter import help_text
+from proxycore.control.commands import registry
+from proxycore.flows.filter import help_text
 
 _KEY_NAMES = {"question_mark": "?", "enter": "⏎", "escape": "esc", "up": "↑", "down": "↓", "pageup": "PgUp",
               "pagedown": "PgDn", "home": "Home", "end": "End"}

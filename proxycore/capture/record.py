@@ -32,7 +32,7 @@ from proxycore.encoding import DEFAULT_MAX_SIZE, decode_body, parse_codings
 from proxycore.options import DEFAULT_REDACT
 
 if TYPE_CHECKING:
-    from proxycore.flow import Flow, Headers, Request, Response, Timings, TLSInfo
+    from proxycore.flows.flow import Flow, Headers, Request, Response, Timings, TLSInfo
     from proxycore.options import Options
 
 REDACTED = "[REDACTED]"
@@ -371,6 +371,6 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
 
 def record_to_json_line(record: dict[str, Any]) -> bytes:
     """One compact UTF-8 JSON line, newline-terminated (NDJSON / IR)."""
-    from proxycore.sinks import encode_record
+    from proxycore.capture.sinks import encode_record
 
     return encode_record(record) + b"\n"

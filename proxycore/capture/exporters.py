@@ -15,7 +15,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
-from proxycore.flow import Flow, Request
+from proxycore.flows.flow import Flow, Request
 
 # Headers the replaying client computes itself, or that only concern the hop to the proxy.
 _SKIP = frozenset({"content-length", "transfer-encoding", "proxy-connection", "proxy-authorization"})

@@ -27,7 +27,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 
-from proxycore.flow import Flow
+from proxycore.flows.flow import Flow
 
 Predicate = Callable[[Flow], bool]
 

@@ -19,11 +19,11 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 
-from omniproxy_tui.bars import KeyBar
-from omniproxy_tui.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
-from omniproxy_tui.lineview import Document, LineView
 from omniproxy_tui.textual_fixes import focus_now
-from proxycore.flow import INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
+from omniproxy_tui.views.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
+from omniproxy_tui.widgets.bars import KeyBar
+from omniproxy_tui.widgets.lineview import Document, LineView
+from proxycore.flows.flow import INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 
 TABS = ("request", "response", "timing", "raw")
 TAB_TITLES = {"request": "Request", "response": "Response", "timing": "Timing", "raw": "Raw"}

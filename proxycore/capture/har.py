@@ -1,6 +1,6 @@
 """HAR 1.2 from IR records (and back).
 
-HAR is always derived from the canonical IR record (``proxycore.record``), never from flows, so
+HAR is always derived from the canonical IR record (``proxycore.capture.record``), never from flows, so
 redaction, body capping and binary placeholders are decided in exactly one place.
 
 Mapping notes:
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .record import BINARY_PLACEHOLDER, REDACTED, add_multi
+from proxycore.capture.record import BINARY_PLACEHOLDER, REDACTED, add_multi
 
 CREATOR_NAME = "OmniProxy TUI"
 _EPOCH = "1970-01-01T00:00:00.000000+00:00"

@@ -15,13 +15,13 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
-from .endpoint import _SMALL_READ, Endpoint
-from .flow import TLSInfo
-from .layers import http1 as h1
-from .options import Options
+from proxycore.flows.flow import TLSInfo
+from proxycore.layers import http1 as h1
+from proxycore.options import Options
+from proxycore.proxy.endpoint import _SMALL_READ, Endpoint
 
 if TYPE_CHECKING:
-    from .flow import Flow, Request
+    from proxycore.flows.flow import Flow, Request
 
 MAX_IDLE_PER_HOST = 32
 

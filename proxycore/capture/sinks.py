@@ -1,13 +1,13 @@
 """Capture sinks: where batches of IR records go (files, stdout, SQLite).
 
 Every sink has ``name``, ``async open()``, ``async write_batch(records)``, ``async close()`` and a
-``failed`` counter. Sinks are fed by ``proxycore.capture.CaptureQueue``, never by the proxy directly.
+``failed`` counter. Sinks are fed by ``proxycore.capture.queue.CaptureQueue``, never by the proxy directly.
 
 File formats:
 - ``ndjson`` / ``ir``: one compact JSON record per line (identical; "ir" is the name APISpecRift
   uses). Each batch is one write, so a crash loses at most the batch in flight.
 - ``json``: a JSON array, one record per line: ``[\\n{..},\\n{..}\\n]\\n``. A process killed with -9
-  leaves the file without its closing ``]``; ``proxycore.convert.read_records`` tolerates that.
+  leaves the file without its closing ``]``; ``proxycore.capture.convert.read_records`` tolerates that.
 - ``har``: HAR 1.2, kept in memory as records and rewritten atomically on close and at checkpoints
   (every ~5 s when something changed), so a crash loses only the last few seconds.
 
@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from . import __version__
-from .har import records_to_har, write_har_atomic
-from .options import FORMATS, Options
+from proxycore import __version__
+from proxycore.capture.har import records_to_har, write_har_atomic
+from proxycore.options import FORMATS, Options
 
 ErrorCallback = Callable[[str], None]
 
@@ -309,8 +309,8 @@ def make_sinks(opts: Options, stdout_fallback: bool, on_error: ErrorCallback | N
             raise ValueError("format 'har' needs an output file (-o FILE.har)")
         sinks.append(JsonSink(None, on_error) if fmt == "json" else NdjsonSink(None, on_error, fmt))
     if opts.db:
-        from .dburl import validate_db_url
-        from .store_sqlite import SqliteStore
+        from proxycore.capture.dburl import validate_db_url
+        from proxycore.capture.sqlite import SqliteStore
 
         sinks.append(SqliteStore(validate_db_url(opts.db), on_error))
     return sinks

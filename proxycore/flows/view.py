@@ -5,7 +5,7 @@ control API and tests. Built for a live table: 50 000 flows kept, thousands adde
 
 - The store is an insertion-ordered dict bounded by `max_flows`: appends are O(1) and the oldest
   flows are dropped first (they are still in the capture file or database). The engine's
-  FlowStore (proxycore.flowstore) owns the flows and enforces --max-flows; a view mirroring it
+  FlowStore (proxycore.flows.store) owns the flows and enforces --max-flows; a view mirroring it
   deletes what the store dropped, and its own bound (the same number) is a backstop.
 - The shown list is kept sorted (ascending key, plus a parallel list of keys for bisect) and is
   maintained incrementally: a new flow is tested against the filter once and inserted (an append in
@@ -25,9 +25,9 @@ from itertools import filterfalse
 from operator import attrgetter
 from typing import Any
 
-from proxycore import flow as flowmod
-from proxycore.flow import Flow
-from proxycore.flowfilter import Filter, parse
+from proxycore.flows import flow as flowmod
+from proxycore.flows.filter import Filter, parse
+from proxycore.flows.flow import Flow
 
 SORT_KEYS: tuple[str, ...] = ("time", "method", "url", "size", "duration", "status")
 

@@ -3,7 +3,7 @@
 The UI talks to an `EngineClient` and to nothing else of the engine's runtime (the proxy, its
 connections, its upstream pool). `LocalEngine` runs the proxy in this process and on this event
 loop; a client for an engine served over a socket would implement the same methods, with flows
-arriving as `proxycore.serialize` records, without any widget noticing.
+arriving as `proxycore.flows.serialize` records, without any widget noticing.
 
 Everything here is called on the event loop's thread, except `on_error`, which the engine may call
 from a capture writer's thread (the UI hops back to its loop itself).
@@ -17,20 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proxycore.errors import StartupError
-from proxycore.flow import Flow
-from proxycore.flowstore import StoreCallback
+from proxycore.flows.flow import Flow
+from proxycore.flows.store import StoreCallback
 from proxycore.options import Options
 
 if TYPE_CHECKING:
-    from proxycore.commands import CommandContext
-    from proxycore.server import Proxy
+    from proxycore.control.commands import CommandContext
+    from proxycore.proxy.server import Proxy
 
 ErrorCallback = Callable[[str], None]
 
 
 class EngineClient(ABC):
     """What the UI may ask of the engine. Flow events are `callback(kind, flow_id, flow)` with kinds
-    "added", "updated" and "removed" (see proxycore.flowstore)."""
+    "added", "updated" and "removed" (see proxycore.flows.store)."""
 
     # ---------------------------------------------------------------- lifecycle
     @abstractmethod
@@ -69,10 +69,10 @@ class EngineClient(ABC):
 
     # ---------------------------------------------------------------- commands
     def run_command(self, name: str, ctx: CommandContext, /, *args: Any, **kwargs: Any) -> Any:
-        """Run a named command of proxycore.commands against `ctx` (the caller's view state and
+        """Run a named command of proxycore.control.commands against `ctx` (the caller's view state and
         services); arguments by position or by their declared names. Returns the command's
         message, None or a Job for the caller to run off the loop; raises CommandError."""
-        from proxycore.commands import registry
+        from proxycore.control.commands import registry
 
         ctx.engine = self
         return registry.call(ctx, name, *_positional(name, args, kwargs))
@@ -103,7 +103,7 @@ def _positional(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> lis
     """`args` followed by `kwargs` placed by the command's declared argument names."""
     if not kwargs:
         return list(args)
-    from proxycore.commands import CommandError, registry
+    from proxycore.control.commands import CommandError, registry
 
     cmd = registry.get(name)
     rest = cmd.args[len(args):]
@@ -129,7 +129,7 @@ class LocalEngine(EngineClient):
 
     def __init__(self, options: Options, *, on_error: ErrorCallback | None = None,
                  keep_flows: int | None = None) -> None:
-        from proxycore.server import Proxy  # the engine's runtime, loaded with the engine
+        from proxycore.proxy.server import Proxy  # the engine's runtime, loaded with the engine
 
         self.options = options
         self._first_run = options.mitm and not options.ca_cert_path.exists()

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from weakref import WeakValueDictionary
 
-from proxycore.flow import DONE, ERROR, Flow
+from proxycore.flows.flow import DONE, ERROR, Flow
 
 StoreCallback = Callable[[str, int, Flow], None]
 

@@ -13,7 +13,7 @@ from rich.text import Text
 from textual import events
 from textual.widget import Widget
 
-from proxycore.view import FlowView
+from proxycore.flows.view import FlowView
 
 
 def _shorten_middle(s: str, width: int) -> str:

@@ -1,0 +1,1 @@
+"""Content views: how bodies are shown (pretty-printing, images, hex ...)."""

@@ -1,0 +1,1 @@
+"""The Textual widgets and screens of the UI."""

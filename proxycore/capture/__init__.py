@@ -1,0 +1,1 @@
+"""Captures: the batched queue, records, HAR, sinks (files, SQLite), exporters, conversion."""

@@ -1,0 +1,1 @@
+"""What drives the engine: named commands and the UI's client interface."""

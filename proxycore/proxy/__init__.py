@@ -1,0 +1,1 @@
+"""The proxy's runtime: the listener, connection pumps, the flow driver, upstream pool, tunnels."""
