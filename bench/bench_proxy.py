@@ -270,7 +270,7 @@ def omniproxy_argv(tree: Path) -> tuple[list[str], dict]:
     that tree first on PYTHONPATH, the entry point `omniproxy_tui.cli.main` called directly (works
     for every commit that has the click CLI, with or without a __main__ guard)."""
     env = {"PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    check = subprocess.run([sys.executable, "-c", "import omniproxy_tui.cli, proxycore.proxy.server as s; print(s.__file__)"],
+    check = subprocess.run([sys.executable, "-c", "import omniproxy_tui.cli, proxycore as s; print(s.__file__)"],
                            capture_output=True, text=True, env={**os.environ, **env}, cwd=str(tree))
     where = Path(check.stdout.strip() or "/nonexistent")
     if check.returncode or not where.resolve().is_relative_to(tree.resolve()):
