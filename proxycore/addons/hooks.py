@@ -72,6 +72,15 @@ class Chain:
                 self.on_error(f"addon hook {_name(fn)} failed: {exc!r}")
 
 
+async def run_hook(chain: Chain | None, arg: Any) -> None:
+    """Run a hook chain off the hot path (the flow driver inlines this where it counts)."""
+    if chain is not None:
+        if chain.is_async:
+            await chain.run(arg)
+        else:
+            chain.call(arg)
+
+
 def _name(fn: Callable[..., Any]) -> str:
     owner = getattr(fn, "__self__", None)
     return f"{type(owner).__name__}.{fn.__name__}" if owner is not None else getattr(fn, "__name__", repr(fn))

@@ -128,6 +128,7 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "CON
 
 # receiving states
 _IDLE, _HEAD, _LENGTH, _CHUNKED, _CLOSE, _PAUSED, _DONE = range(7)
+_STOP = 1 << 62  # an offset past any buffer: receive_data stops
 # Content-Length (14), Transfer-Encoding (17), Connection (10), Upgrade (7): fields whose name has
 # one of these lengths are looked at again after the head; the others never are.
 _FRAMING_LENGTHS = frozenset((14, 17, 10, 7))
@@ -304,7 +305,35 @@ class _H1Parser:
         events.append(ProtocolError(status, message))
         self._state = _DONE
         self.in_message = False
-        return 1 << 62  # past any buffer: receive_data stops
+        return _STOP
+
+    def _body_framing(self, codings: list[bytes] | None, cl: list[bytes] | None, events: list[Event],
+                      otherwise: str) -> tuple[str, int | None] | None:
+        """(framing, Content-Length) from a head's framing fields, or None after a ProtocolError.
+        Only a final chunked frames a body; codings before it must be known ones."""
+        prefix = self._prefix
+        if codings is not None:
+            if not codings or codings[-1] != b"chunked":
+                self._fail(events, self._bad_status, prefix + "Transfer-Encoding must end with chunked")
+                return None
+            if b"chunked" in codings[:-1]:
+                self._fail(events, self._bad_status, prefix + "chunked applied more than once")
+                return None
+            for coding in codings[:-1]:
+                if coding not in _KNOWN_CODINGS:
+                    self._fail(events, *self._unknown_coding(coding.decode("latin-1")))
+                    return None
+            return CHUNKED, None
+        if cl is not None:
+            try:
+                return LENGTH, _content_length(cl)
+            except ValueError as exc:
+                self._fail(events, self._bad_status, f"{prefix}{exc}")
+                return None
+        return otherwise, None
+
+    def _unknown_coding(self, name: str) -> tuple[int, str]:
+        return 501, f"unsupported transfer coding: {name}"
 
     def _start_head(self) -> None:
         self._state = _HEAD
@@ -611,23 +640,10 @@ class H1Server(_H1Parser):
                 return self._fail(events, 400, "malformed request: Transfer-Encoding in an HTTP/1.0 request")
             if cl is not None:
                 return self._fail(events, 400, "malformed request: both Transfer-Encoding and Content-Length")
-            if not codings or codings[-1] != b"chunked":
-                return self._fail(events, 400, "malformed request: Transfer-Encoding must end with chunked")
-            if b"chunked" in codings[:-1]:
-                return self._fail(events, 400, "malformed request: chunked applied more than once")
-            for coding in codings[:-1]:
-                if coding not in _KNOWN_CODINGS:
-                    name = coding.decode("latin-1")
-                    return self._fail(events, 501, f"unsupported transfer coding: {name}")
-            framing = CHUNKED
-        elif cl is not None:
-            try:
-                length = _content_length(cl)
-            except ValueError as exc:
-                return self._fail(events, 400, f"malformed request: {exc}")
-            framing = LENGTH
-        else:
-            framing = NONE
+        framed = self._body_framing(codings, cl, events, NONE)
+        if framed is None:
+            return _STOP
+        framing, length = framed
         upgrade = method == "CONNECT" or (has_upgrade and b"upgrade" in tokens)
         self._upgrade = upgrade
         # llhttp's should_keep_alive() is only right inside on_headers_complete (llhttp clears its
@@ -715,6 +731,9 @@ class H1Client(_H1Parser):
     _parser_class = httptools.HttpResponseParser
     _bad_status = 502
     _prefix = "malformed response: "
+
+    def _unknown_coding(self, name: str) -> tuple[int, str]:
+        return 502, f"malformed response: unknown transfer coding {name}"
     _too_big = (502, "upstream response head too large")
     _trailers_too_big = (502, "upstream response trailers too large")
 
@@ -742,25 +761,10 @@ class H1Client(_H1Parser):
             self._state = _IDLE  # the final response follows; in_message stays true
             return end
         codings, cl, tokens, _ = self._framing_fields(headers)
-        length = None
-        if codings is not None:
-            if not codings or codings[-1] != b"chunked":
-                return self._fail(events, 502, "malformed response: Transfer-Encoding must end with chunked")
-            if b"chunked" in codings[:-1]:
-                return self._fail(events, 502, "malformed response: chunked applied more than once")
-            for coding in codings[:-1]:
-                if coding not in _KNOWN_CODINGS:
-                    name = coding.decode("latin-1")
-                    return self._fail(events, 502, f"malformed response: unknown transfer coding {name}")
-            framing = CHUNKED
-        elif cl is not None:
-            try:
-                length = _content_length(cl)
-            except ValueError as exc:
-                return self._fail(events, 502, f"malformed response: {exc}")
-            framing = LENGTH
-        else:
-            framing = CLOSE
+        framed = self._body_framing(codings, cl, events, CLOSE)
+        if framed is None:
+            return _STOP
+        framing, length = framed
         method = self._expected[0]
         if method == "CONNECT" and status < 300:
             events.append(ResponseHead(status, reason, version, headers, NONE, length, False))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from proxycore.addons.hooks import run_hook
 from proxycore.contentdetect import CHECK_BYTES, binary_by_content_type
 from proxycore.flows import flow as flowmod
 from proxycore.flows.flow import Flow, Headers, Peer, Request, Response, TLSInfo
@@ -791,12 +792,7 @@ class ClientConnection(TunnelMixin, Endpoint):
         assert resp is not None
         resp.body = b"".join(ex.resp_chunks)
         ex.resp_chunks = []
-        chain = self.proxy.addons.response
-        if chain:
-            if chain.is_async:
-                await chain.run(flow)
-            else:
-                chain.call(flow)
+        await run_hook(self.proxy.addons.response, flow)
         if self.closed:
             return
         if flow.killed:

@@ -7,6 +7,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
+from proxycore.addons.hooks import run_hook
 from proxycore.certs import get_sni
 from proxycore.flows.flow import Response
 from proxycore.layers import http1 as h1
@@ -40,12 +41,8 @@ class TunnelMixin:
         flow = ex.flow
         req = flow.request
         host, port = req.host, req.port
-        chain = proxy.addons.connect
-        if chain:
-            if chain.is_async:
-                await chain.run(flow)
-            else:
-                chain.call(flow)
+        if proxy.addons.connect is not None:
+            await run_hook(proxy.addons.connect, flow)
             if self.closed:
                 self._finish(ex)
                 return
@@ -111,12 +108,7 @@ class TunnelMixin:
         for queued in self.queue:  # requests parsed while start_tls() was returning
             queued.flow.client_tls = self.client_tls
         flow.client_tls = self.client_tls
-        chain = proxy.addons.tls
-        if chain:
-            if chain.is_async:
-                await chain.run(flow)
-            else:
-                chain.call(flow)
+        await run_hook(proxy.addons.tls, flow)
         # The CONNECT itself is not recorded once intercepted: the requests inside it are.
 
     async def _tunnel(self: ClientConnection, ex: Exchange, host: str, port: int) -> None:
