@@ -263,8 +263,22 @@ def mask_password(url: str) -> str:
 # ---------------------------------------------------------------- the three sources
 
 
+class _AliasRefused(yaml.MarkedYAMLError):
+    """An alias (*name, or a merge `<<: *name`) in a config file."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice (PyYAML silently keeps the last one)."""
+    """SafeLoader that rejects a key given twice (PyYAML silently keeps the last one) and any
+    alias. A config file has no need for anchors and aliases, and aliases are how a few lines
+    expand exponentially (the "billion laughs"): printing or walking such a value never ends.
+    Refusing them when the document is composed costs nothing and bounds the work by the size
+    of the text."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(None, None, f"*{event.anchor}", event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -302,6 +316,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def parse_config_text(text: str, label: str = "config.yaml") -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _AliasRefused as e:
+        line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
+        raise ConfigError(f"{label}{line}: YAML aliases ({e.problem}) are not allowed in a config file; "
+                          "write the value out in full") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: the YAML is nested too deeply to be a config file") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
