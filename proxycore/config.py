@@ -129,7 +129,9 @@ def coerce(key: Key, value: Any, where: str) -> Any:
     """Check and normalise one value for `key`; `value` may be text (env) or YAML-typed."""
 
     def bad(detail: str | None = None) -> ConfigError:
-        return ConfigError(f"{where}: {detail or 'expected ' + _describe(key)}, got {value!r}")
+        # an error must not print the password it is complaining about
+        shown = mask_secret(key, value) if key.secret and isinstance(value, str) else value
+        return ConfigError(f"{where}: {detail or 'expected ' + _describe(key)}, got {shown!r}")
 
     kind = key.kind
     if kind == "bool":
@@ -246,7 +248,10 @@ def _check_upstream(value: str, bad: Any) -> None:
 
 
 def mask_password(url: str) -> str:
-    """http://user:secret@host:3128 -> http://user:***@host:3128; anything else unchanged."""
+    """http://user:secret@host:3128 -> http://user:***@host:3128 (and ?password=... -> ***);
+    anything else unchanged. The one helper for every URL shown to the user: config show, the
+    headless start-up line, error messages."""
+    url = _SECRET_QUERY.sub(rf"\1{SECRET_MASK}", url)
     try:
         parts = urlsplit(url)
         has_password = parts.password is not None
@@ -258,6 +263,20 @@ def mask_password(url: str) -> str:
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:{SECRET_MASK}@{hostport}"))
+
+
+_SECRET_QUERY = re.compile(r"([?&](?:password|pass|pwd|secret|token|sslpassword)=)[^&#]*", re.IGNORECASE)
+
+
+def mask_secret(key: Key, value: str) -> str:
+    """A secret option's value as shown: URLs through mask_password; a user:pass spec
+    (--proxy-auth) as user:***; an @FILE reference is a file name, shown as is."""
+    if key.kind in ("url", "db"):
+        return mask_password(value)
+    if value.startswith("@"):
+        return value
+    user, sep, _ = value.partition(":")
+    return f"{user}:{SECRET_MASK}" if sep else SECRET_MASK
 
 
 # ---------------------------------------------------------------- the three sources
@@ -432,7 +451,7 @@ def _nested(opts: Options, mask_secrets: bool) -> dict[str, Any]:
         if isinstance(value, list | tuple):
             value = list(value)
         elif mask_secrets and key.secret and isinstance(value, str):
-            value = mask_password(value)
+            value = mask_secret(key, value)
         if key.section is None:
             data[key.name] = value
         else:
