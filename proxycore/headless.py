@@ -106,7 +106,9 @@ def listening_line(proxy: Proxy, options: Options) -> str:
         mitm = "MITM off"
     if options.upstream:
         mitm += f", upstream: {mask_password(options.upstream)}"
-    return f"proxy listening on http://{shown}:{port} ({mitm}) — capture: {describe_capture(options)}"
+    line = f"proxy listening on http://{shown}:{port} ({mitm}) — capture: {describe_capture(options)}"
+    # who may connect, when that is more than this machine without credentials
+    return " — ".join([line, *proxy.access_facts])
 
 
 def summary_line(stats: dict[str, int], interrupted: bool = False) -> str:

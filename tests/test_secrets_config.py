@@ -1,4 +1,4 @@
-"""Secrets in what we print (one mask, ***, everywhere), through the real CLI."""
+"""Secrets in what we print (one mask, ***, everywhere) and bad access options, through the real CLI."""
 
 from __future__ import annotations
 
@@ -51,3 +51,22 @@ def test_bad_upstream_error_does_not_echo_the_password(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text(f'upstream: "ftp://carol:{SECRET}@proxy.corp:21"\n')
     line = _one_line_error(cli(tmp_path, "--config", str(tmp_path / "c.yaml"), "config", "show"))
     assert SECRET not in line and "carol:***@proxy.corp" in line, line
+
+
+def test_config_show_masks_proxy_auth(tmp_path: Path) -> None:
+    r = cli(tmp_path, "--proxy-auth", f"alice:{SECRET}", "config", "show")
+    assert r.returncode == 0, r.stderr
+    assert "proxyAuth: alice:***" in r.stdout and SECRET not in r.stdout
+    r = cli(tmp_path, "--proxy-auth", f"alice:{SECRET}", "config", "show", "--show-secrets")
+    assert f"proxyAuth: alice:{SECRET}" in r.stdout
+
+
+def test_bad_access_options_are_one_line(tmp_path: Path) -> None:
+    line = _one_line_error(cli(tmp_path, "--no-ui", "-p", "0", "--no-mitm", "--proxy-auth", "alice"))
+    assert "--proxy-auth" in line and "user:pass or @FILE" in line, line
+    (tmp_path / "ht").write_text("alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
+    line = _one_line_error(cli(tmp_path, "--no-ui", "-p", "0", "--no-mitm", "--proxy-auth", f"@{tmp_path / 'ht'}"))
+    assert "line 1" in line and "not bcrypt" in line and "htpasswd -B" in line, line
+    line = _one_line_error(cli(tmp_path, "--no-ui", "-p", "0", "--no-mitm", "--host", "0.0.0.0",
+                               "--allow-client", "10.0.0.0/8,nonsense"))
+    assert "--allow-client" in line and "'nonsense'" in line, line
