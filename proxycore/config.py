@@ -129,7 +129,9 @@ def coerce(key: Key, value: Any, where: str) -> Any:
     """Check and normalise one value for `key`; `value` may be text (env) or YAML-typed."""
 
     def bad(detail: str | None = None) -> ConfigError:
-        return ConfigError(f"{where}: {detail or 'expected ' + _describe(key)}, got {value!r}")
+        # an error must not print the password it is complaining about
+        shown = mask_secret(key, value) if key.secret and isinstance(value, str) else value
+        return ConfigError(f"{where}: {detail or 'expected ' + _describe(key)}, got {shown!r}")
 
     kind = key.kind
     if kind == "bool":
@@ -246,7 +248,10 @@ def _check_upstream(value: str, bad: Any) -> None:
 
 
 def mask_password(url: str) -> str:
-    """http://user:secret@host:3128 -> http://user:***@host:3128; anything else unchanged."""
+    """http://user:secret@host:3128 -> http://user:***@host:3128 (and ?password=... -> ***);
+    anything else unchanged. The one helper for every URL shown to the user: config show, the
+    headless start-up line, error messages."""
+    url = _SECRET_QUERY.sub(rf"\1{SECRET_MASK}", url)
     try:
         parts = urlsplit(url)
         has_password = parts.password is not None
@@ -260,11 +265,39 @@ def mask_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{SECRET_MASK}@{hostport}"))
 
 
+_SECRET_QUERY = re.compile(r"([?&](?:password|pass|pwd|secret|token|sslpassword)=)[^&#]*", re.IGNORECASE)
+
+
+def mask_secret(key: Key, value: str) -> str:
+    """A secret option's value as shown: URLs through mask_password; a user:pass spec
+    (--proxy-auth) as user:***; an @FILE reference is a file name, shown as is."""
+    if key.kind in ("url", "db"):
+        return mask_password(value)
+    if value.startswith("@"):
+        return value
+    user, sep, _ = value.partition(":")
+    return f"{user}:{SECRET_MASK}" if sep else SECRET_MASK
+
+
 # ---------------------------------------------------------------- the three sources
 
 
+class _AliasRefused(yaml.MarkedYAMLError):
+    """An alias (*name, or a merge `<<: *name`) in a config file."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice (PyYAML silently keeps the last one)."""
+    """SafeLoader that rejects a key given twice (PyYAML silently keeps the last one) and any
+    alias. A config file has no need for anchors and aliases, and aliases are how a few lines
+    expand exponentially (the "billion laughs"): printing or walking such a value never ends.
+    Refusing them when the document is composed costs nothing and bounds the work by the size
+    of the text."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(None, None, f"*{event.anchor}", event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -302,6 +335,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def parse_config_text(text: str, label: str = "config.yaml") -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _AliasRefused as e:
+        line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
+        raise ConfigError(f"{label}{line}: YAML aliases ({e.problem}) are not allowed in a config file; "
+                          "write the value out in full") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: the YAML is nested too deeply to be a config file") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -412,7 +451,7 @@ def _nested(opts: Options, mask_secrets: bool) -> dict[str, Any]:
         if isinstance(value, list | tuple):
             value = list(value)
         elif mask_secrets and key.secret and isinstance(value, str):
-            value = mask_password(value)
+            value = mask_secret(key, value)
         if key.section is None:
             data[key.name] = value
         else:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+from proxycore.config import mask_password
 from proxycore.flows.flow import Flow, Peer
 from proxycore.humanize import human_duration, human_size, short_content_type
 from proxycore.options import Options
@@ -87,30 +88,13 @@ def describe_capture(options: Options, stdout_capture: bool = True) -> str:
     if options.output:
         targets.append(f"{options.output} ({options.capture_format})")
     if options.db:
-        try:
-            from proxycore.capture.dburl import mask_url
-        except ImportError:
-            mask_url = mask_url_password
-        targets.append(mask_url(options.db))
+        targets.append(mask_password(options.db))
     if not targets:
         targets.append(f"stdout ({options.capture_format})" if stdout_capture else "off")
     text = ", ".join(targets)
     if options.sample_rate < 1.0:
         text += f", sampling {options.sample_rate:g}"
     return text
-
-
-def mask_url_password(url: str) -> str:
-    """postgres://user:secret@host/db -> postgres://user:****@host/db (for logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
 
 
 def listening_line(proxy: Proxy, options: Options) -> str:
@@ -121,8 +105,10 @@ def listening_line(proxy: Proxy, options: Options) -> str:
     else:
         mitm = "MITM off"
     if options.upstream:
-        mitm += f", upstream: {mask_url_password(options.upstream)}"
-    return f"proxy listening on http://{shown}:{port} ({mitm}) — capture: {describe_capture(options)}"
+        mitm += f", upstream: {mask_password(options.upstream)}"
+    line = f"proxy listening on http://{shown}:{port} ({mitm}) — capture: {describe_capture(options)}"
+    # who may connect, when that is more than this machine without credentials
+    return " — ".join([line, *proxy.access_facts])
 
 
 def summary_line(stats: dict[str, int], interrupted: bool = False) -> str:

@@ -150,6 +150,23 @@ class Options:
     body_buffer_limit: int = opt(33554432, "server.bodyBufferLimit", "largest body an addon may buffer "
                                  "whole (32MiB ok); larger bodies are streamed", kind="size", minimum=1,
                                  flag="--body-buffer-limit")
+    # Who may use the proxy (proxycore/addons/access.py); see "Security" in README.md.
+    allow_clients: list[str] = opt([], "server.allowClients", "client networks (CIDR) allowed when listening "
+                                   "beyond loopback; empty = loopback and private networks",
+                                   example='["10.0.0.0/8", "203.0.113.7"]', flag="--allow-client",
+                                   metavar="CIDR",
+                                   flag_help="When listening beyond loopback, allow clients from this network "
+                                   "(repeatable, a,b ok); replaces the default, loopback and private networks. "
+                                   "Loopback is always allowed.")
+    allow_loopback_targets: bool = opt(False, "server.allowLoopbackTargets", "let clients on other machines "
+                                       "reach this machine's loopback (127.0.0.1, localhost) through the proxy",
+                                       flag="--allow-loopback-targets")
+    proxy_auth: str | None = opt(None, "server.proxyAuth", "require proxy credentials: user:pass, or @FILE "
+                                 "(an htpasswd file with bcrypt hashes)", secret=True,
+                                 example='"@/etc/omniproxy/htpasswd"', flag="--proxy-auth",
+                                 metavar="USER:PASS|@FILE",
+                                 flag_help="Require proxy authentication (407): user:pass, or @FILE for an "
+                                 "htpasswd file with bcrypt hashes (htpasswd -B).")
     scripts: list[str] = opt([], "server.scripts", "Python files that define addons (like mitmproxy's -s), "
                              "loaded in order", kind="files", flag="--script", short="-s", metavar="FILE",
                              flag_help="Load addons from a Python file (repeatable).")

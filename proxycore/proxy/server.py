@@ -70,6 +70,9 @@ class Proxy:
         self.flows_captured = 0
         self._errors_reported: set[str] = set()
         self.flows = FlowStore(keep_flows, on_error=self.report_error)
+        # Who may use the proxy, for the start-up line ("clients: ...", "proxy auth: ..."); empty
+        # for the default: listening on loopback, no authentication.
+        self.access_facts: list[str] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -87,10 +90,12 @@ class Proxy:
             self.sampler = Sampler.from_options(opts)
             self.skip_host = skip_host_matcher(opts.skip_hosts) if opts.skip_hosts else None
             scripted = [a for path in opts.scripts for a in load_script(path)]
+            guards = self._access_addons()
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        # Built-in addons around the user's: scope and passthrough decide first, events publish last.
-        first = []
+        # Built-in addons around the user's: access decides first (a refused request reaches no
+        # other addon unchanged), then scope and passthrough; events publish last.
+        first: list = guards
         if self.scope is not None:
             first.append(ScopeAddon(self.scope))
         if not opts.mitm or self.skip_host is not None:
@@ -141,6 +146,46 @@ class Proxy:
         self.address = (sock[0], sock[1])
         self._sweeper = loop.create_task(self._sweep())
         self._unquiet = quiet_bad_sni(self.report_error)
+
+    def _access_addons(self) -> list:
+        """The access addons this configuration needs, and the start-up facts. Registered only when
+        needed: a proxy on loopback without --proxy-auth pays nothing. ValueError (one line) for a
+        bad --allow-client or --proxy-auth."""
+        from proxycore.addons.access import (
+            AccessAddon,
+            ProxyAuthAddon,
+            describe_clients,
+            is_loopback_host,
+            parse_allow_clients,
+            parse_proxy_auth,
+        )
+
+        opts = self.options
+        out: list = []
+        facts: list[str] = []
+        allowed = parse_allow_clients(opts.allow_clients)
+        if opts.proxy_auth:
+            validator = parse_proxy_auth(opts.proxy_auth)
+            out.append(ProxyAuthAddon(validator))
+        if not is_loopback_host(opts.host):
+            def warn(message: str) -> None:
+                # not report_error: that remembers every message, and public addresses are many
+                # (the addon already logs each address once, in a bounded set)
+                if self.on_error is not None:
+                    self.on_error(message)
+                else:
+                    print(f"omniproxy: {message}", file=sys.stderr)
+
+            out.append(AccessAddon(self, allowed, opts.allow_loopback_targets, warn))
+            facts.append(f"clients: {describe_clients(allowed)}")
+            if opts.allow_loopback_targets:
+                facts.append("loopback targets allowed")
+        elif allowed:
+            facts.append("clients: this machine only (--allow-client applies when listening beyond loopback)")
+        if opts.proxy_auth:
+            facts.append(f"proxy auth: {validator.describe}")
+        self.access_facts = facts
+        return out
 
     async def _sweep(self) -> None:
         """Enforce the connection timeouts: one pass over the connections a few times a second

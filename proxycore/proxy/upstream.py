@@ -51,7 +51,10 @@ class UpstreamProxy:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "") or not parts.hostname:
-            raise ValueError(f"upstream proxy must look like http://[user:pass@]host:port, got {url!r}")
+            from proxycore.config import mask_password  # only on this error path: no yaml import otherwise
+
+            raise ValueError(f"upstream proxy must look like http://[user:pass@]host:port, got "
+                             f"{mask_password(url)!r}")
         self.host = parts.hostname
         self.port = parts.port or 8080
         self.auth_header: bytes | None = None
