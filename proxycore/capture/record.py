@@ -219,14 +219,20 @@ def json_body(text: str, content_type: str | None) -> tuple[Any, str | None]:
     elif not _JSON_START(text):
         return text, None
     try:
-        parsed = json.loads(text, parse_constant=_reject_constant, parse_float=_exact_float,
-                            parse_int=_exact_int, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError):  # not JSON, cut short by the capture, or lossy
+        parsed = json.loads(text, parse_constant=_reject_constant)  # the C parser, no callbacks
+    except (ValueError, RecursionError):  # not JSON, or cut short by the capture
         return text, None
     if parsed is None or isinstance(parsed, str):
         return text, None  # a str body is the text itself: "abc" would read back as abc
     if json.dumps(parsed, ensure_ascii=False, separators=(",", ":")) == text:
+        # the common case (servers send compact JSON): a dropped duplicate, a rounded number or
+        # an inf would have re-serialised differently, so nothing was lost
         return parsed, None
+    try:  # spacing, escapes ... or a loss: the careful (slower) parse tells which
+        json.loads(text, parse_constant=_reject_constant, parse_float=_exact_float, parse_int=_exact_int,
+                   object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):
+        return text, None
     return parsed, text
 
 
