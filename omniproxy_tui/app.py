@@ -103,7 +103,7 @@ class MainScreen(Screen):
                 tooltip="Copy the flow as curl, HTTPie, raw request/response or Python", id="export"),
         Binding("c", "copy_curl", "Copy as curl", show=False, tooltip="Copy the flow as a curl command",
                 id="copy_curl"),
-        Binding("H", "save('export.har')", "HAR", tooltip="Save shown flows as HAR 1.2", id="har"),
+        Binding("H", "export_har", "HAR", tooltip="Save shown flows as HAR 1.2", id="har"),
         Binding("w", "save('export.ndjson')", "Save NDJSON", show=False,
                 tooltip="Save shown flows as NDJSON records", id="ndjson"),
         Binding("o", "command('view.sort.cycle')", "Sort", show=False,
@@ -173,6 +173,9 @@ class MainScreen(Screen):
 
     def action_copy_curl(self) -> None:
         self.app_.run_command("export.clip", "curl", quiet=False)
+
+    def action_export_har(self) -> None:
+        self.app_.choose_har()
 
     def action_save(self, name: str) -> None:
         self.app_.run_command(name, quiet=False)
@@ -547,7 +550,7 @@ class OmniProxyApp(App[int]):
         adds_at_start = self._adds_total
 
         def done(message: str) -> None:
-            if covers_all and self._adds_total == adds_at_start and name in ("export.har", "export.ndjson"):
+            if covers_all and self._adds_total == adds_at_start and name in _SAVES:
                 self._unsaved = False
             self.notify(message, title="Saved", timeout=8)
             if after is not None:
@@ -591,6 +594,24 @@ class OmniProxyApp(App[int]):
 
         label = f"#{flow.id} {flow.request.method} {flow.request.url}"
         self.push_screen(ExportScreen(export_formats(), label[:70]), answer)
+
+    def choose_har(self) -> None:
+        """HAR export as Chrome DevTools offers it: sanitized (the default, Enter) or with sensitive data."""
+        if self.view.total == 0 or len(self.view) == 0:
+            self.notify("no flows to save", severity="warning")
+            return
+
+        def answer(key: str | None) -> None:
+            if key == "s":
+                self.run_command("export.har", quiet=False)
+            elif key == "w":
+                self.run_command("export.har.sensitive", quiet=False)
+
+        n = len(self.view)
+        self.push_screen(ConfirmScreen(
+            "Export HAR", f"{n:,} shown flow{'s' * (n != 1)}. Sanitized masks cookies, Authorization and the "
+            "other secret headers; with sensitive data keeps them (share that file with care).",
+            {"s": "sanitized", "w": "with sensitive data"}), answer)
 
     def copy_text(self, text: str) -> None:
         """OSC 52 (works over SSH and in tmux) plus the local clipboard when there is one."""
@@ -641,6 +662,9 @@ class OmniProxyApp(App[int]):
     async def shutdown(self) -> None:
         await self._stop_proxy()
         self.exit(0)
+
+
+_SAVES = ("export.har", "export.har.sensitive", "export.ndjson")  # writing all flows counts as saved
 
 
 def _pyperclip_copy(text: str) -> None:

@@ -237,7 +237,7 @@ def test_har_to_records_round_trip() -> None:
 def test_har_to_records_rejects_non_har() -> None:
     with pytest.raises(ValueError, match="not a HAR"):
         har_to_records({"entries": []})
-    with pytest.raises(ValueError, match="entry 1"):
+    with pytest.raises(ValueError, match=r"entries\[0\]\.request: missing"):
         har_to_records({"log": {"entries": [{"response": {}}]}})
 
 

@@ -347,7 +347,8 @@ def test_not_passthrough_omits_key() -> None:
 
 
 def test_json_line_is_compact_utf8_and_round_trips() -> None:
-    f = make_flow(resp_headers=[("Content-Type", "application/json")], resp_body='{"名前": "値"}'.encode())
+    # a compact body: one with spaces is now also kept as sent (bodyText), spaces and all
+    f = make_flow(resp_headers=[("Content-Type", "application/json")], resp_body='{"名前":"値"}'.encode())
     r = rec(f)
     line = record_to_json_line(r)
     assert line.endswith(b"\n") and line.count(b"\n") == 1

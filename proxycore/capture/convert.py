@@ -6,11 +6,15 @@
 - JSON array: ``[ {...}, ... ]``; a missing closing ``]`` (the writer was killed) is tolerated.
 - HAR: an object with ``log.entries`` (ours or a browser's), through ``har.har_to_records``.
 
-Errors are one-line ``ValueError`` messages naming the file (and the line for NDJSON).
+A UTF-8 byte-order mark at the start is accepted (Fiddler writes one).
+
+Errors are one-line ``ValueError`` messages naming the file (and the line for NDJSON, the entry
+and field for HAR).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
@@ -18,7 +22,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from proxycore import __version__
-from proxycore.capture.har import dumps_har, har_to_records, records_to_har, write_bytes_atomic
+from proxycore.capture.har import (
+    dumps_har,
+    har_to_records,
+    record_to_har_entry,
+    records_to_har,
+    write_bytes_atomic,
+)
 from proxycore.capture.sinks import FORMATS, encode_record
 
 
@@ -32,7 +42,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     try:
         with open(p, "rb") as f:
             head = f.read(65536)
-            first = head.lstrip()[:1]
+            # a UTF-8 byte-order mark (Fiddler writes one; mitmproxy and browsers accept it)
+            first = head.removeprefix(codecs.BOM_UTF8).lstrip()[:1]
             if first == b"[":
                 return "json"
             if first != b"{":
@@ -75,6 +86,8 @@ def _read_ndjson(p: str) -> Iterator[dict]:
                 continue
             try:
                 rec = json.loads(raw)
+            except RecursionError:
+                raise ValueError(f"{p}: line {n}: JSON nested too deeply") from None
             except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError for non-UTF-8 bytes
                 msg = f"{p}: line {n}: invalid JSON ({getattr(e, 'msg', None) or e})"
                 if raw.endswith(b"\n"):
@@ -91,13 +104,15 @@ def _read_ndjson(p: str) -> Iterator[dict]:
 
 def _load_json(p: str) -> object:
     try:
-        text = Path(p).read_text(encoding="utf-8")
+        text = Path(p).read_text(encoding="utf-8-sig")  # a BOM, if any, is dropped
     except OSError as e:
         raise _open_error(p, e) from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{p}: JSON nested too deeply") from None
     except ValueError as e:
         first_error = e
     stripped = text.rstrip()
@@ -131,6 +146,20 @@ def _read_har(p: str) -> Iterator[dict]:
         raise ValueError(f"{p}: {e}") from None
 
 
+def _har_doc(records: Iterable[dict], creator_version: str) -> dict:
+    """The HAR document; a hand-edited record of the wrong shape (a request that is not an
+    object, headers that are not a map) is a one-line error naming it, not a traceback."""
+    entries = []
+    for i, rec in enumerate(records, 1):
+        try:
+            entries.append(record_to_har_entry(rec))
+        except (AttributeError, TypeError, ValueError, KeyError) as e:
+            raise ValueError(f"record {i}: cannot be written as HAR ({type(e).__name__}: {e})") from None
+    doc = records_to_har((), creator_version)
+    doc["log"]["entries"] = entries
+    return doc
+
+
 def render(records: Iterable[dict], fmt: str, creator_version: str = __version__) -> Iterator[bytes]:
     """The bytes of a capture file in `fmt`, in chunks (the same encoding the sinks use)."""
     if fmt in ("ndjson", "ir"):
@@ -144,7 +173,7 @@ def render(records: Iterable[dict], fmt: str, creator_version: str = __version__
             first = False
         yield b"\n]\n"
     elif fmt == "har":
-        yield dumps_har(records_to_har(records, creator_version))
+        yield dumps_har(_har_doc(records, creator_version))
     else:
         raise ValueError(f"unknown format '{fmt}' (use one of: {', '.join(FORMATS)})")
 
@@ -158,7 +187,10 @@ def convert(in_path: str | os.PathLike[str], out_path: str | os.PathLike[str] | 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}' (use one of: {', '.join(FORMATS)})")
     records = list(read_records(in_path))  # read fully first: errors surface before any output
-    data = b"".join(render(records, fmt))
+    try:
+        data = b"".join(render(records, fmt))
+    except ValueError as e:
+        raise ValueError(f"{in_path}: {e}") from None
     if out_path is None or str(out_path) == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

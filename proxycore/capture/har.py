@@ -4,9 +4,12 @@ HAR is always derived from the canonical IR record (``proxycore.capture.record``
 redaction, body capping and binary placeholders are decided in exactly one place.
 
 Mapping notes:
-- Headers: one ``{name, value}`` per value (repeated headers stay repeated), names lower-case.
+- Headers: one ``{name, value}`` per value (repeated headers stay repeated), names lower-case;
+  a record imported from HAR keeps the list as written in ``headerList`` (case and order).
 - Cookies: parsed from ``cookie`` / ``set-cookie`` (name and value only); none when redacted.
-- Bodies: JSON bodies are re-serialised compactly; base64 bodies keep their text with
+- Bodies: the text is the body as it went over the wire (after undoing Content-Encoding), byte
+  for byte: a parsed JSON body is re-serialised only when the recorder found that gives the text
+  back, else the record's ``bodyText`` is used. Base64 bodies keep their text with
   ``content.encoding = "base64"`` (request: ``postData._encoding``, HAR has no field for it);
   binary placeholders become an empty content with a ``comment``.
 - Errors without a response: ``status 0``, ``statusText ""`` and ``response._error`` (as Chrome does).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from proxycore.capture.record import BINARY_PLACEHOLDER, REDACTED, add_multi
+from proxycore.capture.record import BINARY_PLACEHOLDER, REDACTED, add_multi, json_body
 
 CREATOR_NAME = "OmniProxy TUI"
 _EPOCH = "1970-01-01T00:00:00.000000+00:00"
@@ -66,13 +70,30 @@ def _header(headers: dict | None, name: str) -> str | None:
     return vals[0] if vals else None
 
 
-def _body_text(body: Any) -> str | None:
-    """The IR body (JSON value or str) as text; None when there is none."""
+def _body_text(msg: dict) -> str | None:
+    """The IR message's body as the text that went over the wire; None when there is none.
+
+    A str body is that text; a parsed JSON body is either its compact form (the recorder checked
+    it is the text) or has the text beside it in bodyText.
+    """
+    body = msg.get("body")
     if body is None:
         return None
     if isinstance(body, str):
         return body
+    text = msg.get("bodyText")
+    if isinstance(text, str):
+        return text
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def _header_list(msg: dict) -> list[dict]:
+    """HAR headers: the exact list when the record kept one (imported from HAR), else from the
+    lower-cased multi-map."""
+    raw = msg.get("headerList")
+    if isinstance(raw, list) and all(isinstance(p, list) and len(p) == 2 for p in raw):
+        return [{"name": str(n), "value": str(v)} for n, v in raw]
+    return _pairs(msg.get("headers"))
 
 
 def _request_cookies(headers: dict | None) -> list[dict]:
@@ -150,11 +171,11 @@ def _har_request(req: dict) -> dict:
         "url": req.get("url") or "",
         "httpVersion": req.get("httpVersion") or "HTTP/1.1",
         "cookies": _request_cookies(headers),
-        "headers": _pairs(headers),
+        "headers": _header_list(req),
         "queryString": query_string,
         "headersSize": -1,
     }
-    text = _body_text(req.get("body"))
+    text = _body_text(req)
     body_size = req.get("bodySize")
     if text is not None and text != "":
         post: dict[str, Any] = {"mimeType": req.get("contentType") or _header(headers, "content-type") or ""}
@@ -199,7 +220,7 @@ def _har_response(rec: dict) -> dict:
     headers = resp.get("headers") or {}
     status = int(resp.get("status") or 0)
     mime = resp.get("contentType") or _header(headers, "content-type") or ""
-    text = _body_text(resp.get("body"))
+    text = _body_text(resp)
     # IR: "size" = body bytes on the wire, "bodySize" = after undoing Content-Encoding (only when
     # one was undone). HAR: response.bodySize = on the wire, content.size = decoded.
     size = resp.get("size")
@@ -227,7 +248,7 @@ def _har_response(rec: dict) -> dict:
         "statusText": reason_phrase(status, resp.get("statusText")),
         "httpVersion": resp.get("httpVersion") or req.get("httpVersion") or "HTTP/1.1",
         "cookies": _response_cookies(headers),
-        "headers": _pairs(headers),
+        "headers": _header_list(resp),
         "content": content,
         "redirectURL": _header(headers, "location") or "",
         "headersSize": -1,
@@ -304,52 +325,112 @@ def records_to_har(records: Iterable[dict], creator_version: str) -> dict:
 
 
 # --- HAR -> records ---------------------------------------------------------------------------
+#
+# HAR files come from many tools (browsers, Charles, Fiddler, Insomnia ...), each with quirks; a
+# shape we cannot use is a ValueError naming where it is ("entries[3].request: missing url"),
+# never some other exception.
 
 
-def _parse_body(text: str | None, mime: str, encoding: str | None) -> tuple[Any, str | None]:
-    """HAR text back to an IR body: JSON stays JSON (as the recorder does)."""
-    if text is None:
-        return None, None
-    if encoding == "base64":
-        return text, "base64"
-    stripped = text.lstrip()
-    if "json" in mime.lower() or stripped[:1] in ("{", "["):
-        try:
-            return json.loads(text), None
-        except ValueError:
-            pass
-    return text, None
+def _bad(where: str, what: str) -> ValueError:
+    return ValueError(f"{where}: {what}")
 
 
-def _iso_plus_ms(start: str, ms: float) -> str:
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false"}.get(type(v), type(v).__name__)
+
+
+def _obj(v: Any, where: str, required: bool = False) -> dict:
+    if v is None:
+        if required:
+            raise _bad(where, "missing")
+        return {}
+    if not isinstance(v, dict):
+        raise _bad(where, f"expected an object, got {_kind(v)}")
+    return v
+
+
+def _str(v: Any, where: str) -> str:
+    """A HAR string field; numbers are accepted (some tools write header values as numbers)."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    raise _bad(where, f"expected a string, got {_kind(v)}")
+
+
+def _num(v: Any, where: str, default: float = 0) -> float:
+    if v is None or v == "":
+        return default
+    if isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            v = float(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return v
+    raise _bad(where, f"expected a number, got {json.dumps(v)[:40]}")
+
+
+def _har_pairs(v: Any, where: str) -> list[tuple[str, str]]:
+    """A HAR headers/queryString list: {name, value} objects, or [name, value] pairs (some tools)."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _bad(where, f"expected a list, got {_kind(v)}")
+    out = []
+    for j, x in enumerate(v):
+        at = f"{where}[{j}]"
+        if isinstance(x, dict):
+            if "name" not in x:
+                raise _bad(at, "missing name")
+            out.append((_str(x["name"], at + ".name"), _str(x.get("value"), at + ".value")))
+        elif isinstance(x, list) and len(x) == 2:
+            out.append((_str(x[0], at + "[0]"), _str(x[1], at + "[1]")))
+        else:
+            raise _bad(at, f"expected {{name, value}} or [name, value], got {_kind(x)}")
+    return out
+
+
+def _header_fields(out: dict, pairs: list[tuple[str, str]]) -> None:
+    """headers (the IR's lower-cased multi-map) and, when that would not give the same list back
+    (names not lower-case, repeated names apart), headerList: the pairs exactly as written."""
+    if not pairs:
+        return
+    headers = _multimap(pairs, True)
+    out["headers"] = headers
+    if [(d["name"], d["value"]) for d in _pairs(headers)] != pairs:
+        out["headerList"] = [[n, v] for n, v in pairs]
+
+
+def _record_request(h: dict, where: str) -> dict:
+    if "url" not in h or h["url"] in (None, ""):
+        raise _bad(where, "missing url")
+    url = _str(h["url"], where + ".url")
+    if "method" not in h or h["method"] in (None, ""):
+        raise _bad(where, "missing method")
+    method = _str(h["method"], where + ".method")
     try:
-        dt = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    except ValueError:
-        return start
-    return (dt + timedelta(milliseconds=ms)).isoformat(timespec="microseconds")
-
-
-def _record_request(h: dict) -> dict:
-    url = str(h.get("url") or "")
-    u = urlsplit(url)
-    headers = _multimap(((x.get("name", ""), x.get("value", "")) for x in h.get("headers") or []), True)
+        u = urlsplit(url)
+    except ValueError as e:
+        raise _bad(where + ".url", f"not a URL ({e})") from None
+    pairs = _har_pairs(h.get("headers"), where + ".headers")
+    headers = _multimap(pairs, True)
     req: dict[str, Any] = {
-        "method": h.get("method") or "",
+        "method": method,
         "url": url,
         "host": _header(headers, "host") or u.netloc,
         "path": u.path or "/",
         "scheme": u.scheme or "http",
-        "httpVersion": h.get("httpVersion") or "HTTP/1.1",
+        "httpVersion": _str(h.get("httpVersion"), where + ".httpVersion") or "HTTP/1.1",
     }
-    if headers:
-        req["headers"] = headers
-    query = _multimap(((x.get("name", ""), x.get("value", "")) for x in h.get("queryString") or []), False)
+    _header_fields(req, pairs)
+    query = _multimap(_har_pairs(h.get("queryString"), where + ".queryString"), False)
     if query:  # the IR omits empty values
         req["query"] = query
-    post = h.get("postData")
+    post = _obj(h.get("postData"), where + ".postData")
     if post:
-        mime = post.get("mimeType") or ""
-        _ir_body(req, post, mime, post.get("_encoding"))
+        mime = _str(post.get("mimeType"), where + ".postData.mimeType")
+        _ir_body(req, post, mime, post.get("_encoding") or post.get("encoding"), where + ".postData")
         if mime:
             req["contentType"] = mime
         if post.get("_bodyTruncated"):
@@ -359,32 +440,53 @@ def _record_request(h: dict) -> dict:
     return req
 
 
-def _ir_body(out: dict, part: dict, mime: str, encoding: str | None) -> None:
-    """A HAR postData or content object -> the IR message's body, isBinary and bodyEncoding."""
+def _ir_body(out: dict, part: dict, mime: str, encoding: Any, where: str) -> None:
+    """A HAR postData or content object -> the IR message's body, bodyText, isBinary, bodyEncoding.
+
+    The text is kept exactly: parsed JSON only where that loses nothing, with bodyText holding
+    the text when the parsed form would re-serialise differently (``record.json_body``).
+    """
     if part.get("_isBinary"):
         out["body"], out["isBinary"] = BINARY_PLACEHOLDER, True
         return
-    body, enc = _parse_body(part.get("text"), mime, encoding)
-    if body is not None:
-        out["body"] = body
-    if enc or part.get("_bodyEncoding"):
-        out["bodyEncoding"] = enc or part["_bodyEncoding"]
+    if part.get("text") is None:
+        return
+    text = _str(part.get("text"), where + ".text")
+    if encoding == "base64":
+        out["body"], out["bodyEncoding"] = text, "base64"
+        return
+    body, body_text = json_body(text, mime or None)
+    out["body"] = body
+    if body_text is not None:
+        out["bodyText"] = body_text
+    if part.get("_bodyEncoding"):
+        out["bodyEncoding"] = part["_bodyEncoding"]
 
 
-def _record_response(h: dict) -> dict:
-    headers = _multimap(((x.get("name", ""), x.get("value", "")) for x in h.get("headers") or []), True)
-    content = h.get("content") or {}
-    status = int(h.get("status") or 0)
-    reason = h.get("statusText") or ""
+def _iso_plus_ms(start: str, ms: float) -> str:
+    try:
+        dt = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        return start
+    try:
+        return (dt + timedelta(milliseconds=ms)).isoformat(timespec="microseconds")
+    except OverflowError:
+        return start
+
+
+def _record_response(h: dict, where: str) -> dict:
+    pairs = _har_pairs(h.get("headers"), where + ".headers")
+    content = _obj(h.get("content"), where + ".content")
+    status = int(_num(h.get("status"), where + ".status"))
+    reason = _str(h.get("statusText"), where + ".statusText")
     resp: dict[str, Any] = {
         "status": status,
         "statusText": f"{status} {reason}".strip(),
-        "httpVersion": h.get("httpVersion") or "HTTP/1.1",
+        "httpVersion": _str(h.get("httpVersion"), where + ".httpVersion") or "HTTP/1.1",
     }
-    if headers:
-        resp["headers"] = headers
-    mime = content.get("mimeType") or ""
-    _ir_body(resp, content, mime, content.get("encoding"))
+    _header_fields(resp, pairs)
+    mime = _str(content.get("mimeType"), where + ".content.mimeType")
+    _ir_body(resp, content, mime, content.get("encoding"), where + ".content")
     csize, wire = content.get("size"), h.get("bodySize")
     if isinstance(wire, int) and wire > 0:
         resp["size"] = wire
@@ -402,41 +504,47 @@ def _record_response(h: dict) -> dict:
 def _record_timings(t: dict) -> dict:
     def get(k: str) -> float:
         v = t.get(k)
-        return float(v) if isinstance(v, (int, float)) and v >= 0 else -1.0
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else -1.0
 
     connect, ssl = get("connect"), get("ssl")
     if connect >= 0 and ssl >= 0:
         connect = round(max(connect - ssl, 0.0), 3)  # IR keeps TCP connect and TLS apart
-    unknown = t.get("_unknown") or []
+    unknown = t.get("_unknown")
+    if not isinstance(unknown, list):
+        unknown = []
     return {"connectMs": connect, "tlsMs": ssl,
             **{f"{k}Ms": (-1.0 if k in unknown else get(k)) for k in ("send", "wait", "receive")}}
 
 
 def har_to_records(har: dict) -> list[dict]:
-    """IR records from a HAR document (ours, or a browser's). Raises ValueError if it is not HAR."""
+    """IR records from a HAR document (ours, or a browser's). Raises ValueError, naming the
+    entry and field, if it is not HAR or an entry cannot be read."""
     log = har.get("log") if isinstance(har, dict) else None
     if not isinstance(log, dict) or not isinstance(log.get("entries"), list):
         raise ValueError("not a HAR document (no log.entries)")
     out = []
-    for i, e in enumerate(log["entries"], 1):
-        if not isinstance(e, dict) or not isinstance(e.get("request"), dict):
-            raise ValueError(f"HAR entry {i} has no request")
-        hresp = e.get("response") or {}
+    for i, e in enumerate(log["entries"]):
+        where = f"entries[{i}]"
+        if not isinstance(e, dict):
+            raise _bad(where, f"expected an object, got {_kind(e)}")
+        request = _obj(e.get("request"), where + ".request", required=True)
+        hresp = _obj(e.get("response"), where + ".response")
         error = hresp.get("_error") or e.get("_error")
-        start = e.get("startedDateTime") or _EPOCH
-        duration = float(e.get("time") or 0)
-        rec: dict[str, Any] = {"id": e.get("_id", i), "request": _record_request(e["request"])}
-        if hresp and not (int(hresp.get("status") or 0) == 0 and not hresp.get("headers")):
-            rec["response"] = _record_response(hresp)
+        start = _str(e.get("startedDateTime"), where + ".startedDateTime") or _EPOCH
+        duration = max(float(_num(e.get("time"), where + ".time")), 0.0)  # Charles writes -1 when unknown
+        rec: dict[str, Any] = {"id": e.get("_id", i + 1), "request": _record_request(request, where + ".request")}
+        if hresp and not (int(_num(hresp.get("status"), where + ".response.status")) == 0
+                          and not hresp.get("headers")):
+            rec["response"] = _record_response(hresp, where + ".response")
         rec["startTime"] = start
         rec["endTime"] = _iso_plus_ms(start, duration)
         rec["durationMs"] = duration
         if error:
-            rec["error"] = error
+            rec["error"] = str(error)
         for key in ("clientAddress", "serverAddress", "tls", "passthrough"):
             if "_" + key in e:
                 rec[key] = e["_" + key]
-        rec["timings"] = _record_timings(e.get("timings") or {})
+        rec["timings"] = _record_timings(_obj(e.get("timings"), where + ".timings"))
         out.append(rec)
     return out
 

@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -50,11 +51,21 @@ class RecordOptions:
     include_body: bool = True
 
     @classmethod
-    def from_options(cls, opts: Options) -> RecordOptions:
+    def from_options(cls, opts: Options, *, for_har: bool = False, redact: bool | None = None) -> RecordOptions:
+        """`for_har`: binary bodies are kept (base64, within the cap) whatever --skip-binary says,
+        as browsers export them; the placeholder is for NDJSON/IR records only.
+        `redact`: None follows --redact/--no-redact; True masks the secret headers (and
+        --filter-header ones) even under --no-redact (a "sanitized" HAR); False masks none."""
+        if redact is None:
+            redact_headers = opts.redacted_headers  # empty when redaction is off (--no-redact)
+        elif redact:
+            redact_headers = frozenset(h.lower() for h in (*DEFAULT_REDACT, *opts.filter_headers))
+        else:
+            redact_headers = frozenset()
         return cls(
-            redact_headers=opts.redacted_headers,  # empty when redaction is off (--no-redact)
+            redact_headers=redact_headers,
             max_body_size=opts.max_body_size,
-            skip_binary=opts.skip_binary,
+            skip_binary=opts.skip_binary and not for_har,
             include_headers=opts.include_headers,
             include_body=opts.include_body,
         )
@@ -152,8 +163,77 @@ def _charset(content_type: str) -> str:
 _JSON_START = re.compile(r"\s*[{\[]").match  # no copy of a big body just to look at its start
 
 
+class _Lossy(ValueError):
+    """The body is JSON but its parsed form would not say the same thing: keep the text."""
+
+
+_MAX_SAFE_INT = 2**53 - 1  # I-JSON (RFC 7493): beyond this, other JSON readers round integers
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(name)  # NaN/Infinity are not JSON; keep such bodies as text
+    raise _Lossy(name)  # NaN/Infinity are not JSON; keep such bodies as text
+
+
+def _exact_float(s: str) -> float:
+    f = float(s)
+    # repr(f) == s is the common case (0.5, 3.25); else compare values exactly: "1.50" is fine,
+    # 3.14159265358979323846 (rounded) and 1e400 (inf) are not
+    if repr(f) != s and (not math.isfinite(f) or Decimal(s) != Decimal(repr(f))):
+        raise _Lossy(s)
+    return f
+
+
+def _exact_int(s: str) -> int:
+    n = int(s)
+    if -_MAX_SAFE_INT <= n <= _MAX_SAFE_INT:
+        return n
+    raise _Lossy(s)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Lossy("duplicate key")  # a dict keeps only the last one
+    return d
+
+
+def _is_json_type(content_type: str) -> bool:
+    # application/json, application/problem+json, text/json, ...; not text/plain that looks like JSON
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media.endswith("json")
+
+
+def json_body(text: str, content_type: str | None) -> tuple[Any, str | None]:
+    """(body, bodyText) for a record: the parsed JSON object/array when that loses nothing, else
+    the text itself (and None).
+
+    Parsed only when the content type says JSON (or there is none and the text starts with { or
+    [), and kept only with no duplicate key, no number that a float64 reader would change and no
+    non-finite number. bodyText is the exact text when re-serialising compactly would not give it
+    back (spacing, key order kept, escapes): HAR is written from records and must carry the body
+    as it was, byte for byte.
+    """
+    if content_type:
+        if not _is_json_type(content_type):
+            return text, None
+    elif not _JSON_START(text):
+        return text, None
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)  # the C parser, no callbacks
+    except (ValueError, RecursionError):  # not JSON, or cut short by the capture
+        return text, None
+    if parsed is None or isinstance(parsed, str):
+        return text, None  # a str body is the text itself: "abc" would read back as abc
+    if json.dumps(parsed, ensure_ascii=False, separators=(",", ":")) == text:
+        # the common case (servers send compact JSON): a dropped duplicate, a rounded number or
+        # an inf would have re-serialised differently, so nothing was lost
+        return parsed, None
+    try:  # spacing, escapes ... or a loss: the careful (slower) parse tells which
+        json.loads(text, parse_constant=_reject_constant, parse_float=_exact_float, parse_int=_exact_int,
+                   object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):
+        return text, None
+    return parsed, text
 
 
 def _body_fields(
@@ -209,16 +289,10 @@ def _body_fields(
             out["bodyEncoding"] = "base64"
         return decoded_size
     text = data.decode(_charset(content_type) if content_type else "utf-8", errors="replace")
-    body: Any = text
-    if (content_type and "json" in content_type.lower()) or _JSON_START(text):
-        try:
-            parsed = json.loads(text, parse_constant=_reject_constant)
-        except ValueError:  # not JSON after all, or cut short by the capture: keep the text
-            pass
-        else:
-            if parsed is not None:
-                body = parsed
+    body, body_text = json_body(text, content_type)
     out["body"] = body
+    if body_text is not None:
+        out["bodyText"] = body_text  # the exact text where the parsed form would re-serialise differently
     return decoded_size
 
 

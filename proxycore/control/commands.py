@@ -372,19 +372,43 @@ def _shown_or_selected(ctx: CommandContext, selector: str) -> list[Flow]:
     return snapshot_flows(flows)
 
 
-@command("export.har", "Write the shown flows as HAR 1.2 (default ./omniproxy-YYYYMMDD-HHMMSS.har)",
-         Arg("path", str, "file to write", ""), Arg("flows", str, "flow selector", "@shown"))
-def _export_har(ctx: CommandContext, path: str, selector: str) -> Job:
+# HAR exports follow Chrome DevTools (since 130): "Export HAR (sanitized)" is the default and
+# masks secret headers; "Export HAR (with sensitive data)" keeps them.
+HAR_SANITIZED = "sanitized"
+HAR_SENSITIVE = "with sensitive data"
+
+
+def _har_job(ctx: CommandContext, path: str, selector: str, sensitive: bool) -> Job:
     flows = _shown_or_selected(ctx, selector)  # snapshot now, on the loop's thread
     target = _resolve(ctx, path, "har")
+    opts = ctx.options
 
     def work() -> str:
         from proxycore.capture.har import records_to_har, write_har_atomic
+        from proxycore.capture.record import RecordOptions, flow_to_record
 
-        write_har_atomic(target, records_to_har(_records(ctx, flows), _VERSION))
-        return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
+        # binary bodies go in base64 (as browsers export them) whatever --skip-binary says
+        # sanitized means sanitized, even when the capture itself runs with --no-redact
+        ro = RecordOptions.from_options(opts, for_har=True, redact=not sensitive)
+        write_har_atomic(target, records_to_har([flow_to_record(f, ro) for f in flows], _VERSION))
+        kind = HAR_SENSITIVE if sensitive else f"{HAR_SANITIZED}: secret headers masked"
+        return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target} (HAR, {kind})"
 
-    return Job(f"HAR → {target.name}", work)
+    return Job(f"HAR ({HAR_SENSITIVE if sensitive else HAR_SANITIZED}) → {target.name}", work)
+
+
+@command("export.har", "Export HAR (sanitized): the shown flows, cookies and other secret headers masked "
+         "(default ./omniproxy-YYYYMMDD-HHMMSS.har)",
+         Arg("path", str, "file to write", ""), Arg("flows", str, "flow selector", "@shown"))
+def _export_har(ctx: CommandContext, path: str, selector: str) -> Job:
+    return _har_job(ctx, path, selector, sensitive=False)
+
+
+@command("export.har.sensitive", "Export HAR (with sensitive data): the shown flows, nothing masked "
+         "(default ./omniproxy-YYYYMMDD-HHMMSS.har)",
+         Arg("path", str, "file to write", ""), Arg("flows", str, "flow selector", "@shown"))
+def _export_har_sensitive(ctx: CommandContext, path: str, selector: str) -> Job:
+    return _har_job(ctx, path, selector, sensitive=True)
 
 
 @command("export.ndjson", "Write the shown flows as NDJSON records (default ./omniproxy-YYYYMMDD-HHMMSS.ndjson)",

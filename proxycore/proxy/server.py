@@ -48,7 +48,9 @@ class Proxy:
         `keep_flows`: how many flows `self.flows` keeps (the UI passes --max-flows); 0 keeps none, so
         a proxy without a UI never grows with the flows it has seen."""
         self.options = options
-        self.retain_binary_bodies = retain_binary_bodies or not options.skip_binary
+        # HAR carries binary bodies (base64, as browsers export them): keep them, within the cap
+        self.retain_binary_bodies = (retain_binary_bodies or not options.skip_binary
+                                     or (options.capture_format or "").lower() == "har")
         self.stdout_capture = stdout_capture
         self.on_error = on_error
         self.ca: CertificateAuthority | None = None
@@ -119,7 +121,7 @@ class Proxy:
         except (OSError, ValueError, SinkError) as exc:
             raise StartupError(str(exc)) from None
         if sinks:
-            rec_opts = RecordOptions.from_options(opts)
+            rec_opts = RecordOptions.from_options(opts, for_har=(opts.capture_format or "").lower() == "har")
             self.capture = CaptureQueue(
                 sinks, lambda f: flow_to_record(f, rec_opts), queue_size=opts.queue_size,
                 batch_size=opts.batch_size, flush_interval=opts.flush_interval, on_error=self.report_error)

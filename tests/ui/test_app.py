@@ -329,6 +329,8 @@ async def test_har_key_writes_valid_har_of_shown_flows(origin, workdir) -> None:
         await until(pilot, lambda: app.view.total == 3 and all(f.response for f in app.view.shown()), "3 flows")
         app.run_command("view.filter.set", "!~c 404")
         await pilot.press("H")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "sanitized / sensitive choice")
+        await pilot.press("enter")  # the default: sanitized
         files = await until(pilot, lambda: list(workdir.glob("omniproxy-*.har")), "the HAR file")
         assert files[0].name.startswith("omniproxy-") and len(files[0].stem) == len("omniproxy-YYYYMMDD-HHMMSS")
         await until(pilot, lambda: any(str(files[0]) in n.message for n in app._notifications), "path notified")
@@ -337,6 +339,49 @@ async def test_har_key_writes_valid_har_of_shown_flows(origin, workdir) -> None:
         entries = har["log"]["entries"]
         assert [e["request"]["url"] for e in entries] == [origin.url("/json"), origin.url("/echo")]
         assert [e["response"]["status"] for e in entries] == [200, 200]
+
+
+async def test_har_export_offers_sanitized_and_with_sensitive_data(origin, workdir) -> None:
+    """H asks, as Chrome DevTools does: sanitized (the default) or with sensitive data; the
+    notification says which was written and where. Keyboard only, at 80x24."""
+    app = make_app()
+    async with app.run_test(size=NARROW) as pilot:
+        async with proxy_client(app) as client:
+            await client.get(origin.url("/cookies"), headers={"Cookie": "sid=s3cret", "Authorization": "Bearer tok"})
+        await until(pilot, lambda: app.view.total == 1 and all(f.response for f in app.view.shown()), "1 flow")
+
+        async def export(key: str) -> tuple[dict, str]:
+            before = set(workdir.glob("*.har"))
+            notes = len(app._notifications)
+            await pilot.press("H")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the HAR choice")
+            text = screen_text(app)
+            assert "Export HAR" in text and "sanitized" in text and "with sensitive data" in text, text
+            await pilot.press(key)
+            new = await until(pilot, lambda: set(workdir.glob("*.har")) - before, "the HAR file")
+            path = new.pop()
+            note = await until(pilot, lambda: [n.message for n in list(app._notifications)[notes:]
+                                               if str(path) in n.message], "notification")
+            return json.loads(path.read_text()), note[0]
+
+        har, note = await export("s")
+        assert "sanitized" in note and "sensitive" not in note
+        req = {h["name"]: h["value"] for h in har["log"]["entries"][0]["request"]["headers"]}
+        assert req["cookie"] == "[REDACTED]" and req["authorization"] == "[REDACTED]"
+
+        har, note = await export("w")
+        assert "with sensitive data" in note
+        entry = har["log"]["entries"][0]
+        req = {h["name"]: h["value"] for h in entry["request"]["headers"]}
+        assert req["cookie"] == "sid=s3cret" and req["authorization"] == "Bearer tok"
+        assert [h["value"] for h in entry["response"]["headers"] if h["name"] == "set-cookie"] == [
+            "a=1; Path=/", "b=2; Path=/"]
+
+        await pilot.press("H")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the HAR choice")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "cancelled")
+        assert len(list(workdir.glob("*.har"))) == 2
 
 
 async def test_w_saves_ndjson_and_quit_then_needs_no_confirmation(origin, workdir) -> None:
