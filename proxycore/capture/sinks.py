@@ -99,6 +99,7 @@ class _StreamSink(_Reporter):
         self._f: IO[bytes] | None = None
         self._good = 0  # file offset after the last complete batch
         self._seekable = False
+        self._threaded = False  # writes in a worker thread (FIFOs, devices): never for stdout
         self.opened = False
 
     async def open(self) -> None:
@@ -114,10 +115,11 @@ class _StreamSink(_Reporter):
             # Unbuffered: one write per batch, nothing held back in a Python buffer.
             self._f = os.fdopen(fd, "wb", buffering=0)
             self._seekable = kind == REGULAR
+            self._threaded = not self._seekable
         self.opened = True
         head = self._header()
         if head:
-            self._write_all(head, 0)
+            await self._write_all(head, 0)
 
     def _header(self) -> bytes:
         return b""
@@ -128,20 +130,30 @@ class _StreamSink(_Reporter):
     def _chunk(self, lines: list[bytes]) -> bytes:
         raise NotImplementedError
 
-    def _write_all(self, data: bytes, n: int) -> bool:
+    def _put(self, data: bytes) -> None:
+        f = self._f
+        assert f is not None
+        view = memoryview(data)
+        while view:
+            written = f.write(view)
+            if written is None:  # non-blocking stdout with a full pipe: treat as an error
+                raise BlockingIOError(11, "output would block")
+            view = view[written:]
+        if not self._seekable:
+            f.flush()
+
+    async def _write_all(self, data: bytes, n: int) -> bool:
         f = self._f
         if f is None:
             self._fail(n, f"capture: {self.name} sink is closed")
             return False
         try:
-            view = memoryview(data)
-            while view:
-                written = f.write(view)
-                if written is None:  # non-blocking stdout with a full pipe: treat as an error
-                    raise BlockingIOError(11, "output would block")
-                view = view[written:]
-            if not self._seekable:
-                f.flush()
+            if self._threaded:
+                # A FIFO whose reader is slow blocks the write: let it fill the capture queue
+                # (records dropped and counted), not stall the proxy's event loop.
+                await asyncio.to_thread(self._put, data)
+            else:
+                self._put(data)
         except OSError as e:
             if self._seekable:
                 with contextlib.suppress(OSError):
@@ -159,7 +171,7 @@ class _StreamSink(_Reporter):
         if not records:
             return
         lines = [encode_record(r) for r in records]
-        if self._write_all(self._chunk(lines), len(records)):
+        if await self._write_all(self._chunk(lines), len(records)):
             self.count += len(records)
 
     async def close(self) -> None:
@@ -167,7 +179,7 @@ class _StreamSink(_Reporter):
             return
         foot = self._footer()
         if foot:
-            self._write_all(foot, 0)
+            await self._write_all(foot, 0)
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self._f.close()
