@@ -321,7 +321,7 @@ class HarSink(_Reporter):
         try:
             if self._seekable:
                 with contextlib.suppress(OSError):
-                    os.fsync(fd)
+                    await asyncio.to_thread(os.fsync, fd)  # a big file's fsync may take a while
             else:
                 try:
                     await asyncio.to_thread(_write_all_fd, fd, HAR_TAIL)
@@ -335,7 +335,11 @@ class HarSink(_Reporter):
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
-        n = os.pwrite(fd, view, offset)
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(fd, view, offset)
+        else:  # Windows: only this task writes the fd, so seek + write is as good
+            os.lseek(fd, offset, os.SEEK_SET)
+            n = os.write(fd, view)
         if n <= 0:  # pragma: no cover - a regular file never writes nothing without an error
             raise OSError(errno.EIO, "short write")
         view, offset = view[n:], offset + n
