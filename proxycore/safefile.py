@@ -37,8 +37,7 @@ _BINARY = getattr(os, "O_BINARY", 0)
 REGULAR = "regular"  # a regular file (created or existing): seekable, replaceable
 STREAM = "stream"  # a FIFO or character device: written through, not seekable
 LINKED_STREAM = "linked-stream"  # a symlink to a FIFO or character device (classify() only)
-_LINK = ("is a symbolic link; capture files are not written through links "
-         "(give the link's target, or - for stdout where there is one)")
+_LINK = "is a symbolic link; capture files are not written through links (give the link's target instead)"
 
 
 class SafeFileError(OSError):
@@ -164,9 +163,9 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | Iterable[bytes]) ->
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY, FILE_MODE)
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             for chunk in chunks:
                 f.write(chunk)
             f.flush()
