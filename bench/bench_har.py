@@ -123,6 +123,7 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-har-") as tmp:
         work = Path(tmp)
+        work.chmod(0o755)  # nginx workers run as an unprivileged user and must read the files
         nginx_dir = work / "nginx"
         nginx_dir.mkdir()
         http_port, https_port = free_port(), free_port()
