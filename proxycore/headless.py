@@ -176,7 +176,7 @@ class ConnectionLog:
 
 
 async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
-    """Run the proxy until SIGINT/SIGTERM; 0 on a clean stop, 2 when it cannot start."""
+    """Run the proxy until SIGINT/SIGTERM/SIGHUP; 0 on a clean stop, 2 when it cannot start."""
     from proxycore.proxy.server import Proxy, StartupError  # the engine; imported here so `--help` stays fast
 
     loop = asyncio.get_running_loop()
@@ -240,7 +240,12 @@ async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
 
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> list[int]:
     installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP: the SSH session or terminal that ran us is gone. Stop as for SIGTERM, so the capture
+    # is drained and the files finished, rather than die with the HAR half-written.
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):
+        sigs.append(signal.SIGHUP)
+    for sig in sigs:
         try:
             loop.add_signal_handler(sig, callback)
             installed.append(sig)

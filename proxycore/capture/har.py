@@ -22,18 +22,17 @@ Mapping notes:
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import math
 import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from proxycore.capture.record import BINARY_PLACEHOLDER, REDACTED, add_multi, json_body
+from proxycore.safefile import write_atomic
 
 CREATOR_NAME = "OmniProxy TUI"
 _EPOCH = "1970-01-01T00:00:00.000000+00:00"
@@ -561,25 +560,23 @@ def dumps_har(har: dict) -> bytes:
 
 
 def write_har_atomic(path: str | os.PathLike[str], har: dict) -> None:
-    """Write `har` to `path` via a temp file in the same directory and os.replace.
-
-    A crash at any point leaves either the previous file or the new one, never half a file.
+    """Write `har` to `path` by the rules of ``proxycore.safefile.write_atomic``: a regular file is
+    replaced atomically (new ones 0600), a FIFO or character device written through, a symlink refused.
     """
     write_bytes_atomic(path, dumps_har(har))
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(data):x}.tmp")
-    # os.open with 0o666 lets the umask decide the mode, like a plain open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data)
+
+
+# The streaming writer (``HarSink``): a head, one compact entry per line, and a tail that closes the
+# document. The tail is written after every batch and overwritten by the next one.
+HAR_TAIL = b"\n    ]\n  }\n}\n"
+
+
+def har_head(creator_version: str) -> bytes:
+    """Everything before the first entry of a streamed HAR (see ``HAR_TAIL``)."""
+    creator = json.dumps({"name": CREATOR_NAME, "version": creator_version}, ensure_ascii=False)
+    return (f'{{\n  "log": {{\n    "version": "1.2",\n    "creator": {creator},\n'
+            f'    "pages": [],\n    "entries": [\n').encode()

@@ -8,8 +8,11 @@ File formats:
   uses). Each batch is one write, so a crash loses at most the batch in flight.
 - ``json``: a JSON array, one record per line: ``[\\n{..},\\n{..}\\n]\\n``. A process killed with -9
   leaves the file without its closing ``]``; ``proxycore.capture.convert.read_records`` tolerates that.
-- ``har``: HAR 1.2, kept in memory as records and rewritten atomically on close and at checkpoints
-  (every ~5 s when something changed), so a crash loses only the last few seconds.
+- ``har``: HAR 1.2 written as a stream (see ``HarSink``): valid after every batch, nothing kept in
+  memory, a crash loses only the batch in flight.
+
+Files are opened by ``proxycore.safefile``: new ones are 0600, a symlink is refused, a FIFO or
+character device is written through.
 
 Disk errors (ENOSPC, EACCES, EIO ...) never escape ``write_batch``: they are reported once through
 ``on_error`` (one line), the records are counted in ``failed`` and later batches are tried again.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -28,8 +32,9 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from proxycore import __version__
-from proxycore.capture.har import records_to_har, write_har_atomic
+from proxycore.capture.har import HAR_TAIL, har_head, record_to_har_entry
 from proxycore.options import FORMATS, Options
+from proxycore.safefile import REGULAR, open_for_writing_async
 
 ErrorCallback = Callable[[str], None]
 
@@ -94,6 +99,7 @@ class _StreamSink(_Reporter):
         self._f: IO[bytes] | None = None
         self._good = 0  # file offset after the last complete batch
         self._seekable = False
+        self._threaded = False  # writes in a worker thread (FIFOs, devices): never for stdout
         self.opened = False
 
     async def open(self) -> None:
@@ -103,15 +109,17 @@ class _StreamSink(_Reporter):
             self._f = sys.stdout.buffer
         else:
             try:
-                # Unbuffered: one write per batch, nothing held back in a Python buffer.
-                self._f = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+                fd, kind = await open_for_writing_async(self.path)
             except OSError as e:
                 raise SinkError(f"cannot write capture file {self.path}: {_oserror_text(e)}") from None
-            self._seekable = True
+            # Unbuffered: one write per batch, nothing held back in a Python buffer.
+            self._f = os.fdopen(fd, "wb", buffering=0)
+            self._seekable = kind == REGULAR
+            self._threaded = not self._seekable
         self.opened = True
         head = self._header()
         if head:
-            self._write_all(head, 0)
+            await self._write_all(head, 0)
 
     def _header(self) -> bytes:
         return b""
@@ -122,20 +130,30 @@ class _StreamSink(_Reporter):
     def _chunk(self, lines: list[bytes]) -> bytes:
         raise NotImplementedError
 
-    def _write_all(self, data: bytes, n: int) -> bool:
+    def _put(self, data: bytes) -> None:
+        f = self._f
+        assert f is not None
+        view = memoryview(data)
+        while view:
+            written = f.write(view)
+            if written is None:  # non-blocking stdout with a full pipe: treat as an error
+                raise BlockingIOError(11, "output would block")
+            view = view[written:]
+        if not self._seekable:
+            f.flush()
+
+    async def _write_all(self, data: bytes, n: int) -> bool:
         f = self._f
         if f is None:
             self._fail(n, f"capture: {self.name} sink is closed")
             return False
         try:
-            view = memoryview(data)
-            while view:
-                written = f.write(view)
-                if written is None:  # non-blocking stdout with a full pipe: treat as an error
-                    raise BlockingIOError(11, "output would block")
-                view = view[written:]
-            if not self._seekable:
-                f.flush()
+            if self._threaded:
+                # A FIFO whose reader is slow blocks the write: let it fill the capture queue
+                # (records dropped and counted), not stall the proxy's event loop.
+                await asyncio.to_thread(self._put, data)
+            else:
+                self._put(data)
         except OSError as e:
             if self._seekable:
                 with contextlib.suppress(OSError):
@@ -153,7 +171,7 @@ class _StreamSink(_Reporter):
         if not records:
             return
         lines = [encode_record(r) for r in records]
-        if self._write_all(self._chunk(lines), len(records)):
+        if await self._write_all(self._chunk(lines), len(records)):
             self.count += len(records)
 
     async def close(self) -> None:
@@ -161,7 +179,7 @@ class _StreamSink(_Reporter):
             return
         foot = self._footer()
         if foot:
-            self._write_all(foot, 0)
+            await self._write_all(foot, 0)
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self._f.close()
@@ -200,94 +218,137 @@ class JsonSink(_StreamSink):
 
 
 class HarSink(_Reporter):
-    """HAR 1.2, rewritten atomically at checkpoints and on close.
+    """HAR 1.2 written as a stream: one JSON document that is complete after every batch.
 
-    HAR is one JSON document, so it cannot be appended to: the sink keeps the (small, immutable)
-    records — never flows — and rebuilds the file. Checkpoints run every `checkpoint_interval`
-    seconds when records were added, stretched to 10x the last write time on huge captures so
-    rewriting never dominates.
+    The file is the head, one compact entry per line, and a tail closing the arrays and objects.
+    Each batch is one write at the tail's offset: the new entries followed by the tail again, so
+    only the tail is ever rewritten and no record is kept in memory. Records reach the file once
+    per batch (at least every ~0.1 s, see the capture queue), so SIGKILL loses only the batch in
+    flight; fsync runs at most once per `fsync_interval` (power loss, not SIGKILL).
+
+    A failed write (ENOSPC, EIO ...) is reported once, its records counted in ``failed``, and the
+    tail put back where it was, so the file stays valid. A FIFO or character device target cannot
+    seek: entries are written through and the tail only at close (from a thread, so a slow
+    reader fills the capture queue instead of stalling the proxy).
     """
 
     name = "har"
 
     def __init__(self, path: str, on_error: ErrorCallback | None = None,
-                 checkpoint_interval: float = 5.0, creator_version: str = __version__) -> None:
+                 fsync_interval: float = 1.0, creator_version: str = __version__) -> None:
         super().__init__(on_error)
         self.path = path
-        self.records: list[dict] = []
-        self.checkpoint_interval = checkpoint_interval
+        self.fsync_interval = fsync_interval
         self.creator_version = creator_version
+        self.count = 0  # entries in the file
         self.opened = False
-        self._dirty = False
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self._last_write_s = 0.0
-        self.checkpoints = 0  # files written (for tests and stats)
-        self.last_error = ""
+        self._fd: int | None = None
+        self._seekable = False
+        self._good = 0  # offset of the tail: the end of the last complete entry
+        self._synced = 0.0
 
     async def open(self) -> None:
         if self.opened:
             return
-        # Truncate-on-start like the other formats, and find an unwritable path now, not at exit.
         try:
-            await asyncio.to_thread(write_har_atomic, self.path, records_to_har([], self.creator_version))
+            fd, kind = await open_for_writing_async(self.path)
         except OSError as e:
             raise SinkError(f"cannot write capture file {self.path}: {_oserror_text(e)}") from None
+        self._fd, self._seekable = fd, kind == REGULAR
+        head = har_head(self.creator_version)
+        try:
+            # A valid, empty HAR from the start; an unwritable target is found now, not at exit.
+            if self._seekable:
+                _pwrite_all(fd, head + HAR_TAIL, 0)
+            else:
+                await asyncio.to_thread(_write_all_fd, fd, head)
+        except OSError as e:
+            self._fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise SinkError(f"cannot write capture file {self.path}: {_oserror_text(e)}") from None
+        self._good = len(head)
+        self._synced = time.monotonic()
         self.opened = True
-        if self.checkpoint_interval > 0:
-            self._task = asyncio.get_running_loop().create_task(self._periodic())
+
+    def _entries(self, records: list[dict]) -> list[bytes]:
+        out = []
+        for r in records:
+            try:
+                out.append(encode_record(record_to_har_entry(r)))
+            except Exception as e:  # a record HAR cannot express: lose it, not the batch
+                self._fail(1, f"capture: cannot build a HAR entry: {type(e).__name__}: {e}")
+        return out
 
     async def write_batch(self, records: list[dict]) -> None:
-        self.records.extend(records)
-        self._dirty = True
-
-    async def checkpoint(self) -> bool:
-        """Rewrite the file if records were added since the last write. True when written."""
-        async with self._lock:
-            if not self._dirty:
-                return False
-            self._dirty = False
-            snapshot = list(self.records)  # records are immutable; the list keeps growing
-            t0 = time.monotonic()
-            try:
-                # Building and writing a big HAR is slow: keep it off the event loop.
-                await asyncio.to_thread(self._write, snapshot)
-            except OSError as e:
-                self._dirty = True  # try again at the next checkpoint
-                self.last_error = _oserror_text(e)
-                self._fail(0, f"capture: cannot write HAR file {self.path}: {_oserror_text(e)} "
-                              f"(will retry; records are kept in memory)")
-                return False
-            self._last_write_s = time.monotonic() - t0
-            self.checkpoints += 1
-            self._ok()
-            return True
-
-    def _write(self, records: list[dict]) -> None:
-        write_har_atomic(self.path, records_to_har(records, self.creator_version))
-
-    async def _periodic(self) -> None:
-        while True:
-            await asyncio.sleep(max(self.checkpoint_interval, self._last_write_s * 10))
-            with contextlib.suppress(Exception):
-                await self.checkpoint()
+        if not records:
+            return
+        fd = self._fd
+        if fd is None:
+            self._fail(len(records), "capture: har sink is closed")
+            return
+        lines = self._entries(records)
+        if not lines:
+            return
+        data = (b",\n" if self.count else b"") + b",\n".join(lines)
+        try:
+            if self._seekable:
+                _pwrite_all(fd, data + HAR_TAIL, self._good)
+            else:
+                await asyncio.to_thread(_write_all_fd, fd, data)
+        except OSError as e:
+            if self._seekable:
+                with contextlib.suppress(OSError):
+                    # Put the tail back over the half batch: the file ends where it did before.
+                    _pwrite_all(fd, HAR_TAIL, self._good)
+                    os.ftruncate(fd, self._good + len(HAR_TAIL))
+            self._fail(len(lines), f"capture: cannot write to {self.path}: {_oserror_text(e)} "
+                                   f"(records are being dropped until it works again)")
+            return
+        self._good += len(data)
+        self.count += len(lines)
+        self._ok()
+        if self._seekable and time.monotonic() - self._synced >= self.fsync_interval:
+            self._synced = time.monotonic()
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.fsync, fd)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if not self.opened:
-            return
-        self._dirty = True  # always leave a complete file on exit
-        if not await self.checkpoint():
-            self.failed += len(self.records)
-            if self.on_error is not None:
-                with contextlib.suppress(Exception):
-                    self.on_error(f"capture: HAR file {self.path} not written: {self.last_error} "
-                                  f"({len(self.records)} records lost)")
+        fd, self._fd = self._fd, None
         self.opened = False
+        if fd is None:
+            return
+        try:
+            if self._seekable:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(os.fsync, fd)  # a big file's fsync may take a while
+            else:
+                try:
+                    await asyncio.to_thread(_write_all_fd, fd, HAR_TAIL)
+                except OSError as e:
+                    self._fail(0, f"capture: cannot finish {self.path}: {_oserror_text(e)}")
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(fd, view, offset)
+        else:  # Windows: only this task writes the fd, so seek + write is as good
+            os.lseek(fd, offset, os.SEEK_SET)
+            n = os.write(fd, view)
+        if n <= 0:  # pragma: no cover - a regular file never writes nothing without an error
+            raise OSError(errno.EIO, "short write")
+        view, offset = view[n:], offset + n
+
+
+def _write_all_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def make_sinks(opts: Options, stdout_fallback: bool, on_error: ErrorCallback | None = None) -> list[Any]:

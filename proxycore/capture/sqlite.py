@@ -55,6 +55,7 @@ import aiosqlite
 
 from proxycore.capture.dburl import DbUrl, parse_db_url
 from proxycore.capture.sinks import ErrorCallback, SinkError, _Reporter
+from proxycore.safefile import precreate
 
 SCHEMA_VERSION = 1
 
@@ -188,6 +189,11 @@ class SqliteStore(_Reporter):
         if self.opened:
             return
         target, uri = self.db.sqlite_target()
+        if not self.db.is_memory and "mode=ro" not in self.db.query:
+            # SQLite creates a database 0644 and its -wal/-shm/-journal files with the database's
+            # mode: an empty 0600 file first makes them all 0600 (an existing one keeps its mode).
+            with contextlib.suppress(OSError):  # unwritable: sqlite's own error says why, below
+                precreate(self.db.path)
         pending = aiosqlite.connect(target, uri=uri)
         conn = None
         try:

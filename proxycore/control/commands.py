@@ -15,7 +15,6 @@ which is what tests and headless callers use.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -419,13 +418,13 @@ def _export_ndjson(ctx: CommandContext, path: str, selector: str) -> Job:
 
     def work() -> str:
         from proxycore.capture.record import record_to_json_line
+        from proxycore.safefile import write_atomic
 
         lines = [record_to_json_line(r) for r in _records(ctx, flows)]
         data = b"".join(
             (ln if isinstance(ln, bytes) else ln.encode("utf-8")).rstrip(b"\n") + b"\n" for ln in lines)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)  # never leave a half-written file under the final name
+        # atomic, 0600 when new, never through a symlink (proxycore.safefile)
+        write_atomic(target, data)
         return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
 
     return Job(f"NDJSON → {target.name}", work)
