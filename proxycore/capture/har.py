@@ -23,6 +23,7 @@ Mapping notes:
 from __future__ import annotations
 
 import ipaddress
+import contextlib
 import json
 import math
 import os
