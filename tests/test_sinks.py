@@ -135,7 +135,8 @@ def test_partial_write_is_cut_back_so_the_file_stays_parseable(tmp_path: Path, f
             s = ({dict(ndjson='NdjsonSink', json='JsonSink', har='HarSink')[fmt]})({str(path)!r}, errors.append)
             await s.open()
             for i in range(20):
-                await s.write_batch([{{"id": i * 3 + k, "request": {{"url": "http://e/"}}, "pad": "x" * 150}}
+                await s.write_batch([{{"id": i * 3 + k, "request": {{"method": "GET", "url": "http://e/"}},
+                                       "pad": "x" * 150}}
                                      for k in range(3)])
             print(json.dumps({{"count": s.count, "failed": s.failed, "errors": errors}}))
         asyncio.run(main())

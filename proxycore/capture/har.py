@@ -22,8 +22,8 @@ Mapping notes:
 
 from __future__ import annotations
 
-import ipaddress
 import contextlib
+import ipaddress
 import json
 import math
 import os
