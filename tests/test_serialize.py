@@ -211,11 +211,17 @@ def test_write_flows_never_replaces_a_non_regular_file(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         write_flows(link, [_flow()])
     assert link.is_symlink() and target.read_text() == "keep"
-    if hasattr(os, "mkfifo"):
+    if hasattr(os, "mkfifo"):  # a FIFO is written through (like every capture file), never replaced
+        import threading
+
         fifo = tmp_path / "fifo"
         os.mkfifo(fifo)
-        with pytest.raises(OSError):
-            write_flows(fifo, [_flow()])
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+        reader.start()
+        assert write_flows(fifo, [_flow(), _flow()]) == 2
+        reader.join(10)
+        assert got and got[0].count(b"\n") == 3  # the header line and two flows
         assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp file left
 

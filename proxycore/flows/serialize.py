@@ -15,17 +15,14 @@ other character survive as JSON escapes). Bytes are base64 strings; headers are 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
-import stat
 from base64 import b64decode, b64encode
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from proxycore.flows.flow import Flow, Headers, Request, Response, Timings, TLSInfo
+from proxycore.safefile import write_atomic
 
 VERSION = 1
 FILE_FORMAT = "omniproxy-flows"
@@ -196,36 +193,20 @@ def _header_line() -> bytes:
 
 
 def write_flows(path: str | os.PathLike[str], flows: Iterable[Flow]) -> int:
-    """Write `flows` to `path`, replacing it atomically: a temp file in the same directory, created
-    0600 (flows hold cookies and tokens) with O_EXCL, then renamed over the target. A target that
-    exists but is not a regular file (a directory, a FIFO, a device, a symlink) is never replaced.
-    Returns how many flows were written."""
-    target = Path(path)
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"{target} exists and is not a regular file; not replacing it")
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o600)
-    n = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_header_line() + b"\n")
-            for flow in flows:
-                f.write(dumps_flow(flow) + b"\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return n
+    """Write `flows` to `path` through proxycore.safefile (a regular file is replaced atomically
+    by a 0600 temp file: flows hold cookies and tokens; a FIFO or device is written through; a
+    symlink is refused). Returns how many flows were written."""
+    count = 0
+
+    def lines() -> Iterator[bytes]:
+        nonlocal count
+        yield _header_line() + b"\n"
+        for flow in flows:
+            yield dumps_flow(flow) + b"\n"
+            count += 1
+
+    write_atomic(path, lines())
+    return count
 
 
 def iter_flows(path: str | os.PathLike[str]) -> Iterator[Flow]:
