@@ -12,6 +12,7 @@ commands in `proxycore.control.commands`; keys and the palette only pick which c
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from collections import deque
@@ -231,6 +232,8 @@ class OmniProxyApp(App[int]):
         self.engine: EngineClient = LocalEngine(options, on_error=self._engine_error)
         self.ctx = AppContext(view=self.view, options=options, app=self, engine=self.engine)
         self.startup_error: Exception | None = None
+        self._signals: list[int] = []  # stop signals whose handlers this app installed
+        self.stopped_by_signal: str | None = None
         self._start_proxy = start_proxy
         self._clock = clock
         self._tick_hz = tick_hz
@@ -299,6 +302,7 @@ class OmniProxyApp(App[int]):
         shown_host = f"[{host}]" if ":" in host else host
         self._address, self._state = f"{shown_host}:{port}", "running"
         self._update_header()
+        self._install_stop_signals()
 
         if engine.first_run:
             self.notify(f"New CA: {engine.ca_cert_path}\nTrust it for HTTPS: omniproxy-tui ca info",
@@ -313,7 +317,29 @@ class OmniProxyApp(App[int]):
             self._unsubscribe = None
         await self.engine.stop()  # drains the capture queue and closes sinks (HAR written)
 
+    def _install_stop_signals(self) -> None:
+        """SIGHUP (the SSH session or terminal is gone) and SIGTERM leave the app as `q` does:
+        the engine stops and the capture is drained on unmount, instead of the process dying
+        with flows still queued."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may own signal handlers
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM) if hasattr(signal, "SIGHUP") else ():
+            try:
+                loop.add_signal_handler(sig, self._stop_by_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            self._signals.append(sig)
+
+    def _stop_by_signal(self, sig: int) -> None:
+        self.stopped_by_signal = signal.Signals(sig).name
+        self.exit(0)
+
     async def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals = []
         await self._stop_proxy()
         self.gc_policy.release()
 

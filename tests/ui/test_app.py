@@ -787,3 +787,27 @@ def _keys_at_once(app: App, *keys: tuple[str, str | None]) -> None:
         event = events.Key(key, char)
         event.set_sender(app)
         app._driver.send_message(event)
+
+
+async def test_sighup_leaves_like_quit_and_the_har_is_complete(origin, workdir) -> None:
+    """The SSH session that ran the UI is gone: SIGHUP stops the engine and drains the capture,
+    as `q` does, instead of killing the process with flows still queued."""
+    import os
+    import signal
+
+    har = workdir / "cap.har"
+    app = make_app(output=str(har))
+    # were the app not to handle it, SIGHUP must fail this test, not kill the test run
+    previous = signal.signal(signal.SIGHUP, lambda *_: None)
+    try:
+        async with app.run_test(size=NARROW) as pilot:
+            await send(app, origin, "/json", "/status/404")
+            await until(pilot, lambda: len(row_lines(app)) == 2, "two rows")
+            os.kill(os.getpid(), signal.SIGHUP)
+            await until(pilot, lambda: app.stopped_by_signal == "SIGHUP", "the app to see the signal")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert app.return_code == 0
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert [e["request"]["url"].rsplit("/", 2)[-2:] for e in entries] == [[f"127.0.0.1:{origin.port}", "json"],
+                                                                         ["status", "404"]]
