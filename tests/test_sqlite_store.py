@@ -198,13 +198,13 @@ def test_bad_db_urls(url: str | None, message: str) -> None:
 
 
 @pytest.mark.parametrize("url,masked", [
-    ("postgres://user:secret@host:5433/db", "postgres://user:****@host:5433/db"),
-    ("postgres://user:secret@host/db", "postgres://user:****@host:5432/db"),
+    ("postgres://user:secret@host:5433/db", "postgres://user:***@host:5433/db"),
+    ("postgres://user:secret@host/db", "postgres://user:***@host:5432/db"),
     ("postgresql://user@host", "postgresql://user@host:5432/omniproxy"),
-    ("postgres://h/db?sslmode=require&password=x", "postgres://h:5432/db?sslmode=require&password=****"),
+    ("postgres://h/db?sslmode=require&password=x", "postgres://h:5432/db?sslmode=require&password=***"),
     ("sqlite:///x.db", "sqlite:///x.db"),
     ("sqlite::memory:", "sqlite::memory:"),
-    ("redis://u:pw@h:1/0", "redis://u:****@h:1/0"),  # unsupported, but still never echoes a password
+    ("redis://u:pw@h:1/0", "redis://u:***@h:1/0"),  # unsupported, but still never echoes a password
 ])
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked

@@ -121,26 +121,26 @@ def validate_db_url(url: str | None) -> DbUrl:
 def mask_url(url: str) -> str:
     """The URL with its password hidden, for logs and status output.
 
-    PostgreSQL URLs come back normalised: ``postgres://user:****@host:port/db`` (a password in the
+    PostgreSQL URLs come back normalised: ``postgres://user:***@host:port/db`` (a password in the
     query string is masked too). SQLite URLs carry no secrets and come back unchanged.
     """
     try:
         db = parse_db_url(url)
     except ValueError:
         # Unparseable: still never echo a password.
-        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1****@", url or "")
+        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url or "")
     if db.kind != "postgres":
         return db.raw
     scheme = db.raw.split(":", 1)[0].lower()
     user = db.user
     if db.password:
-        user = f"{user}:****"
+        user = f"{user}:***"
     auth = f"{user}@" if user else ""
     host = f"[{db.host}]" if ":" in db.host else db.host
     out = f"{scheme}://{auth}{host}:{db.port}/{db.database}"
     if db.query:
         pairs = [
-            (k, "****" if k.lower() in _SECRET_PARAMS else v)
+            (k, "***" if k.lower() in _SECRET_PARAMS else v)
             for k, v in parse_qsl(db.query, keep_blank_values=True)
         ]
         out += "?" + urlencode(pairs, safe="*")
