@@ -366,6 +366,16 @@ class _H1Parser:
         self._head_len += len(piece)
         self._tail = (self._tail + piece[-3:])[-3:]
 
+    def _feed(self, chunk: bytes | memoryview) -> str | None:
+        """Head bytes to llhttp: None when it took them, else its reason for refusing them."""
+        try:
+            self._parser.feed_data(chunk)
+        except httptools.HttpParserUpgrade:
+            pass  # CONNECT / 101: the codec decides what follows
+        except httptools.HttpParserError as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
     def _receive_head(self, data: bytes, pos: int, events: list[Event]) -> int:
         n = len(data)
         if self._state == _IDLE:
@@ -387,12 +397,8 @@ class _H1Parser:
                 self._head_len = end - pos
                 self._head_start = pos
                 self._hidden_cl = None
-                try:
-                    self._parser.feed_data(data if pos == 0 and end == n else memoryview(data)[pos:end])
-                except httptools.HttpParserUpgrade:
-                    pass  # CONNECT / 101: the codec decides what follows
-                except httptools.HttpParserError as exc:
-                    reason = str(exc) or type(exc).__name__
+                reason = self._feed(data if pos == 0 and end == n else memoryview(data)[pos:end])
+                if reason is not None:
                     if "Content-Length" not in reason:
                         return self._fail(events, self._bad_status, self._prefix + _lower_first(reason))
                     err = self._reparse_hiding_cl(data[pos:end])
@@ -410,12 +416,8 @@ class _H1Parser:
         if over:
             stop = pos + room  # llhttp's verdict on the bytes within the limit comes first
         if stop > pos and not self._cl_retry:
-            try:
-                self._parser.feed_data(data if pos == 0 and stop == n else memoryview(data)[pos:stop])
-            except httptools.HttpParserUpgrade:
-                pass  # CONNECT / 101: the codec decides what follows
-            except httptools.HttpParserError as exc:
-                reason = str(exc) or type(exc).__name__
+            reason = self._feed(data if pos == 0 and stop == n else memoryview(data)[pos:stop])
+            if reason is not None:
                 if "Content-Length" not in reason:
                     return self._fail(events, self._bad_status, self._prefix + _lower_first(reason))
                 self._cl_retry = True
