@@ -203,6 +203,12 @@ def _is_json_type(content_type: str) -> bool:
     return media.endswith("json")
 
 
+# Made once: json.loads/json.dumps with any argument build a new decoder/encoder per call, which
+# cost more than parsing a small body.
+_JSON_DECODER = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
+_JSON_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def json_body(text: str, content_type: str | None) -> tuple[Any, str | None]:
     """(body, bodyText) for a record: the parsed JSON object/array when that loses nothing, else
     the text itself (and None).
@@ -219,12 +225,12 @@ def json_body(text: str, content_type: str | None) -> tuple[Any, str | None]:
     elif not _JSON_START(text):
         return text, None
     try:
-        parsed = json.loads(text, parse_constant=_reject_constant)  # the C parser, no callbacks
+        parsed = _JSON_DECODER.decode(text)  # the C parser, no callbacks
     except (ValueError, RecursionError):  # not JSON, or cut short by the capture
         return text, None
     if parsed is None or isinstance(parsed, str):
         return text, None  # a str body is the text itself: "abc" would read back as abc
-    if json.dumps(parsed, ensure_ascii=False, separators=(",", ":")) == text:
+    if _JSON_COMPACT.encode(parsed) == text:
         # the common case (servers send compact JSON): a dropped duplicate, a rounded number or
         # an inf would have re-serialised differently, so nothing was lost
         return parsed, None
