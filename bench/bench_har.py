@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,16 +33,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from bench_proxy import ensure_origin_tools as ensure_tools  # noqa: E402
 from bench_proxy import free_port, omniproxy_argv, peak_rss_mib, start_nginx  # noqa: E402
-
-
-def ensure_tools() -> None:
-    missing = [p for p, b in (("nginx-light", "nginx"), ("hey", "hey")) if not shutil.which(b)
-               and not Path(f"/usr/sbin/{b}").exists()]
-    if missing:
-        print(f"installing {' '.join(missing)} ...", flush=True)
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True)
 
 
 def export_ref(ref: str, base: Path) -> Path:

@@ -63,13 +63,18 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def ensure_tools() -> None:
+def ensure_origin_tools() -> None:
+    """nginx-light (the local origin) and hey (the load generator), from Debian when missing."""
     missing = [p for p, b in (("nginx-light", "nginx"), ("hey", "hey")) if not shutil.which(b)
                and not Path(f"/usr/sbin/{b}").exists()]
     if missing:
         print(f"installing {' '.join(missing)} ...", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True)
+
+
+def ensure_tools() -> None:
+    ensure_origin_tools()
     if not (MITM_VENV / "bin" / "mitmdump").exists():
         print("installing mitmproxy 11.0.2 into bench/.venv-mitm ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(MITM_VENV)], check=True)
