@@ -21,6 +21,14 @@ class Endpoint(asyncio.Protocol):
         self._paused = False
         self.sock: socket.socket | None = None
 
+    def attach(self, transport: asyncio.BaseTransport) -> tuple[str, int] | None:
+        """connection_made's common part: keep the transport (and its socket, for quick ACKs);
+        returns the peer's (host, port)."""
+        self.transport = transport  # type: ignore[assignment]
+        self.take_socket(transport)
+        peer = transport.get_extra_info("peername")
+        return (peer[0], peer[1]) if peer else None
+
     def take_socket(self, transport: asyncio.BaseTransport) -> None:
         if _QUICKACK is not None:
             s = transport.get_extra_info("socket")

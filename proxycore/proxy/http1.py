@@ -332,11 +332,7 @@ class ClientConnection(TunnelMixin, Endpoint):
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.take_socket(transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.client_addr = (peer[0], peer[1])
+        self.client_addr = self.attach(transport)
         proxy = self.proxy
         proxy.connections.add(self)
         self._arm("head", proxy.options.client_head_timeout)

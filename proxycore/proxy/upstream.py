@@ -119,11 +119,7 @@ class UpstreamConnection(Endpoint):
 
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.take_socket(transport)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.server_addr = (peer[0], peer[1])
+        self.server_addr = self.attach(transport)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
