@@ -210,3 +210,22 @@ class Replayer:
             t.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
+
+
+async def replay_all(proxy: Proxy, requests: Iterable[Request], concurrency: int,
+                     report: Callable[[int, Flow], None]) -> None:
+    """Replay `requests` with at most `concurrency` in flight; `report(index, flow)` as each
+    finishes (the CLI's `replay` command)."""
+    pending = deque(enumerate(requests))
+
+    async def worker() -> None:
+        while pending:
+            i, req = pending.popleft()
+            report(i, await replay_request(proxy, req))
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, min(concurrency, len(pending))))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
