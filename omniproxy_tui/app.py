@@ -114,7 +114,7 @@ class MainScreen(Screen):
         Binding("F", "command('view.follow')", "Follow", show=False, tooltip="Follow new flows (on/off)",
                 id="follow"),
         Binding("r", "replay", "Replay", show=False,
-                tooltip="Replay the flow (the marked flows when some are marked) as new flows ↺", id="replay"),
+                tooltip="Replay the flow (or the marked ones) as a new flow ↺", id="replay"),
         Binding("tab", "switch_pane", "Switch pane", show=False,
                 tooltip="Move between the table and the detail pane (wide terminals)", id="pane"),
     ]
