@@ -386,7 +386,7 @@ def replay(input_path: str, filter_expr: str | None, concurrency: int, via_proxy
     import asyncio
     import time
 
-    from proxycore.capture.replayfile import read_replay_items
+    from proxycore.capture.replayfile import read_replay_items, replay_requests
     from proxycore.flows.filter import FilterError, parse
     from proxycore.humanize import human_duration
 
@@ -439,19 +439,8 @@ def replay(input_path: str, filter_expr: str | None, concurrency: int, via_proxy
                       upstream_ca=ca_file, connect_timeout=timeout, response_timeout=timeout,
                       body_idle_timeout=timeout)
 
-    async def go() -> None:
-        from proxycore.proxy.replay import replay_all
-        from proxycore.proxy.server import Proxy
-
-        proxy = Proxy(options)
-        await proxy.start(listen=False)
-        try:
-            await replay_all(proxy, [it.flow.request for _, it in sendable], concurrency, report)
-        finally:
-            await proxy.stop()
-
     started = time.monotonic()
-    asyncio.run(go())
+    asyncio.run(replay_requests(options, [it.flow.request for _, it in sendable], concurrency, report))
     ok = total - failed
     click.echo(f"{total} request{'s' * (total != 1)}: {ok} ok, {failed} failed "
                f"in {time.monotonic() - started:.2f} s", err=True)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from proxycore.capture.record import _JSON_COMPACT, BINARY_PLACEHOLDER, REDACTED, _charset
 from proxycore.flows.flow import DONE, Flow, Headers, Request, Response
+from proxycore.options import Options
 
 
 @dataclass
@@ -147,3 +148,18 @@ def record_to_item(rec: dict, where: str) -> ReplayItem:
         flow.response = Response(resp["status"])
     redacted = tuple(k for k, v in pairs if v == REDACTED)
     return ReplayItem(flow, problem, redacted)
+
+
+async def replay_requests(options: Options, requests: list[Request], concurrency: int,
+                          report: Callable[[int, Flow], None]) -> None:
+    """Replay `requests` through a proxy built from `options` that listens nowhere (only these
+    requests go through it); `report(index, flow)` as each finishes. StartupError for bad options."""
+    from proxycore.proxy.replay import replay_all
+    from proxycore.proxy.server import Proxy
+
+    proxy = Proxy(options)
+    await proxy.start(listen=False)
+    try:
+        await replay_all(proxy, requests, concurrency, report)
+    finally:
+        await proxy.stop()
