@@ -180,3 +180,30 @@ async def test_replay_client_command_focused_and_marked(origin):
             raise AssertionError("no focus must be refused")
     finally:
         await engine.stop()
+
+
+async def test_a_broken_edit_is_a_flow_error_not_a_traceback(make_proxy, origin):
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    req = Request("GET", "http", "127.0.0.1", origin.port, "/json", headers=Headers(
+        [(b"Host", f"127.0.0.1:{origin.port}".encode()), (b"Bad Header", b"x")]))
+    flow = await replay_request(proxy, req)
+    assert flow.is_replay and flow.error and flow.response.status == 400
+    assert not origin.requests and not make_proxy.errors  # refused by the codec, no internal error
+    await wait_for(lambda: flow in done, what="the failed replay published")
+
+
+async def test_replay_to_a_closed_port_and_to_the_proxy_itself(make_proxy):
+    proxy = await make_proxy()
+    refused = await replay_request(proxy, Request("GET", "http", "127.0.0.1", 9, "/"))
+    assert refused.is_replay and refused.response.status == 502 and "127.0.0.1:9" in refused.error
+    loop = await replay_request(proxy, Request("GET", "http", "127.0.0.1", proxy.address[1], "/"))
+    assert loop.response.status == 508
+
+
+async def test_replays_need_no_proxy_credentials(make_proxy, origin):
+    proxy = await make_proxy(proxy_auth="alice:secret")
+    async with httpx.AsyncClient(proxy=proxy_url(proxy), trust_env=False) as c:
+        assert (await c.get(origin.url("/json"))).status_code == 407  # a network client must log in
+    flow = await replay_request(proxy, Request("GET", "http", "127.0.0.1", origin.port, "/json"))
+    assert flow.response.status == 200 and flow.error is None

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from proxycore.flows.flow import Flow, Headers, Request
+from proxycore.layers import http1 as h1
 from proxycore.layers.tls import StreamTransport
 from proxycore.proxy.http1 import ClientConnection, Exchange
 
@@ -116,7 +117,7 @@ class _ReplayConnection(ClientConnection):
         self.tunnel = tunnel
         self.finished: asyncio.Future[Flow] = asyncio.get_running_loop().create_future()
 
-    def _new_flow(self, ev):  # type: ignore[no-untyped-def]
+    def _new_flow(self, ev: h1.RequestHead) -> tuple[Flow, tuple[int, str] | None]:
         flow, err = super()._new_flow(ev)
         flow.is_replay = True  # before the first hook: addons and the UI see a replay from the start
         return flow, err
