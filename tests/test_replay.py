@@ -12,6 +12,7 @@ from conftest import collect_done, proxy_url, wait_for
 from proxycore.control.client import LocalEngine
 from proxycore.control.commands import CommandContext, CommandError, registry
 from proxycore.flows.flow import Flow, Headers, Request
+from proxycore.flows.serialize import write_flows
 from proxycore.flows.view import FlowView
 from proxycore.options import Options
 from proxycore.proxy.replay import Replayer, replay_problem, replay_request, request_bytes
@@ -141,7 +142,7 @@ def test_request_bytes_frames_the_body_and_keeps_header_order():
     assert request_bytes(tls) == b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
 
-async def test_replay_client_command_focused_and_marked(origin):
+async def test_replay_client_command_focused_and_marked(origin, tmp_path):
     engine = LocalEngine(Options(port=0, host="127.0.0.1"))
     await engine.start()
     try:
@@ -161,8 +162,19 @@ async def test_replay_client_command_focused_and_marked(origin):
         for f in view.all_flows()[:2]:
             f.marked = True
         assert engine.run_command("replay.client", ctx, "@marked") == "replaying 2 flows"
-        await wait_for(lambda: view.total == 5, what="two more replays")
+        await wait_for(lambda: view.total == 5 and all(f.is_finished for f in view.all_flows()), what="two more replays")
         assert "queued or in flight" in engine.run_command("replay.client.count", ctx)
+        # mitmproxy's replay.client.file: the requests of a capture, as new flows
+        capture = tmp_path / "c.flows"
+        write_flows(capture, [view.all_flows()[1]])
+        assert engine.run_command("replay.client.file", ctx, str(capture)) == "replaying 1 request from c.flows"
+        await wait_for(lambda: view.total == 6, what="the file's request replayed")
+        try:
+            engine.run_command("replay.client.file", ctx, str(tmp_path / "nope.har"))
+        except CommandError as exc:
+            assert "no such file" in str(exc)
+        else:
+            raise AssertionError("a missing file must be refused")
         assert engine.run_command("replay.client.stop", ctx).startswith("dropped")
         # bad input: one line, never a traceback
         try:

@@ -278,6 +278,30 @@ def _replay_client(ctx: CommandContext, selector: str) -> str:
     return msg
 
 
+@command("replay.client.file", "Replay the requests of a capture file (HAR, NDJSON/IR, JSON, flow file) as new flows",
+         Arg("path", str, "capture file"))
+def _replay_client_file(ctx: CommandContext, path: str) -> str:
+    from proxycore.capture.replayfile import read_replay_items
+
+    p = _resolve(ctx, path, "har")
+    if not p.is_file():
+        raise CommandError(f"replay.client.file: {p}: no such file")
+    items = list(read_replay_items(p))  # ValueError: one line naming the file (CommandRegistry.call)
+    bad = [f"{it.flow.request.url}: {it.problem}" for it in items if it.problem is not None]
+    flows = [it.flow for it in items if it.problem is None]
+    if not flows:
+        raise CommandError(f"nothing to replay in {p}" + (f": {bad[0]}" if bad else ""))
+    try:
+        queued, problems = _engine(ctx).replay(flows)
+    except (NotImplementedError, RuntimeError) as exc:
+        raise CommandError(f"replay.client.file: {exc}") from None
+    problems = bad + problems
+    msg = f"replaying {queued} request{'s' * (queued != 1)} from {p.name}"
+    if problems:
+        msg += f"; skipped {len(problems)}: {problems[0]}"
+    return msg
+
+
 @command("replay.client.count", "How many replays are queued or in flight")
 def _replay_client_count(ctx: CommandContext) -> str:
     n = _engine(ctx).replay_count()
