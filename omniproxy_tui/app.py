@@ -113,6 +113,8 @@ class MainScreen(Screen):
                 id="reverse"),
         Binding("F", "command('view.follow')", "Follow", show=False, tooltip="Follow new flows (on/off)",
                 id="follow"),
+        Binding("r", "replay", "Replay", show=False,
+                tooltip="Replay the flow (or the marked ones) as a new flow ↺", id="replay"),
         Binding("tab", "switch_pane", "Switch pane", show=False,
                 tooltip="Move between the table and the detail pane (wide terminals)", id="pane"),
     ]
@@ -180,6 +182,11 @@ class MainScreen(Screen):
 
     def action_save(self, name: str) -> None:
         self.app_.run_command(name, quiet=False)
+
+    def action_replay(self) -> None:
+        # as mitmproxy's `r` does on marked flows: the marks say which, else the focused flow
+        selector = "@marked" if self.app_.view.marked() else "@focus"
+        self.app_.run_command("replay.client", selector, quiet=False)
 
     def action_switch_pane(self) -> None:
         main = self.query_one("#main")

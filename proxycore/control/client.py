@@ -67,6 +67,20 @@ class EngineClient(ABC):
     def clear_flows(self) -> int:
         """Forget every flow; returns how many were kept."""
 
+    # ---------------------------------------------------------------- replay
+    def replay(self, flows: list[Flow]) -> tuple[int, list[str]]:
+        """Send the flows' current requests again as new replayed flows (queued, in order);
+        returns (how many were queued, one reason per flow that was not)."""
+        raise NotImplementedError("this engine cannot replay flows")
+
+    def replay_count(self) -> int:
+        """Replays queued or in flight."""
+        return 0
+
+    def replay_clear(self) -> int:
+        """Drop the queued replays; returns how many were dropped."""
+        return 0
+
     # ---------------------------------------------------------------- commands
     def run_command(self, name: str, ctx: CommandContext, /, *args: Any, **kwargs: Any) -> Any:
         """Run a named command of proxycore.control.commands against `ctx` (the caller's view state and
@@ -137,6 +151,7 @@ class LocalEngine(EngineClient):
                                   keep_flows=options.max_flows if keep_flows is None else keep_flows)
         self.running = False
         self._stopped = False
+        self._replayer = None  # made on the first replay: nothing runs until then
 
     async def start(self) -> None:
         self._first_run = self.options.mitm and not self.options.ca_cert_path.exists()
@@ -151,6 +166,8 @@ class LocalEngine(EngineClient):
         if self._stopped:
             return
         self._stopped = True
+        if self._replayer is not None:
+            await self._replayer.stop()
         if self.running:
             self.running = False
             await self.proxy.stop()  # drains the capture queue and closes sinks (HAR written)
@@ -172,6 +189,21 @@ class LocalEngine(EngineClient):
 
     def clear_flows(self) -> int:
         return self.proxy.flows.clear()
+
+    def replay(self, flows: list[Flow]) -> tuple[int, list[str]]:
+        if not self.running:
+            raise RuntimeError("the proxy is not running")
+        if self._replayer is None:
+            from proxycore.proxy.replay import Replayer
+
+            self._replayer = Replayer(self.proxy)
+        return self._replayer.submit(flows)
+
+    def replay_count(self) -> int:
+        return self._replayer.count if self._replayer is not None else 0
+
+    def replay_clear(self) -> int:
+        return self._replayer.clear() if self._replayer is not None else 0
 
     def inject(self, kind: str, flow: Flow) -> None:
         """Publish a flow as the proxy's connection code would ("add", "update", "done"), without

@@ -250,6 +250,70 @@ def _flow_duplicate(ctx: CommandContext, selector: str) -> str:
     return f"duplicated {len(flows)} flow{'s' * (len(flows) != 1)}"
 
 
+# --------------------------------------------------------------------------- replay
+
+
+def _engine(ctx: CommandContext) -> EngineClient:
+    if ctx.engine is None:
+        raise CommandError("replay needs a running proxy")
+    return ctx.engine
+
+
+@command("replay.client", "Replay flows: their current requests go again through the proxy as new "
+         "flows marked ↺ (in order)", _SELECTOR)
+def _replay_client(ctx: CommandContext, selector: str) -> str:
+    flows = _flows(ctx, selector)
+    if not flows:
+        raise CommandError(f"no flows match {selector}")
+    try:
+        queued, problems = _engine(ctx).replay(flows)
+    except (NotImplementedError, RuntimeError) as exc:
+        raise CommandError(f"replay.client: {exc}") from None
+    if not queued:
+        raise CommandError(problems[0] if len(problems) == 1 else
+                           f"nothing to replay: {problems[0]} (and {len(problems) - 1} more)")
+    msg = f"replaying {queued} flow{'s' * (queued != 1)}"
+    if problems:
+        msg += f"; skipped {len(problems)}: {problems[0]}"
+    return msg
+
+
+@command("replay.client.file", "Replay the requests of a capture file (HAR, NDJSON/IR, JSON, flow file) as new flows",
+         Arg("path", str, "capture file"))
+def _replay_client_file(ctx: CommandContext, path: str) -> str:
+    from proxycore.capture.replayfile import read_replay_items
+
+    p = _resolve(ctx, path, "har")
+    if not p.is_file():
+        raise CommandError(f"replay.client.file: {p}: no such file")
+    items = list(read_replay_items(p))  # ValueError: one line naming the file (CommandRegistry.call)
+    bad = [f"{it.flow.request.url}: {it.problem}" for it in items if it.problem is not None]
+    flows = [it.flow for it in items if it.problem is None]
+    if not flows:
+        raise CommandError(f"nothing to replay in {p}" + (f": {bad[0]}" if bad else ""))
+    try:
+        queued, problems = _engine(ctx).replay(flows)
+    except (NotImplementedError, RuntimeError) as exc:
+        raise CommandError(f"replay.client.file: {exc}") from None
+    problems = bad + problems
+    msg = f"replaying {queued} request{'s' * (queued != 1)} from {p.name}"
+    if problems:
+        msg += f"; skipped {len(problems)}: {problems[0]}"
+    return msg
+
+
+@command("replay.client.count", "How many replays are queued or in flight")
+def _replay_client_count(ctx: CommandContext) -> str:
+    n = _engine(ctx).replay_count()
+    return f"{n} replay{'s' * (n != 1)} queued or in flight"
+
+
+@command("replay.client.stop", "Drop the queued replays (those in flight finish)")
+def _replay_client_stop(ctx: CommandContext) -> str:
+    n = _engine(ctx).replay_clear()
+    return f"dropped {n} queued replay{'s' * (n != 1)}"
+
+
 # --------------------------------------------------------------------------- view
 
 

@@ -77,7 +77,9 @@ class Proxy:
         self.access_facts: list[str] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, listen: bool = True) -> None:
+        """Start the proxy. `listen=False`: everything but the listening socket, for a proxy that
+        only replays requests (`omniproxy-tui replay`): nobody else can send through it."""
         from proxycore import certs
         from proxycore.addons.scope import Sampler, Scope, skip_host_matcher
         from proxycore.capture.queue import CaptureQueue
@@ -130,6 +132,9 @@ class Proxy:
             except Exception as exc:
                 raise StartupError(f"cannot open capture target: {exc}") from None
 
+        if not listen:
+            self._sweeper = loop.create_task(self._sweep())
+            return
         try:
             self._server = await loop.create_server(
                 lambda: ClientConnection(self), opts.host, opts.port, reuse_address=True, backlog=1024)
