@@ -444,3 +444,29 @@ def test_default_rules_path(omniproxy_home):
     from proxycore.options import Options
 
     assert Options().rules_path == Path(omniproxy_home) / "rules.yaml"
+
+
+async def test_a_rule_on_both_sides_counts_one_flow(make_proxy, origin):
+    proxy = await make_proxy(modify_headers=["/X-Both/1"])
+    done = collect_done(proxy)
+    async with client(proxy) as c:
+        r = await c.get(origin.url("/json"))
+    assert r.headers["x-both"] == "1" and sent_header(origin, "x-both") == ["1"]
+    await wait_for(lambda: done, what="flow")
+    assert proxy.rules.rules[0].hits == 1
+    assert done[0].rules_applied == ("set_header X-Both: 1",)
+
+
+async def test_bodies_over_the_buffer_limit_stream_past_unchanged(make_proxy, origin):
+    from origin import pattern_bytes
+
+    proxy = await make_proxy(modify_body=["/~s/./X"], body_buffer_limit=4096)
+    done = collect_done(proxy)
+    async with client(proxy) as c:
+        r = await c.get(origin.url("/bytes?n=200000"))
+        small = await c.get(origin.url("/json"))
+    assert r.content == pattern_bytes(200000)  # streamed: as the origin sent it
+    assert set(small.content) == {ord("X")}  # buffered: rewritten
+    await wait_for(lambda: len(done) == 2, what="two flows")
+    big = next(f for f in done if f.request.path == "/bytes")
+    assert not big.modified and big.rules_applied == ()

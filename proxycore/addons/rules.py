@@ -427,6 +427,10 @@ def _replace_body(rule: Rule, msg: Request | Response) -> bool:
     from proxycore.encoding import decode_body
 
     body = msg.body
+    if not body:
+        # nothing buffered: an empty body, or one too big for --body-buffer-limit that was
+        # streamed past the hooks (as mitmproxy, streamed bodies are not rewritten)
+        return False
     ce = msg.headers.get("content-encoding")
     if ce:
         decoded, note = decode_body(body, ce)
@@ -444,9 +448,12 @@ def _replace_body(rule: Rule, msg: Request | Response) -> bool:
 
 
 def _touch(rule: Rule, flow: Flow) -> None:
+    label = rule.label
+    if label in flow.rules_applied:
+        return  # one rule, both sides: one flow touched
     rule.hits += 1
     flow.modified = True
-    flow.rules_applied = (*flow.rules_applied, rule.label)
+    flow.rules_applied = (*flow.rules_applied, label)
 
 
 class RulesAddon:
