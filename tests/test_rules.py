@@ -221,6 +221,8 @@ async def test_commands_add_toggle_move_delete_and_save(make_proxy, origin, omni
     assert [(r.kind, r.enabled) for r in saved] == [("block", True), ("set_header", False)]
     registry.run(ctx, "rules.delete", "1")
     assert [r.kind for r in load_rules_file(omniproxy_home / "rules.yaml")] == ["set_header"]
+    with pytest.raises(CommandError, match="UP or DOWN"):
+        registry.run(ctx, "rules.move", "1", "sideways")
     with pytest.raises(CommandError, match="no rule 5"):
         registry.run(ctx, "rules.toggle", "5")
     with pytest.raises(CommandError, match="unknown kind"):
@@ -470,3 +472,15 @@ async def test_bodies_over_the_buffer_limit_stream_past_unchanged(make_proxy, or
     await wait_for(lambda: len(done) == 2, what="two flows")
     big = next(f for f in done if f.request.path == "/bytes")
     assert not big.modified and big.rules_applied == ()
+
+
+async def test_rules_apply_inside_https_mitm(make_proxy, tls_origin):
+    proxy = await make_proxy(modify_headers=["/~s/X-Rule/tls"], block_list=[":~u /status/:403"])
+    url = tls_origin.url("/json", host="localhost")
+    rc, out, err = await run("curl", "-sS", "-i", "--cacert", str(proxy.ca.cert_path), "-x", proxy_url(proxy), url)
+    assert rc == 0, err
+    assert b"\r\nX-Rule: tls\r\n" in out  # (curl -i prints the CONNECT answer first)
+    rc, out, err = await run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+                             str(proxy.ca.cert_path), "-x", proxy_url(proxy),
+                             tls_origin.url("/status/200", host="localhost"))
+    assert rc == 0 and out == b"403", err

@@ -490,8 +490,10 @@ def _rules_toggle(ctx: CommandContext, n: int) -> str:
 
 
 @command("rules.move", "Move rule N up or down (rules apply in order)", _RULE_N,
-         Arg("direction", str, "UP or DOWN", choices=("UP", "DOWN", "up", "down")))
+         Arg("direction", str, "UP or DOWN"))
 def _rules_move(ctx: CommandContext, n: int, direction: str) -> str:
+    if direction.lower() not in ("up", "down"):
+        raise CommandError(f"rules.move: direction must be UP or DOWN, got {direction!r}")
     m = _rule_call(lambda: _ruleset(ctx).move(n, -1 if direction.lower() == "up" else 1))
     return f"rule {n} is now rule {m}"
 
