@@ -104,8 +104,8 @@ def _option_flags(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _flag_value(key: Key, value: Any) -> Any:
-    if key.kind == "files":
-        return list(value)  # -s FILE: a file name may contain a comma, do not split it
+    if key.kind in ("files", "specs"):
+        return list(value)  # -s FILE: a file name may contain a comma, do not split it (nor a rule spec)
     if key.kind in LIST_KINDS:
         return _split(value)
     return value

@@ -22,6 +22,7 @@ from proxycore.flows.store import StoreCallback
 from proxycore.options import Options
 
 if TYPE_CHECKING:
+    from proxycore.addons.rules import RuleSet
     from proxycore.control.commands import CommandContext
     from proxycore.proxy.server import Proxy
 
@@ -90,6 +91,11 @@ class EngineClient(ABC):
 
         ctx.engine = self
         return registry.call(ctx, name, *_positional(name, args, kwargs))
+
+    @property
+    def rules(self) -> RuleSet | None:
+        """The rewrite rules (proxycore.addons.rules); None where the engine has none."""
+        return None
 
     # ---------------------------------------------------------------- facts the UI shows
     @property
@@ -214,6 +220,10 @@ class LocalEngine(EngineClient):
     def address(self) -> tuple[str, int]:
         host, port = self.proxy.address[:2]
         return host, port
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.proxy.rules
 
     @property
     def ca_cert_path(self) -> Path | None:

@@ -291,6 +291,7 @@ class Exchange:
         if self.whole_response and self.resp_buffered > self.conn.proxy.options.body_buffer_limit:
             # too big to hold whole: stream what we have and the rest (stream_large_bodies)
             self.whole_response = False
+            self.flow.response.stream = True  # else start_response() goes back to buffering
             self.start_response()
 
     def response_complete(self, keep_alive: bool, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
