@@ -190,6 +190,7 @@ class MainScreen(Screen):
         # as mitmproxy's `r` does on marked flows: the marks say which, else the focused flow
         selector = "@marked" if self.app_.view.marked() else "@focus"
         self.app_.run_command("replay.client", selector, quiet=False)
+
     def action_rules(self) -> None:
         self.app_.open_rules()
 
