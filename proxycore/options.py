@@ -38,8 +38,9 @@ ENV_PREFIX = "OMNIPROXY_"
 #                                  is not split on commas (file names may contain them)
 #   headers                        a list of header names
 #   format, url, db                a capture format, an upstream proxy URL, a --db URL
+#   preset, rate, ms               throttling: a preset name, 512kbit / 1mbit, 100ms / 1.5s (proxycore.throttle)
 KINDS = frozenset({"bool", "int", "float", "str", "path", "list", "size", "count", "files", "headers",
-                   "format", "url", "db"})
+                   "format", "url", "db", "preset", "rate", "ms"})
 LIST_KINDS = frozenset({"list", "files", "headers"})
 
 
@@ -252,6 +253,33 @@ class Options:
                                kind="url", secret=True, example="http://user:pass@proxy.corp:3128",
                                flag="--upstream", metavar="URL",
                                flag_help="Upstream proxy: http://[user:pass@]host:port.")
+    # ---------------------------------------------------------------- throttle (proxycore/throttle.py)
+    throttle: str | None = opt(None, "throttle.preset", "throttle matching traffic like this network: gprs, "
+                               "2g, edge, 3g, 3g-fast, 4g, lte, dsl, wifi, very-bad", kind="preset",
+                               example="3g", flag="--throttle", metavar="PRESET",
+                               flag_help="Throttle matching traffic with a preset: gprs, 2g, edge, 3g, "
+                               "3g-fast, 4g, lte, dsl, wifi, very-bad.")
+    throttle_down: str | None = opt(None, "throttle.down", "download bandwidth shared by matching traffic "
+                                    "(bit, kbit, mbit per second); overrides the preset's", kind="rate",
+                                    example="1mbit", flag="--throttle-down", metavar="RATE",
+                                    flag_help="Download bandwidth for matching traffic, e.g. 1mbit, 512kbit.")
+    throttle_up: str | None = opt(None, "throttle.up", "upload bandwidth shared by matching traffic",
+                                  kind="rate", example="512kbit", flag="--throttle-up", metavar="RATE",
+                                  flag_help="Upload bandwidth for matching traffic, e.g. 512kbit.")
+    throttle_latency: str | None = opt(None, "throttle.latency", "delay before the first byte of each "
+                                       "request and each response (100ms, 1.5s)", kind="ms", example="100ms",
+                                       flag="--throttle-latency", metavar="MS",
+                                       flag_help="Delay before the first byte of each request and response, "
+                                       "e.g. 100ms.")
+    throttle_jitter: str | None = opt(None, "throttle.jitter", "up to this much more delay, at random, per "
+                                      "request and response", kind="ms", example="20ms",
+                                      flag="--throttle-jitter", metavar="MS")
+    throttle_loss: float = opt(0.0, "throttle.loss", "percent of matching requests whose connection is "
+                               "reset (packet-loss emulation)", minimum=0.0, maximum=100.0,
+                               flag="--throttle-loss", metavar="PERCENT")
+    throttle_filter: str | None = opt(None, "throttle.filter", "throttle only flows matching this filter "
+                                      "expression; null = all", example='"~d api.example.com"',
+                                      flag="--throttle-filter", metavar="FILTER")
     # ---------------------------------------------------------------- ui
     max_flows: int = opt(50000, "ui.maxFlows", "flows kept in memory by the UI (oldest dropped)", minimum=1,
                          flag="--max-flows", flag_help="Flows kept in the UI's memory.")

@@ -24,6 +24,7 @@ from proxycore.options import Options
 if TYPE_CHECKING:
     from proxycore.control.commands import CommandContext
     from proxycore.proxy.server import Proxy
+    from proxycore.throttle import Throttle
 
 ErrorCallback = Callable[[str], None]
 
@@ -76,6 +77,11 @@ class EngineClient(ABC):
 
         ctx.engine = self
         return registry.call(ctx, name, *_positional(name, args, kwargs))
+
+    @property
+    def throttle(self) -> Throttle | None:
+        """The engine's throttling state (proxycore.throttle), None when this engine has none."""
+        return None
 
     # ---------------------------------------------------------------- facts the UI shows
     @property
@@ -195,6 +201,10 @@ class LocalEngine(EngineClient):
     @property
     def stats(self) -> dict[str, int]:
         return self.proxy.stats
+
+    @property
+    def throttle(self) -> Throttle | None:
+        return self.proxy.throttle
 
 
 __all__ = ["EngineClient", "ErrorCallback", "LocalEngine", "StartupError"]

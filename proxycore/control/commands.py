@@ -428,3 +428,8 @@ def _export_ndjson(ctx: CommandContext, path: str, selector: str) -> Job:
         return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
 
     return Job(f"NDJSON → {target.name}", work)
+
+
+# --------------------------------------------------------------------------- other areas' commands
+
+from proxycore.control import throttle_commands  # noqa: E402,F401  (registers throttle.*)

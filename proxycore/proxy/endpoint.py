@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 # Linux: ACK at once instead of after the 40 ms delayed-ACK timer (see Endpoint.quickack).
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
@@ -20,6 +21,10 @@ class Endpoint(asyncio.Protocol):
         self.closed = False
         self._paused = False
         self.sock: socket.socket | None = None
+        # The throttling shaper (proxycore.throttle) while this connection carries a throttled
+        # flow: it then stands in for `write` and `close` as instance attributes, so an unthrottled
+        # connection's write path has no extra test in it.
+        self.shaper: Any = None
 
     def attach(self, transport: asyncio.BaseTransport) -> tuple[str, int] | None:
         """connection_made's common part: keep the transport (and its socket, for quick ACKs);

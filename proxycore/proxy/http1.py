@@ -691,6 +691,14 @@ class ClientConnection(TunnelMixin, Endpoint):
             req.scheme, req.host, req.port)
         loop = asyncio.get_running_loop()
         how = "failed"
+        th = proxy.throttle
+        throttled = th.profile is not None and th.matches(flow)  # one test per request when off
+        if throttled:
+            flow.tags.append("throttled")
+            if th.lose():  # packet-loss emulation: this request's connection is reset
+                flow.error = "connection reset by throttling (packet-loss emulation)"
+                self._kill(ex)
+                return
         for attempt in (0, 1):
             conn = proxy.pool.take(key)
             reused = conn is not None
@@ -715,6 +723,11 @@ class ClientConnection(TunnelMixin, Endpoint):
             ex.done = loop.create_future()
             ex.upstream = conn
             conn.start_exchange(ex, req.method)
+            if th.profile is not None:
+                if throttled:
+                    th.attach(self, conn)  # both sides' writes go through the shared links now
+                else:
+                    th.release(self, conn)
             framing = h1.CHUNKED if ex.chunked else (h1.LENGTH if ex.has_body else h1.NONE)
             head = conn.request_head(req, framing, absolute=via_http, via=proxy.via_token if via_http else None)
             if ex.buffered:

@@ -18,6 +18,7 @@ from proxycore.layers.tls import quiet_bad_sni
 from proxycore.options import Options
 from proxycore.proxy.http1 import ClientConnection
 from proxycore.proxy.upstream import Pool, UpstreamProxy
+from proxycore.throttle import Throttle
 
 if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
@@ -64,6 +65,7 @@ class Proxy:
         self.via_token = f"omniproxy-{secrets.token_hex(4)}"  # Via token: finds loops through --upstream
         self.pool = Pool(None, None, options, self.via_token)
         self.addons = Addons(self.report_error)
+        self.throttle = Throttle()  # off until configured: the flow driver tests one attribute
         self._sweeper: asyncio.Task | None = None
         self._unquiet: Callable[[], None] | None = None
         self._subscribers: list[Subscriber] = []
@@ -93,6 +95,7 @@ class Proxy:
             self.skip_host = skip_host_matcher(opts.skip_hosts) if opts.skip_hosts else None
             scripted = [a for path in opts.scripts for a in load_script(path)]
             guards = self._access_addons()
+            self.throttle.configure(opts)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         # Built-in addons around the user's: access decides first (a refused request reaches no
