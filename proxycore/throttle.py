@@ -251,7 +251,13 @@ class Clock(Protocol):
 class Link:
     """One direction's shared bandwidth: a token bucket with no stored burst. Each reservation of
     n bytes occupies the link for n/rate seconds after the previous one (or after now, if the link
-    was idle); the bytes may go out when their slot ends. Whoever reserves first goes first."""
+    was idle); the bytes may go out when their slot ends. Whoever reserves first goes first.
+
+    A busy link whose timer fired late (a loaded event loop) books its next slot right after the
+    previous one, not after now: up to `SLACK` seconds of lateness are made up, so the average rate
+    holds under load; a link idle for longer earns no credit."""
+
+    SLACK = 0.1
 
     __slots__ = ("rate", "free_at", "bytes")
 
@@ -265,7 +271,8 @@ class Link:
         rate = self.rate
         if rate is None:
             return now
-        start = now if now > self.free_at else self.free_at
+        free_at = self.free_at
+        start = now if now - free_at > self.SLACK else free_at
         self.free_at = start + n / rate
         return self.free_at
 

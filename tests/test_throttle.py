@@ -189,6 +189,25 @@ def test_an_idle_link_stores_no_burst():
     assert client.transport.last_write_at() == pytest.approx(10.0 + 12500 / MBIT)
 
 
+class LateClock(FakeClock):
+    """Every timer fires 30 ms late, as on a loaded event loop."""
+
+    def call_at(self, when: float, cb, *args) -> FakeHandle:
+        return super().call_at(when + 0.03, cb, *args)
+
+
+def test_late_timers_do_not_lower_the_average_rate():
+    clock = LateClock()
+    th = Throttle(clock, random.Random(1))
+    th.set(Profile("t", down=MBIT))
+    client, up = Peer(clock), Peer(clock)
+    th.attach(client, up)
+    client.write(b"l" * 250000)  # 2 s at 1 Mbit/s
+    clock.run()
+    assert client.transport.data == b"l" * 250000
+    assert 2.0 - 1e-9 <= client.transport.last_write_at() <= 2.0 + 0.03 + 1e-9  # on time, give or take one lateness
+
+
 def test_rate_change_applies_to_bytes_still_queued():
     clock, th, client, up = setup(Profile("t", down=MBIT))
     th.attach(client, up)
