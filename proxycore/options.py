@@ -266,14 +266,13 @@ class Options:
     throttle_up: str | None = opt(None, "throttle.up", "upload bandwidth shared by matching traffic",
                                   kind="rate", example="512kbit", flag="--throttle-up", metavar="RATE",
                                   flag_help="Upload bandwidth for matching traffic, e.g. 512kbit.")
-    throttle_latency: str | None = opt(None, "throttle.latency", "delay before the first byte of each "
-                                       "request and each response (100ms, 1.5s)", kind="ms", example="100ms",
-                                       flag="--throttle-latency", metavar="MS",
-                                       flag_help="Delay before the first byte of each request and response, "
-                                       "e.g. 100ms.")
-    throttle_jitter: str | None = opt(None, "throttle.jitter", "up to this much more delay, at random, per "
-                                      "request and response", kind="ms", example="20ms",
-                                      flag="--throttle-jitter", metavar="MS")
+    throttle_latency: str | None = opt(None, "throttle.latency", "delay each request's round trip gains "
+                                       "(100ms, 1.5s): half before its first byte, half before the response's",
+                                       kind="ms", example="100ms", flag="--throttle-latency", metavar="MS",
+                                       flag_help="Latency added to each request's round trip (half before the "
+                                       "request's first byte, half before the response's), e.g. 100ms.")
+    throttle_jitter: str | None = opt(None, "throttle.jitter", "up to this much more latency per request, at "
+                                      "random", kind="ms", example="20ms", flag="--throttle-jitter", metavar="MS")
     throttle_loss: float = opt(0.0, "throttle.loss", "percent of matching requests whose connection is "
                                "reset (packet-loss emulation)", minimum=0.0, maximum=100.0,
                                flag="--throttle-loss", metavar="PERCENT")

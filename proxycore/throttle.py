@@ -6,8 +6,8 @@ matches, `attach` swaps the `write` (and `close`) of both of its connections for
 from then on every byte to the client (download) and to the origin (upload) is queued there and
 released in small quanta at the times a shared `Link` hands out. One `Link` per direction is shared
 by every matching connection, like one slow link: two downloads at once each get about half.
-The first byte of each request and of each response waits `latency` (+ up to `jitter`), as Charles
-adds its latency once per request. A shaper's queue is bounded: past `HIGH_WATER` bytes it pauses
+The first byte of each request and of each response waits half the `latency` (+ up to half the
+`jitter`): a request's round trip gains `latency`, as Charles and browser DevTools add it once per request. A shaper's queue is bounded: past `HIGH_WATER` bytes it pauses
 its producer (the same `pause_writing` the transport would call), below `LOW_WATER` it resumes it.
 When throttling is off nothing is swapped, so the write path is the plain `Endpoint.write`.
 
@@ -57,8 +57,8 @@ class Profile:
     name: str
     down: float | None = None
     up: float | None = None
-    latency: float = 0.0  # seconds before the first byte of each request and of each response
-    jitter: float = 0.0  # up to this many seconds more, uniformly at random, per message
+    latency: float = 0.0  # seconds a request's round trip gains: half before the request, half before the response
+    jitter: float = 0.0  # up to this many seconds more per round trip, uniformly at random
     loss: float = 0.0  # probability (0..1) that a matching request has its connection reset
     source: str = ""
 
@@ -551,13 +551,15 @@ class Throttle:
         return True
 
     def delay(self) -> float:
-        """Seconds before the first byte of a message: latency plus up to `jitter`."""
+        """Seconds before the first byte of a message. The profile's latency is what one request's
+        round trip gains (as DevTools and Charles count it: once per request), so each direction
+        waits half of it, plus up to half the jitter."""
         p = self.profile
         if p is None:
             return 0.0
-        d = p.latency
+        d = p.latency / 2
         if p.jitter:
-            d += self.rng.uniform(0.0, p.jitter)
+            d += self.rng.uniform(0.0, p.jitter / 2)
         return d
 
     def attach(self, client: Any, upstream: Any) -> None:

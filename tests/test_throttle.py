@@ -223,7 +223,8 @@ def test_rate_change_applies_to_bytes_still_queued():
 
 
 def test_latency_before_the_first_byte_of_each_message():
-    clock, th, client, up = setup(Profile("t", latency=0.1))
+    # 200 ms per round trip: 100 ms before the request's first byte, 100 ms before the response's
+    clock, th, client, up = setup(Profile("t", latency=0.2))
     th.attach(client, up)
     up.write(b"GET / HTTP/1.1\r\n\r\n")
     clock.advance_to(0.0999)
@@ -248,7 +249,7 @@ def test_latency_before_the_first_byte_of_each_message():
 
 
 def test_latency_then_rate():
-    clock, th, client, up = setup(Profile("t", down=MBIT, latency=0.2))
+    clock, th, client, up = setup(Profile("t", down=MBIT, latency=0.4))
     th.attach(client, up)
     client.write(b"r" * 125000)
     clock.run()
@@ -257,11 +258,12 @@ def test_latency_then_rate():
 
 
 def test_jitter_stays_within_its_bounds():
-    clock, th, client, up = setup(Profile("t", latency=0.05, jitter=0.02), seed=7)
+    # per direction: half the latency, plus up to half the jitter
+    clock, th, client, up = setup(Profile("t", latency=0.1, jitter=0.04), seed=7)
     delays = [th.delay() for _ in range(500)]
     assert all(0.05 <= d <= 0.07 for d in delays)
     assert max(delays) - min(delays) > 0.015  # it does vary
-    th.set(Profile("t", latency=0.05))
+    th.set(Profile("t", latency=0.1))
     assert {th.delay() for _ in range(20)} == {0.05}
 
 

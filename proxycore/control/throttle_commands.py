@@ -24,7 +24,7 @@ def _throttle(ctx: CommandContext) -> Throttle:
 
 
 @command("throttle.set", "Throttle matching traffic with a preset network profile",
-         Arg("preset", str, f"one of {', '.join(PRESETS)}"))
+         Arg("preset", str, "network preset", choices=tuple(PRESETS)))  # choices: one palette entry each
 def _throttle_set(ctx: CommandContext, name: str) -> str:
     th = _throttle(ctx)
     th.set(preset(name))
@@ -34,7 +34,7 @@ def _throttle_set(ctx: CommandContext, name: str) -> str:
 @command("throttle.custom", "Throttle matching traffic with custom values (rates in bit/kbit/mbit, "
          "latency in ms; 0 = unlimited)",
          Arg("down", str, "download rate, e.g. 1mbit"), Arg("up", str, "upload rate, e.g. 512kbit"),
-         Arg("latency", str, "delay before each request and response, e.g. 100ms", "0"))
+         Arg("latency", str, "latency each request's round trip gains, e.g. 100ms", "0"))
 def _throttle_custom(ctx: CommandContext, down: str, up: str, latency: str) -> str:
     th = _throttle(ctx)
     th.set(custom_profile(down, up, latency))
