@@ -143,3 +143,28 @@ async def test_bad_throttle_filter_fails_start_in_one_line(make_proxy):
 
     with pytest.raises(StartupError, match="^throttle filter '~d \\(':"):
         await make_proxy(throttle="3g", throttle_filter="~d (")
+
+
+async def test_connect_after_a_throttled_request_on_the_same_connection(make_proxy, origin, tls_origin):
+    """The throttled response's queued tail reaches the client before the tunnel's 200 and the TLS
+    handshake that follows it on the same connection."""
+    import asyncio
+
+    proxy = await make_proxy(throttle_down="256kbit")
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+    n = 100_000  # about 3 s at 256 kbit/s: the CONNECT is served while most of it is still queued
+    writer.write(f"GET http://127.0.0.1:{origin.port}/bytes?n={n} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+                 + f"CONNECT localhost:{tls_origin.port} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    assert head.startswith(b"HTTP/1.1 200")
+    body = await asyncio.wait_for(reader.readexactly(n), 30)
+    assert sha(body) == sha(pattern_bytes(n))
+    connected = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    assert connected.startswith(b"HTTP/1.1 200 Connection Established")
+    ctx = ssl.create_default_context(cafile=str(proxy.ca.cert_path))
+    await asyncio.wait_for(writer.start_tls(ctx, server_hostname="localhost"), 30)
+    writer.write(b"GET /json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    reply = await asyncio.wait_for(reader.read(), 30)
+    assert reply.startswith(b"HTTP/1.1 200") and b"hello" in reply
+    writer.close()

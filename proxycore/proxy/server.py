@@ -209,6 +209,7 @@ class Proxy:
 
     async def stop(self) -> None:
         """Stop accepting, close client connections, drain the capture pipeline."""
+        self.throttle.set(None)  # what throttled connections still hold goes out before they close
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
