@@ -278,7 +278,9 @@ class Options:
                                flag="--throttle-loss", metavar="PERCENT")
     throttle_filter: str | None = opt(None, "throttle.filter", "throttle only flows matching this filter "
                                       "expression; null = all", example='"~d api.example.com"',
-                                      flag="--throttle-filter", metavar="FILTER")
+                                      flag="--throttle-filter", metavar="FILTER",
+                                      flag_help="Throttle only flows matching this filter expression "
+                                      "[default: all flows].")
     # ---------------------------------------------------------------- ui
     max_flows: int = opt(50000, "ui.maxFlows", "flows kept in memory by the UI (oldest dropped)", minimum=1,
                          flag="--max-flows", flag_help="Flows kept in the UI's memory.")

@@ -522,15 +522,21 @@ class Throttle:
             raise ValueError(f"throttle filter {expr!r}: {exc}") from None
         self.filter_expr = expr
 
-    def status(self) -> str:
+    def describe(self) -> str:
+        """`throttle: 3g ↓780 kbit/s ↑330 kbit/s 100 ms for '~d api.example.com'` (or `throttle: off`)."""
         p = self.profile
         if p is None:
             return "throttle: off"
         scope = f" for {self.filter_expr!r}" if self.filter_expr else ""
+        return f"throttle: {p.describe()}{scope}"
+
+    def status(self) -> str:
+        """describe() and, when on, the live throughput of the traffic it shapes."""
+        if self.profile is None:
+            return self.describe()
         now = self.clock.time()
-        live = (f"; now ↓{format_throughput(self.meters[DOWN].rate(now))} "
+        return (f"{self.describe()}; now ↓{format_throughput(self.meters[DOWN].rate(now))} "
                 f"↑{format_throughput(self.meters[UP].rate(now))}")
-        return f"throttle: {p.describe()}{scope}{live}"
 
     def throughput(self) -> tuple[float, float]:
         """(down, up) bytes per second of matching traffic over the last ~2 s."""

@@ -168,3 +168,14 @@ async def test_connect_after_a_throttled_request_on_the_same_connection(make_pro
     reply = await asyncio.wait_for(reader.read(), 30)
     assert reply.startswith(b"HTTP/1.1 200") and b"hello" in reply
     writer.close()
+
+
+async def test_the_headless_start_line_names_the_profile(make_proxy):
+    from proxycore.headless import listening_line
+    from proxycore.options import Options
+
+    proxy = await make_proxy(throttle="edge", throttle_filter="~d api.example.com")
+    line = listening_line(proxy, Options())
+    assert line.endswith(" — throttle: edge ↓250 kbit/s ↑150 kbit/s 300 ms for '~d api.example.com'")
+    plain = await make_proxy()
+    assert "throttle" not in listening_line(plain, Options())
