@@ -8,9 +8,10 @@ One `omniproxy-tui --no-ui` of this tree runs with `--throttle-down RATE --throt
 '~d localhost'`; a local nginx (installed from Debian when missing, as bench_proxy.py does) serves a
 1 MiB file and a small JSON body on 127.0.0.1. Each round:
 
-  baseline    hey (the small body, through the proxy, to 127.0.0.1: not throttled) for --duration s
+  before      hey (the small body, through the proxy, to 127.0.0.1: not throttled) for --duration s
   throttled   curl downloads the 1 MiB file from `localhost` (throttled) while the same hey load
               runs beside it; the download's time is compared with size*8/rate (8.39 s at 1 Mbit/s)
+  after       hey alone again; "without" is the mean of before and after (drift on a shared machine)
 
 The report gives per round the download time and its error against the expectation (must be within
 10 %), and unthrottled req/s without and with the throttled download running. The exit status is 1
@@ -94,34 +95,43 @@ def main() -> int:
             big = f"http://localhost:{http_port}/1mb.bin"
             for r in range(1, args.rounds + 1):
                 pid = target.proc.pid  # type: ignore[union-attr]
-                cpu0 = cpu_seconds(pid)
-                base = run_hey(small, proxy, args.duration, args.concurrency)
-                cpu1 = cpu_seconds(pid)
+                c0 = cpu_seconds(pid)
+                before = run_hey(small, proxy, args.duration, args.concurrency)
+                c1 = cpu_seconds(pid)
                 started = time.monotonic()
                 curl = subprocess.Popen(
                     ["curl", "-s", "-o", "/dev/null", "--max-time", str(int(expected * 3 + 30)), "-x", proxy,
                      "-w", "%{time_total} %{size_download} %{http_code}", big],
                     stdout=subprocess.PIPE, text=True)
                 during = run_hey(small, proxy, min(args.duration, expected * 0.8), args.concurrency)
-                cpu2 = cpu_seconds(pid)  # this phase also carries the throttled download's own cost
+                c2 = cpu_seconds(pid)  # this phase also carries the throttled download's own cost
                 out, _ = curl.communicate(timeout=expected * 3 + 60)
                 parts = out.split()
                 if len(parts) != 3 or parts[2] != "200":
                     raise RuntimeError(f"throttled download failed: {out.strip() or 'no output'}")
                 seconds, size = float(parts[0]), int(parts[1])
+                # unthrottled alone again: "without" is the mean of before and after, which cancels
+                # most of the drift other work on a shared machine causes
+                c3 = cpu_seconds(pid)
+                after = run_hey(small, proxy, args.duration, args.concurrency)
+                c4 = cpu_seconds(pid)
+                base = {"rps": (before["rps"] + after["rps"]) / 2, "ok": before["ok"] + after["ok"],
+                        "p50_ms": (before["p50_ms"] + after["p50_ms"]) / 2}
                 alone, _ = download(proxy, big, expected * 3 + 30) if r == 1 else (float("nan"), 0)
                 row = {"round": r, "download_s": seconds, "expected_s": expected,
                        "error_pct": (seconds - expected) / expected * 100, "bytes": size,
                        "download_alone_s": alone, "rps_without": base["rps"], "rps_with": during["rps"],
+                       "rps_before": before["rps"], "rps_after": after["rps"],
                        "p50_ms_without": base["p50_ms"], "p50_ms_with": during["p50_ms"],
-                       "cpu_us_per_req_without": (cpu1 - cpu0) / max(base["ok"], 1) * 1e6,
-                       "cpu_us_per_req_with": (cpu2 - cpu1) / max(during["ok"], 1) * 1e6,
+                       "cpu_us_per_req_without": ((c1 - c0) + (c4 - c3)) / max(base["ok"], 1) * 1e6,
+                       "cpu_us_per_req_with": (c2 - c1) / max(during["ok"], 1) * 1e6,
                        "wall_s": time.monotonic() - started}
                 rows.append(row)
                 print(f"round {r}: 1 MiB at {args.rate}: {seconds:.2f} s (expected {expected:.2f} s, "
                       f"{row['error_pct']:+.1f} %)"
                       + (f"; alone, no load beside it: {alone:.2f} s" if alone == alone else "")
-                      + f"; unthrottled {base['rps']:.0f} req/s without, {during['rps']:.0f} req/s with "
+                      + f"; unthrottled {base['rps']:.0f} req/s without (before {before['rps']:.0f}, after "
+                      f"{after['rps']:.0f}), {during['rps']:.0f} req/s with "
                       f"the throttled download ({during['rps'] / base['rps'] * 100 if base['rps'] else 0:.0f} %); "
                       f"proxy CPU per unthrottled request {row['cpu_us_per_req_without']:.0f} us without, "
                       f"{row['cpu_us_per_req_with']:.0f} us with", flush=True)
