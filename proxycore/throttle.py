@@ -320,9 +320,10 @@ class Shaper:
         self.direction = direction
         self.link = throttle.links[direction]
         self.meter = throttle.meters[direction]
-        self.queue: deque[bytes | float] = deque()  # bytes, or a float: hold until that time
+        # bytes (or a memoryview of a big write's rest), or a float: hold until that time
+        self.queue: deque[bytes | memoryview | float] = deque()
         self.backlog = 0
-        self.pending: tuple[bytes, float] | None = None  # a quantum with its slot on the link
+        self.pending: tuple[bytes | memoryview, float] | None = None  # a quantum with its slot on the link
         self.timer: Any = None
         self.paused_producer = False
         self.armed = False  # the next write starts a message: it waits the latency first
@@ -337,6 +338,8 @@ class Shaper:
         ep = self.endpoint
         if not data or ep.closed or ep.transport is None or self.close_after:
             return
+        if type(data) is not bytes:
+            data = bytes(data)  # held until sent: a caller's buffer must not change under it
         if self.armed:
             self.armed = False
             delay = self.throttle.delay()
@@ -397,7 +400,9 @@ class Shaper:
                 return
             size = link.quantum()
             if len(head) > size:  # type: ignore[arg-type]
-                chunk, q[0] = head[:size], head[size:]  # type: ignore[index]
+                # slices of a memoryview: a big write is cut into quanta without copying its rest
+                mv = head if type(head) is memoryview else memoryview(head)  # type: ignore[arg-type]
+                chunk, q[0] = mv[:size], mv[size:]
             else:
                 chunk = q.popleft()  # type: ignore[assignment]
             self.backlog -= len(chunk)
@@ -412,7 +417,7 @@ class Shaper:
         elif self.unwanted or self.throttle.profile is None:
             self.detach()
 
-    def _send(self, chunk: bytes, now: float) -> None:
+    def _send(self, chunk: bytes | memoryview, now: float) -> None:
         ep = self.endpoint
         ep.transport.write(chunk)
         self.meter.add(len(chunk), now)
@@ -545,8 +550,12 @@ class Throttle:
 
     # --- what the flow driver calls (only while a profile is set) --------------------------------
     def matches(self, flow: Flow) -> bool:
+        """Whether `flow` is throttled (called once per request while a profile is set)."""
         f = self.filter
-        return f is None or f(flow)
+        if f is None or f(flow):
+            self.flows_matched += 1
+            return True
+        return False
 
     def lose(self) -> bool:
         """Roll the dice for packet-loss emulation: True = reset this request's connection."""
@@ -571,7 +580,6 @@ class Throttle:
     def attach(self, client: Any, upstream: Any) -> None:
         """A matching flow is about to be sent on `upstream` and answered on `client`: shape both
         sides; the next write on each (the request head, the response head) waits the latency."""
-        self.flows_matched += 1
         for ep, direction in ((client, DOWN), (upstream, UP)):
             s = ep.shaper
             if s is None:

@@ -155,6 +155,16 @@ def test_download_rate_is_the_profile_rate():
     assert th.links[UP].bytes == 0 and up.transport.writes == []
 
 
+def test_a_big_write_is_cut_into_quanta_intact():
+    clock, th, client, up = setup(Profile("t", down=MBIT * 80))
+    th.attach(client, up)
+    body = bytes(range(256)) * 40000  # 10 MB in one write (a buffered response)
+    client.write(bytearray(body))  # a mutable buffer is copied once, then sliced without copies
+    clock.run()
+    assert client.transport.data == body
+    assert len(client.transport.writes) == -(-len(body) // th.links[DOWN].quantum())
+
+
 def test_upload_uses_the_up_rate():
     clock, th, client, up = setup(Profile("t", down=None, up=MBIT / 2))
     th.attach(client, up)
