@@ -179,3 +179,15 @@ async def test_the_headless_start_line_names_the_profile(make_proxy):
     assert line.endswith(" — throttle: edge ↓250 kbit/s ↑150 kbit/s 300 ms for '~d api.example.com'")
     plain = await make_proxy()
     assert "throttle" not in listening_line(plain, Options())
+
+
+async def test_loss_is_a_tcp_reset_on_the_wire(make_proxy, origin):
+    import asyncio
+
+    proxy = await make_proxy(throttle_loss=100)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+    writer.write(f"GET http://127.0.0.1:{origin.port}/json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(reader.read(), 30)
+    writer.close()

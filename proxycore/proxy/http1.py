@@ -697,6 +697,7 @@ class ClientConnection(TunnelMixin, Endpoint):
             flow.tags.append("throttled")
             if th.lose():  # packet-loss emulation: this request's connection is reset
                 flow.error = "connection reset by throttling (packet-loss emulation)"
+                self.reset()
                 self._kill(ex)
                 return
         for attempt in (0, 1):
