@@ -40,6 +40,7 @@ from omniproxy_tui.widgets.filterbar import FilterBar
 from omniproxy_tui.widgets.flowtable import FlowTable
 from omniproxy_tui.widgets.help import HelpScreen, binding_rows
 from omniproxy_tui.widgets.palette import FlowCommands
+from omniproxy_tui.widgets.rules import RulesScreen
 from omniproxy_tui.widgets.throttlepanel import ThrottlePanel
 from proxycore.control.client import EngineClient, LocalEngine
 from proxycore.control.commands import CommandContext, CommandError, Job, export_formats, registry
@@ -114,8 +115,12 @@ class MainScreen(Screen):
                 id="reverse"),
         Binding("F", "command('view.follow')", "Follow", show=False, tooltip="Follow new flows (on/off)",
                 id="follow"),
+        Binding("r", "replay", "Replay", show=False,
+                tooltip="Replay the flow (or the marked ones) as a new flow ↺", id="replay"),
         Binding("tab", "switch_pane", "Switch pane", show=False,
                 tooltip="Move between the table and the detail pane (wide terminals)", id="pane"),
+        Binding("R", "rules", "Rules", show=False, tooltip="Rewrite rules: add, edit, toggle, reorder, delete",
+                id="rules"),
         Binding("T", "throttle", "Throttle", show=False,
                 tooltip="Throttle: pick a network preset, custom values or off", id="throttle"),
     ]
@@ -184,6 +189,14 @@ class MainScreen(Screen):
     def action_save(self, name: str) -> None:
         self.app_.run_command(name, quiet=False)
 
+    def action_replay(self) -> None:
+        # as mitmproxy's `r` does on marked flows: the marks say which, else the focused flow
+        selector = "@marked" if self.app_.view.marked() else "@focus"
+        self.app_.run_command("replay.client", selector, quiet=False)
+
+    def action_rules(self) -> None:
+        self.app_.open_rules()
+
     def action_throttle(self) -> None:
         self.app_.open_throttle()
 
@@ -227,7 +240,7 @@ class OmniProxyApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
     ]
     # commands whose free-form argument is typed in the UI rather than in the palette
-    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter",
+    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "rules.list": "open_rules",
                                                       "throttle.custom": "open_throttle"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
@@ -599,6 +612,10 @@ class OmniProxyApp(App[int]):
 
         self.run_worker(work, name=job.label, group="jobs", thread=True, exit_on_error=False)
 
+    def open_rules(self) -> None:
+        if not isinstance(self.screen, RulesScreen):
+            self.push_screen(RulesScreen())
+
     def open_throttle(self) -> None:
         """The throttle panel (T); it applies its choice through the throttle.* commands."""
         th = self.engine.throttle
@@ -678,6 +695,7 @@ class OmniProxyApp(App[int]):
             ("Anywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette (every command, themes)")]),
             ("Filter bar", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),
                             ("↑ ↓", "filter history"), (FILTER_TOGGLE_KEY, "(in the list) filter off / on")]),
+            ("Rewrite rules (R)", binding_rows(RulesScreen.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
 

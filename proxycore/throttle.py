@@ -241,6 +241,14 @@ def profile_from_options(opts: Options) -> Profile | None:
 # --------------------------------------------------------------------------- the shaping machinery
 
 
+def _buffered(transport: Any) -> int:
+    """Bytes a transport holds unsent; 0 for one that does not say (an in-memory stream: replays)."""
+    try:
+        return transport.get_write_buffer_size()
+    except (NotImplementedError, AttributeError):
+        return 0
+
+
 class Clock(Protocol):
     """What the shaper needs of an event loop (asyncio's, or a fake one in tests)."""
 
@@ -394,7 +402,7 @@ class Shaper:
                     return
                 q.popleft()
                 continue
-            if tr.get_write_buffer_size() > TRANSPORT_HIGH:
+            if _buffered(tr) > TRANSPORT_HIGH:
                 # the peer is not reading: the transport paused our producer; wait for it to drain
                 self.timer = clock.call_at(now + TRANSPORT_RETRY, self._pump)
                 return
@@ -426,7 +434,7 @@ class Shaper:
 
     def _resume_producer(self) -> None:
         tr = self.endpoint.transport
-        if tr is not None and tr.get_write_buffer_size() > TRANSPORT_HIGH:
+        if tr is not None and _buffered(tr) > TRANSPORT_HIGH:
             return  # the transport paused the producer too: its resume_writing will undo that
         self.paused_producer = False
         self.endpoint.resume_writing()
