@@ -320,7 +320,7 @@ class Shaper:
     `endpoint.close` by `Throttle.attach`; removed when idle and no longer wanted."""
 
     __slots__ = ("throttle", "endpoint", "direction", "link", "meter", "queue", "backlog", "pending",
-                 "timer", "paused_producer", "armed", "unwanted", "close_after", "__weakref__")
+                 "timer", "paused_producer", "armed", "unwanted", "close_after", "waiters", "__weakref__")
 
     def __init__(self, throttle: Throttle, endpoint: Any, direction: str) -> None:
         self.throttle = throttle
@@ -337,6 +337,7 @@ class Shaper:
         self.armed = False  # the next write starts a message: it waits the latency first
         self.unwanted = False  # the connection no longer carries matching flows: remove when idle
         self.close_after = False
+        self.waiters: list[Any] = []  # futures of wait_drained()
         endpoint.write = self.write
         endpoint.close = self.close
         endpoint.shaper = self
@@ -371,6 +372,23 @@ class Shaper:
             self.endpoint.close()
         else:
             self.close_after = True
+
+    async def wait_drained(self) -> None:
+        """Until what is queued now has gone out (or the connection is gone): the flow driver ends
+        a throttled exchange when its client has the response, not when the origin sent it."""
+        if not self.queue and self.pending is None:
+            return
+        import asyncio
+
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        await fut
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     # --- releasing bytes -----------------------------------------------------------------------
     def _pump(self) -> None:
@@ -417,6 +435,7 @@ class Shaper:
             link.bytes += len(chunk)
             self.pending = (chunk, link.reserve(len(chunk), now))  # type: ignore[arg-type]
         # nothing left to send
+        self._wake()
         if self.paused_producer and self.backlog <= LOW_WATER:
             self._resume_producer()
         if self.close_after:
@@ -466,7 +485,8 @@ class Shaper:
             ep.resume_writing()
 
     def detach(self) -> None:
-        """Give the connection its plain write path back."""
+        """Give the connection its plain write path back (what waits for the queue goes on)."""
+        self._wake()
         if self.timer is not None:
             cancel = getattr(self.timer, "cancel", None)
             if cancel is not None:

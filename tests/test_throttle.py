@@ -328,6 +328,30 @@ def test_a_full_transport_holds_the_shaper_back():
     assert client.transport.data == b"w" * 50000
 
 
+async def test_wait_drained_ends_when_the_queue_is_sent_or_dropped():
+    import asyncio
+
+    clock, th, client, up = setup(Profile("t", down=MBIT))
+    th.attach(client, up)
+    await client.shaper.wait_drained()  # nothing queued: at once
+    client.write(b"w" * 25000)
+    waiter = asyncio.ensure_future(client.shaper.wait_drained())
+    await asyncio.sleep(0)
+    clock.advance_to(0.1)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    clock.run()
+    await asyncio.sleep(0)
+    assert waiter.done() and client.transport.data == b"w" * 25000
+    client.write(b"x" * 25000)
+    waiter = asyncio.ensure_future(client.shaper.wait_drained())
+    await asyncio.sleep(0)
+    client.transport.closed = True  # the client left: nothing will drain, the waiter must not hang
+    clock.run()
+    await asyncio.sleep(0)
+    assert waiter.done()
+
+
 def test_close_waits_for_queued_bytes():
     clock, th, client, up = setup(Profile("t", down=MBIT))
     th.attach(client, up)

@@ -91,6 +91,7 @@ async def test_backpressure_pauses_the_origin_and_off_releases_the_rest(make_pro
     """At 64 kbit/s a 2 MiB body would take minutes: the shaper must hold only a bounded amount
     (the origin is paused), and turning throttling off lets the rest through at once."""
     proxy = await make_proxy(throttle_down="64kbit")
+    done = collect_done(proxy)
     th = proxy.throttle
     n = 2 * 1024 * 1024
     async with httpx.AsyncClient(proxy=proxy_url(proxy), timeout=60) as client:
@@ -103,11 +104,13 @@ async def test_backpressure_pauses_the_origin_and_off_releases_the_rest(make_pro
 
             s = await wait_for(paused_shaper, what="the shaper to pause the origin")
             assert s.backlog <= HIGH_WATER + 256 * 1024  # bounded: one read past the mark at most
+            assert not done  # the flow ends when the client has the response, not before
             th.set(None)  # throttle.off: queued bytes go out, the plain write path is back
             async for chunk in it:
                 got.append(chunk)
     assert sha(b"".join(got)) == sha(pattern_bytes(n))
     assert not list(th.shapers)
+    await wait_for(lambda: done, what="the flow done once the body was sent")
 
 
 async def test_commands_drive_the_running_engine(origin):
@@ -191,3 +194,21 @@ async def test_loss_is_a_tcp_reset_on_the_wire(make_proxy, origin):
     with pytest.raises(ConnectionResetError):
         await asyncio.wait_for(reader.read(), 30)
     writer.close()
+
+
+async def test_a_replay_is_throttled_like_live_traffic(make_proxy, origin):
+    """A replay goes through the live pipeline over an in-memory stream: matched, shaped, intact."""
+    from proxycore.proxy.replay import replay_request
+
+    proxy = await make_proxy(throttle_down="16mbit", throttle_latency="10ms")
+    done = collect_done(proxy)
+    n = 200_000
+    async with httpx.AsyncClient(proxy=proxy_url(proxy), timeout=30) as client:
+        r = await client.get(origin.url(f"/bytes?n={n}"))
+    assert len(r.content) == n
+    await wait_for(lambda: done, what="the original flow")
+    before = proxy.throttle.links[DOWN].bytes
+    flow = await replay_request(proxy, done[0].request)
+    assert flow.is_replay and flow.error is None and flow.response.status == 200
+    assert flow.response.body_size == n and "throttled" in flow.tags
+    assert proxy.throttle.links[DOWN].bytes - before >= n

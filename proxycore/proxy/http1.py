@@ -817,6 +817,8 @@ class ClientConnection(TunnelMixin, Endpoint):
             self.closing = True
         if ex.req_upgrade and not self.closing:
             self._unhold()  # the origin did not switch protocols: go on parsing
+        if self.shaper is not None and not self.closed:
+            await self.shaper.wait_drained()  # a throttled response ends when the client has it
         self._finish(ex)
 
     async def _send_whole_response(self, ex: Exchange) -> None:
