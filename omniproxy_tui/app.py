@@ -33,7 +33,7 @@ from textual.widget import Widget
 from omniproxy_tui.gcpolicy import GcPolicy
 from omniproxy_tui.textual_fixes import apply as apply_textual_fixes
 from omniproxy_tui.textual_fixes import focus_now
-from omniproxy_tui.widgets.bars import HeaderBar, KeyBar, StatusLine, capture_label
+from omniproxy_tui.widgets.bars import HeaderBar, KeyBar, StatusLine, capture_label, throttle_label
 from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
 from omniproxy_tui.widgets.dialogs import ConfirmScreen, ExportScreen
 from omniproxy_tui.widgets.filterbar import FilterBar
@@ -41,6 +41,7 @@ from omniproxy_tui.widgets.flowtable import FlowTable
 from omniproxy_tui.widgets.help import HelpScreen, binding_rows
 from omniproxy_tui.widgets.palette import FlowCommands
 from omniproxy_tui.widgets.rules import RulesScreen
+from omniproxy_tui.widgets.throttlepanel import ThrottlePanel
 from proxycore.control.client import EngineClient, LocalEngine
 from proxycore.control.commands import CommandContext, CommandError, Job, export_formats, registry
 from proxycore.errors import StartupError
@@ -120,6 +121,8 @@ class MainScreen(Screen):
                 tooltip="Move between the table and the detail pane (wide terminals)", id="pane"),
         Binding("R", "rules", "Rules", show=False, tooltip="Rewrite rules: add, edit, toggle, reorder, delete",
                 id="rules"),
+        Binding("T", "throttle", "Throttle", show=False,
+                tooltip="Throttle: pick a network preset, custom values or off", id="throttle"),
     ]
 
     DEFAULT_CSS = """
@@ -194,6 +197,9 @@ class MainScreen(Screen):
     def action_rules(self) -> None:
         self.app_.open_rules()
 
+    def action_throttle(self) -> None:
+        self.app_.open_throttle()
+
     def action_switch_pane(self) -> None:
         main = self.query_one("#main")
         table = self.query_one(FlowTable)
@@ -234,7 +240,8 @@ class OmniProxyApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
     ]
     # commands whose free-form argument is typed in the UI rather than in the palette
-    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "rules.list": "open_rules"}
+    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "rules.list": "open_rules",
+                                                      "throttle.custom": "open_throttle"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
                  tick_hz: float = TICK_HZ) -> None:
@@ -469,7 +476,7 @@ class OmniProxyApp(App[int]):
         opts = self.options
         header.set_info(flows=self.view.total, rate=self.flow_rate(), intercepted=len(self._intercepted),
                         address=self._address, state=self._state, mode="MITM" if opts.mitm else "no-MITM",
-                        capture=capture_label(opts.output, opts.db))
+                        capture=capture_label(opts.output, opts.db), throttle=throttle_label(self.engine.throttle))
 
     def get_screen_main(self) -> MainScreen:
         for s in self.screen_stack:
@@ -608,6 +615,21 @@ class OmniProxyApp(App[int]):
     def open_rules(self) -> None:
         if not isinstance(self.screen, RulesScreen):
             self.push_screen(RulesScreen())
+
+    def open_throttle(self) -> None:
+        """The throttle panel (T); it applies its choice through the throttle.* commands."""
+        th = self.engine.throttle
+        if th is None:
+            self.notify("throttling is not available with this engine", severity="warning")
+            return
+        if isinstance(self.screen, ThrottlePanel):
+            return
+
+        def run(name: str, *args: str) -> Any:
+            return self.engine.run_command(name, self.ctx, *args)
+
+        self.push_screen(ThrottlePanel(run, th.profile, th.filter_expr, th.status()),
+                         lambda _: self._update_header())
 
     def open_filter(self) -> None:
         self.get_screen_main().query_one(FilterBar).open()

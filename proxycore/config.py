@@ -183,6 +183,13 @@ def coerce(key: Key, value: Any, where: str) -> Any:
         return _coerce_rules(value, where)
     if kind in LIST_KINDS:
         return _coerce_list(key, value, where, bad)
+    if kind in ("preset", "rate", "ms"):  # throttling values: their parsers say what is wrong
+        from proxycore.throttle import check_option
+
+        try:
+            return check_option(kind, value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
     # string kinds; null or "" means "not set" for the optional ones
     if value is None or (isinstance(value, str) and not value.strip()):
         if kind == "str":

@@ -109,7 +109,8 @@ def listening_line(proxy: Proxy, options: Options) -> str:
         mitm += f", upstream: {mask_password(options.upstream)}"
     line = f"proxy listening on http://{shown}:{port} ({mitm}) — capture: {describe_capture(options)}"
     # who may connect, when that is more than this machine without credentials
-    return " — ".join([line, *proxy.access_facts])
+    throttle = [proxy.throttle.describe()] if proxy.throttle.profile is not None else []
+    return " — ".join([line, *proxy.access_facts, *throttle])
 
 
 def summary_line(stats: dict[str, int], interrupted: bool = False) -> str:

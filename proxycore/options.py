@@ -41,8 +41,9 @@ ENV_PREFIX = "OMNIPROXY_"
 #   specs                          like files, but each entry is a mitmproxy-style rule spec
 #                                  (/filter/a/b), checked by proxycore.addons.rules
 #   rules                          a YAML list of rule mappings (proxycore.addons.rules); no flag
+#   preset, rate, ms               throttling: a preset name, 512kbit / 1mbit, 100ms / 1.5s (proxycore.throttle)
 KINDS = frozenset({"bool", "int", "float", "str", "path", "list", "size", "count", "files", "headers",
-                   "format", "url", "db", "specs", "rules"})
+                   "format", "url", "db", "specs", "rules", "preset", "rate", "ms"})
 LIST_KINDS = frozenset({"list", "files", "headers", "specs"})
 
 
@@ -289,6 +290,34 @@ class Options:
                                  "changes to [default: ~/.omniproxy/rules.yaml].")
     rules: list[dict] = opt([], "rules", "rewrite rules applied in order, e.g. "
                             "{kind: block, filter: '~d ads', status: 404} (README: Rewrite rules)", kind="rules")
+    # ---------------------------------------------------------------- throttle (proxycore/throttle.py)
+    throttle: str | None = opt(None, "throttle.preset", "throttle matching traffic like this network: gprs, "
+                               "2g, edge, 3g, 3g-fast, 4g, lte, dsl, wifi, very-bad", kind="preset",
+                               example="3g", flag="--throttle", metavar="PRESET",
+                               flag_help="Throttle matching traffic with a preset: gprs, 2g, edge, 3g, "
+                               "3g-fast, 4g, lte, dsl, wifi, very-bad.")
+    throttle_down: str | None = opt(None, "throttle.down", "download bandwidth shared by matching traffic "
+                                    "(bit, kbit, mbit per second); overrides the preset's", kind="rate",
+                                    example="1mbit", flag="--throttle-down", metavar="RATE",
+                                    flag_help="Download bandwidth for matching traffic, e.g. 1mbit, 512kbit.")
+    throttle_up: str | None = opt(None, "throttle.up", "upload bandwidth shared by matching traffic",
+                                  kind="rate", example="512kbit", flag="--throttle-up", metavar="RATE",
+                                  flag_help="Upload bandwidth for matching traffic, e.g. 512kbit.")
+    throttle_latency: str | None = opt(None, "throttle.latency", "delay each request's round trip gains "
+                                       "(100ms, 1.5s): half before its first byte, half before the response's",
+                                       kind="ms", example="100ms", flag="--throttle-latency", metavar="MS",
+                                       flag_help="Latency added to each request's round trip (half before the "
+                                       "request's first byte, half before the response's), e.g. 100ms.")
+    throttle_jitter: str | None = opt(None, "throttle.jitter", "up to this much more latency per request, at "
+                                      "random", kind="ms", example="20ms", flag="--throttle-jitter", metavar="MS")
+    throttle_loss: float = opt(0.0, "throttle.loss", "percent of matching requests whose connection is "
+                               "reset (packet-loss emulation)", minimum=0.0, maximum=100.0,
+                               flag="--throttle-loss", metavar="PERCENT")
+    throttle_filter: str | None = opt(None, "throttle.filter", "throttle only flows matching this filter "
+                                      "expression; null = all", example='"~d api.example.com"',
+                                      flag="--throttle-filter", metavar="FILTER",
+                                      flag_help="Throttle only flows matching this filter expression "
+                                      "[default: all flows].")
     # ---------------------------------------------------------------- ui
     max_flows: int = opt(50000, "ui.maxFlows", "flows kept in memory by the UI (oldest dropped)", minimum=1,
                          flag="--max-flows", flag_help="Flows kept in the UI's memory.")

@@ -8,12 +8,15 @@ part first.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
 from textual.widget import Widget
 
 from proxycore.flows.view import FlowView
+from proxycore.throttle import format_throughput
 
 
 def _shorten_middle(s: str, width: int) -> str:
@@ -47,6 +50,15 @@ def capture_label(output: str | None, db: str | None) -> str:
     return " + ".join(parts)
 
 
+def throttle_label(throttle: Any) -> str:
+    """'3g ↓98.0 kB/s ↑1.2 kB/s': the active throttle profile and the live throughput of the traffic
+    it shapes; '' when throttling is off (or the engine has none)."""
+    if throttle is None or throttle.profile is None:
+        return ""
+    down, up = throttle.throughput()
+    return f"{throttle.profile.name} ↓{format_throughput(down)} ↑{format_throughput(up)}"
+
+
 class HeaderBar(Widget):
     """OmniProxy · listen address · mode · capture target ··· flows · req/s · intercepted."""
 
@@ -69,13 +81,14 @@ class HeaderBar(Widget):
         self.rate = 0.0
         self.intercepted = 0
         self.state = "starting"
+        self.throttle = ""  # throttle_label(): the profile and live throughput, '' when off
         self._last: tuple | None = None
 
     def set_info(self, **values: object) -> None:
         for k, v in values.items():
             setattr(self, k, v)
         snapshot = (self.address, self.mode, self.capture, self.flows, round(self.rate), self.intercepted,
-                    self.state)
+                    self.state, self.throttle)
         if snapshot != self._last:
             self._last = snapshot
             self.refresh()
@@ -99,6 +112,12 @@ class HeaderBar(Widget):
         else:
             left.append(f" {self.address}", strong)
             left.append(f"  {self.mode}", accent if self.mode == "MITM" else warn)
+        if self.throttle:  # the profile always; its live rates when they fit
+            name, _, rates = self.throttle.partition(" ")
+            shown = Text.assemble(("throttle " + name, warn), (" " + rates, muted), "  ")
+            if left.cell_len + shown.cell_len + right.cell_len + 2 > width:
+                shown = Text.assemble(("throttle " + name, warn), "  ")
+            right = shown + right
         room = width - left.cell_len - right.cell_len - 2
         if self.state == "running" and room >= 6:
             cap = self.capture

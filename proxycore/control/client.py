@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from proxycore.addons.rules import RuleSet
     from proxycore.control.commands import CommandContext
     from proxycore.proxy.server import Proxy
+    from proxycore.throttle import Throttle
 
 ErrorCallback = Callable[[str], None]
 
@@ -95,6 +96,11 @@ class EngineClient(ABC):
     @property
     def rules(self) -> RuleSet | None:
         """The rewrite rules (proxycore.addons.rules); None where the engine has none."""
+        return None
+
+    @property
+    def throttle(self) -> Throttle | None:
+        """The engine's throttling state (proxycore.throttle), None when this engine has none."""
         return None
 
     # ---------------------------------------------------------------- facts the UI shows
@@ -237,6 +243,10 @@ class LocalEngine(EngineClient):
     @property
     def stats(self) -> dict[str, int]:
         return self.proxy.stats
+
+    @property
+    def throttle(self) -> Throttle | None:
+        return self.proxy.throttle
 
 
 __all__ = ["EngineClient", "ErrorCallback", "LocalEngine", "StartupError"]

@@ -582,3 +582,8 @@ def _rules_from_flow(ctx: CommandContext, selector: str) -> str:
     for r in made:
         _rule_call(lambda r=r: rules.add(r))
     return f"added {len(made)} rule{'s' * (len(made) != 1)}: " + "; ".join(r.label for r in made)
+
+
+# --------------------------------------------------------------------------- other areas' commands
+
+from proxycore.control import throttle_commands  # noqa: E402,F401  (registers throttle.*)

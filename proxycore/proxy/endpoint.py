@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+from typing import Any
 
 # Linux: ACK at once instead of after the 40 ms delayed-ACK timer (see Endpoint.quickack).
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
@@ -20,6 +22,10 @@ class Endpoint(asyncio.Protocol):
         self.closed = False
         self._paused = False
         self.sock: socket.socket | None = None
+        # The throttling shaper (proxycore.throttle) while this connection carries a throttled
+        # flow: it then stands in for `write` and `close` as instance attributes, so an unthrottled
+        # connection's write path has no extra test in it.
+        self.shaper: Any = None
 
     def attach(self, transport: asyncio.BaseTransport) -> tuple[str, int] | None:
         """connection_made's common part: keep the transport (and its socket, for quick ACKs);
@@ -75,3 +81,15 @@ class Endpoint(asyncio.Protocol):
         """Close at once, dropping what is buffered (idempotent)."""
         if self.transport is not None:
             self.transport.abort()
+
+    def reset(self) -> None:
+        """Close with a TCP reset (RST), as a network failure looks to the peer (throttling's
+        packet-loss emulation); a plain abort where the socket cannot be reached."""
+        t = self.transport
+        s = self.sock if self.sock is not None else (t.get_extra_info("socket") if t is not None else None)
+        if s is not None:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except (OSError, AttributeError):
+                pass
+        self.abort()

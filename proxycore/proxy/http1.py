@@ -715,6 +715,15 @@ class ClientConnection(TunnelMixin, Endpoint):
             req.scheme, req.host, req.port)
         loop = asyncio.get_running_loop()
         how = "failed"
+        th = proxy.throttle
+        throttled = th.profile is not None and th.matches(flow)  # one test per request when off
+        if throttled:
+            flow.tags.append("throttled")
+            if th.lose():  # packet-loss emulation: this request's connection is reset
+                flow.error = "connection reset by throttling (packet-loss emulation)"
+                self.reset()
+                self._kill(ex)
+                return
         for attempt in (0, 1):
             conn = proxy.pool.take(key)
             reused = conn is not None
@@ -739,6 +748,11 @@ class ClientConnection(TunnelMixin, Endpoint):
             ex.done = loop.create_future()
             ex.upstream = conn
             conn.start_exchange(ex, req.method)
+            if th.profile is not None:
+                if throttled:
+                    th.attach(self, conn)  # both sides' writes go through the shared links now
+                else:
+                    th.release(self, conn)
             framing = h1.CHUNKED if ex.chunked else (h1.LENGTH if ex.has_body else h1.NONE)
             head = conn.request_head(req, framing, absolute=via_http, via=proxy.via_token if via_http else None)
             if ex.buffered:
@@ -803,6 +817,8 @@ class ClientConnection(TunnelMixin, Endpoint):
             self.closing = True
         if ex.req_upgrade and not self.closing:
             self._unhold()  # the origin did not switch protocols: go on parsing
+        if self.shaper is not None and not self.closed:
+            await self.shaper.wait_drained()  # a throttled response ends when the client has it
         self._finish(ex)
 
     async def _send_whole_response(self, ex: Exchange) -> None:

@@ -19,6 +19,7 @@ from proxycore.layers.tls import quiet_bad_sni
 from proxycore.options import Options
 from proxycore.proxy.http1 import ClientConnection
 from proxycore.proxy.upstream import Pool, UpstreamProxy
+from proxycore.throttle import Throttle
 
 if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
@@ -70,6 +71,7 @@ class Proxy:
         self.rules.on_change = self._rules_changed
         self._rules_addon: RulesAddon | None = None
         self._rules_at = 0  # where the rules addon goes: after access, scope and passthrough
+        self.throttle = Throttle()  # off until configured: the flow driver tests one attribute
         self._sweeper: asyncio.Task | None = None
         self._unquiet: Callable[[], None] | None = None
         self._subscribers: list[Subscriber] = []
@@ -113,6 +115,7 @@ class Proxy:
             scripted = [a for path in opts.scripts for a in load_script(path)]
             guards = self._access_addons()
             self.rules.load(opts.rules, {f: getattr(opts, f) for f in FLAG_KINDS})
+            self.throttle.configure(opts)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         # Built-in addons around the user's: access decides first (a refused request reaches no
@@ -231,6 +234,7 @@ class Proxy:
 
     async def stop(self) -> None:
         """Stop accepting, close client connections, drain the capture pipeline."""
+        self.throttle.set(None)  # what throttled connections still hold goes out before they close
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

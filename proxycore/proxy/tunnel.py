@@ -41,6 +41,10 @@ class TunnelMixin:
         flow = ex.flow
         req = flow.request
         host, port = req.host, req.port
+        if self.shaper is not None:
+            # a throttled exchange went before on this connection: its queued bytes must reach the
+            # client before the tunnel's (and before a TLS handshake takes the transport over)
+            self.shaper.flush()
         if proxy.addons.connect is not None:
             await run_hook(proxy.addons.connect, flow)
             if self.closed:
