@@ -237,10 +237,13 @@ def _op_url(rx: re.Pattern) -> Predicate:
         r = f.request
         if s(r.url):
             return True
-        if r.method == "CONNECT":
+        # The usual case, checked inline (the UI re-filters every flow per keystroke): the Host
+        # header names the host the request went to, with or without a port.
+        a, h = r.authority, r.host
+        if a == h or (a.startswith(h) and a[len(h):len(h) + 1] == ":"):
             return False
         name = _host_header_name(r)
-        return name is not None and bool(s(_pretty_url(r, name)))
+        return name is not None and r.method != "CONNECT" and bool(s(_pretty_url(r, name)))
 
     return pred
 
@@ -250,8 +253,12 @@ def _op_domain(rx: re.Pattern) -> Predicate:
 
     def pred(f: Flow) -> bool:
         r = f.request
-        if s(r.host):
+        h = r.host
+        if s(h):
             return True
+        a = r.authority
+        if a == h or (a.startswith(h) and a[len(h):len(h) + 1] == ":"):
+            return False
         name = _host_header_name(r)
         return name is not None and bool(s(name))
 
@@ -648,7 +655,7 @@ DIFFERENCES: tuple[tuple[str, str], ...] = (
     ("≠ mitmproxy", "differences from mitmproxy, on purpose:"),
     ("  case", "every regex ignores case (mitmproxy: only ~d ~m ~u)"),
     ("  ~a", "also matches by path extension (.js .css .png .woff ...) before a response arrives"),
-    ("  ~u ~d", "match the URL / host as sent and with the Host header's name (mitmproxy: only the latter)"),
+    ("  ~u", "matches the URL as sent and with the Host header's name (mitmproxy: only the latter)"),
     ("  ( a b )", "terms side by side work inside parentheses too (mitmproxy: a syntax error)"),
     ("  a|~c 1", "an & or | right before ~ ! ( ends a word: ~c 200|~c 404 is an or"),
     ("  ~c 2x0", "letters glued to the number are an error (mitmproxy: ~c 2 & x0)"),
