@@ -644,7 +644,7 @@ def help_text() -> list[tuple[str, str]]:
         ("a b", "side by side: a and b, binding more loosely than | (a | b c is (a | b) & c)"),
         ("( )", "grouping; precedence is ! then & then | then side by side"),
         ("'...' \"...\"", "quote arguments with spaces or parentheses"),
-        ("", "in bodies . matches a newline; in headers and comments ^ $ anchor on each line"),
+        (". ^ $", "in bodies . matches a newline; in headers and comments ^ $ anchor on each line"),
     ]
     rows += [(k, v) for k, v in DIFFERENCES]
     return rows
