@@ -223,3 +223,21 @@ def test_multipart_pem_part_is_text_even_as_octet_stream() -> None:
     lines = plain(view_body(body, "multipart/form-data; boundary=b0und"))
     assert "  -----BEGIN CERTIFICATE-----" in lines and "  -----END CERTIFICATE-----" in lines
     assert lines[-1] == "  <binary, 4 B>"
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["msgpack", "protobuf", "graphql", "css", "javascript"])
+def test_random_bytes_never_raise(mode: str) -> None:
+    import random
+
+    rng = random.Random(mode)
+    samples = [rng.randbytes(rng.randint(1, 300)) for _ in range(150)]
+    samples += [msgpack.packb({(1, 2): "tuple key"}, use_bin_type=True), b"\x81\x91\x01\x02",  # {[1]: 2}
+                b'{"query": 5}', b'[{"query": "{ a"}]', b"\x0a\xff\xff\xff\xff\x0f"]
+    for data in samples:
+        v = view_body(data, None, mode=mode)
+        assert v.lines is not None
+        for i in range(min(len(v.lines), 20)):
+            v.lines[i]  # highlighting every shown line works too

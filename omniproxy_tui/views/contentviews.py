@@ -451,8 +451,9 @@ def _build_extra(kind: str, data: bytes, ct: str, mime: str, limit: int | None,
         else:
             lines, more, note = extraviews.beautify_lines(kind, data, decode, limit)
             hl = extraviews.hl_css if kind == "css" else extraviews.hl_code
-    except (ValueError, RecursionError) as e:
-        return str(e)
+    except Exception as e:  # noqa: BLE001 - a malformed body (unhashable msgpack keys, a
+        # beautifier's bad day) must give a one-line reason and a fallback view, never a traceback
+        return str(e) or type(e).__name__
     lines = _finish(lines)
     if limit is not None and len(lines) > limit:
         lines, more = lines[:limit], True
