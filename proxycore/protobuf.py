@@ -22,7 +22,12 @@ MAX_FIELD_NUMBER = (1 << 29) - 1
 
 
 class DecodeError(ValueError):
-    pass
+    """Not a message. `cut` when the bytes were fine up to where they ended (or the field limit
+    was reached): what came before is worth showing."""
+
+    def __init__(self, message: str, cut: bool = False) -> None:
+        super().__init__(message)
+        self.cut = cut
 
 
 @dataclass
@@ -43,7 +48,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     n = len(data)
     while True:
         if pos >= n:
-            raise DecodeError("truncated varint")
+            raise DecodeError("truncated varint", cut=True)
         b = data[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -71,8 +76,8 @@ def _is_text(b: bytes) -> bool:
 
 
 def _parse(data: bytes, depth: int, budget: _Budget, end_group: int | None = None,
-           start: int = 0) -> tuple[list[Field], int]:
-    fields: list[Field] = []
+           start: int = 0, out: list[Field] | None = None) -> tuple[list[Field], int]:
+    fields: list[Field] = out if out is not None else []
     pos, n = start, len(data)
     while pos < n:
         key, pos = _varint(data, pos)
@@ -81,24 +86,24 @@ def _parse(data: bytes, depth: int, budget: _Budget, end_group: int | None = Non
             raise DecodeError(f"invalid field number {number}")
         budget.fields += 1
         if budget.fields > MAX_FIELDS:
-            raise DecodeError(f"more than {MAX_FIELDS:,} fields")
+            raise DecodeError(f"more than {MAX_FIELDS:,} fields", cut=True)
         if wire == VARINT:
             value, pos = _varint(data, pos)
             fields.append(Field(number, wire, value))
         elif wire == I64:
             if pos + 8 > n:
-                raise DecodeError("truncated fixed64")
+                raise DecodeError("truncated fixed64", cut=True)
             fields.append(Field(number, wire, int.from_bytes(data[pos:pos + 8], "little")))
             pos += 8
         elif wire == I32:
             if pos + 4 > n:
-                raise DecodeError("truncated fixed32")
+                raise DecodeError("truncated fixed32", cut=True)
             fields.append(Field(number, wire, int.from_bytes(data[pos:pos + 4], "little")))
             pos += 4
         elif wire == LEN:
             length, pos = _varint(data, pos)
             if pos + length > n:
-                raise DecodeError("length-delimited field runs past the end")
+                raise DecodeError("length-delimited field runs past the end", cut=True)
             chunk = data[pos:pos + length]
             pos += length
             fields.append(_len_field(number, chunk, depth, budget))
@@ -114,7 +119,7 @@ def _parse(data: bytes, depth: int, budget: _Budget, end_group: int | None = Non
         else:
             raise DecodeError(f"invalid wire type {wire}")
     if end_group is not None:
-        raise DecodeError(f"group {end_group} not closed")
+        raise DecodeError(f"group {end_group} not closed", cut=True)
     return fields, pos
 
 
@@ -135,6 +140,19 @@ def decode(data: bytes) -> list[Field]:
     """The fields of one message. Raises DecodeError (a ValueError) when it is not one."""
     fields, _ = _parse(bytes(data), 0, _Budget())
     return fields
+
+
+def decode_partial(data: bytes) -> tuple[list[Field], str | None]:
+    """The fields up to where the message stops parsing (a cut body, the field limit) and why it
+    stopped; DecodeError only when not even the first field parses."""
+    fields: list[Field] = []
+    try:
+        _parse(bytes(data), 0, _Budget(), out=fields)
+    except DecodeError as e:
+        if not fields or not e.cut:  # bad bytes, not a cut message: not protobuf at all
+            raise
+        return fields, str(e)
+    return fields, None
 
 
 def grpc_messages(data: bytes) -> Iterator[tuple[bool, bytes]]:

@@ -117,8 +117,13 @@ def test_protobuf_is_bounded() -> None:
     big = (pb_varint(1, 1) + pb_len(2, b"x" * 20)) * 200_000  # 4.6 MiB, 400 000 fields
     t = time.perf_counter()
     v = view_body(big, "application/x-protobuf")
-    assert v.truncated and len(plain(v)) == DEFAULT_LIMIT
+    assert v.name == "protobuf" and v.truncated and len(plain(v)) == DEFAULT_LIMIT
     assert time.perf_counter() - t < 30  # generous: bounded, not a benchmark
+    whole = view_body(big, "application/x-protobuf", limit_lines=None)  # what f computes
+    assert whole.name == "protobuf" and "decoding stopped: more than 100,000 fields" in whole.error
+    assert plain(whole)[:2] == ["1: 1", '2: "xxxxxxxxxxxxxxxxxxxx"']
+    cut = view_body(USER[:-5], "application/x-protobuf")  # a body cut inside the last field
+    assert cut.name == "protobuf" and "decoding stopped" in cut.error and '2: "Ada Lovelace"' in plain(cut)
     with pytest.raises(protobuf.DecodeError, match="more than"):
         protobuf.decode(pb_varint(1, 1) * (protobuf.MAX_FIELDS + 1))
 
@@ -145,7 +150,18 @@ def test_msgpack_stream_of_values_and_bad_bytes() -> None:
     bad = view_body(b"\xc1\xc1\xc1", "application/msgpack")  # 0xc1 is never used in msgpack
     assert bad.name == "hex" and "not valid msgpack" in bad.error
     cut = view_body(msgpack.packb({"a": 1}) + msgpack.packb({"b": "x" * 50})[:10], "application/msgpack")
-    assert cut.name == "msgpack" and '  "a": 1' in plain(cut)
+    assert cut.name == "msgpack" and '  "a": 1' in plain(cut) and "ends inside a msgpack value" in cut.error
+
+
+def test_msgpack_is_bounded() -> None:
+    stream = b"".join(msgpack.packb({"i": i, "pad": "x" * 100}) for i in range(30_000))  # 3.3 MiB
+    v = view_body(stream, "application/msgpack")
+    assert v.name == "msgpack" and v.truncated and len(plain(v)) == DEFAULT_LIMIT
+    huge = msgpack.packb(list(range(600_000)))  # one 2.9 MiB value: more than a capped view reads
+    v = view_body(huge, "application/msgpack")
+    assert v.name == "hex" and "larger than 1,024 KiB: f shows it whole" in v.error
+    whole = view_body(huge, "application/msgpack", limit_lines=None)
+    assert whole.name == "msgpack" and plain(whole)[:2] == ["[", "  0,"]
 
 
 # --- GraphQL --------------------------------------------------------------------------------

@@ -436,10 +436,7 @@ def _build_extra(kind: str, data: bytes, ct: str, mime: str, limit: int | None,
             lines, more, note = extraviews.msgpack_lines(data, limit)
             hl = hl_json
         elif kind == "protobuf":
-            # bounded: a capped view decodes a prefix only when the body is huge
-            cap = _MAX_PREFIX if limit is not None else len(data)
-            lines, more, note = extraviews.protobuf_lines(data[:cap], mime, limit)
-            more = more or len(data) > cap
+            lines, more, note = extraviews.protobuf_lines(data, mime, limit)
             hl = extraviews.hl_protobuf
         elif kind == "graphql":
             lines, more, note = extraviews.graphql_lines(decode(data, True), limit)

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover
 BEAUTIFY_PREFIXES = (16 * 1024, 64 * 1024)
 FULL_CAP = 1024 * 1024
 MSGPACK_CAP = 16 * 1024 * 1024
+CAPPED_BINARY = 1024 * 1024  # a capped msgpack / protobuf view reads at most this much
 
 Lines = tuple[list[str], bool, str | None]  # (lines, more left unformatted, error)
 
@@ -79,10 +80,11 @@ def msgpack_lines(data: bytes, limit: int | None) -> Lines:
     """Each value of a msgpack body (a stream of values is common) as indented JSON."""
     if msgpack is None:
         raise ValueError("msgpack is not installed")
-    more = len(data) > MSGPACK_CAP
+    cap = MSGPACK_CAP if limit is None else CAPPED_BINARY
+    more = len(data) > cap
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MSGPACK_CAP,
                                 unicode_errors="surrogateescape", timestamp=3)
-    unpacker.feed(data[:MSGPACK_CAP])
+    unpacker.feed(data[:cap])
     out: list[str] = []
     values = 0
     try:
@@ -98,10 +100,14 @@ def msgpack_lines(data: bytes, limit: int | None) -> Lines:
             raise ValueError(f"not valid msgpack ({e})") from None
         return out, more, f"msgpack cut short after {values} value{'s' if values > 1 else ''} ({e})"
     if not values:
+        if more:
+            raise ValueError(f"the first msgpack value is larger than {cap // 1024:,} KiB: f shows it whole")
         raise ValueError("not valid msgpack (no complete value)")
-    fed = min(len(data), MSGPACK_CAP)
+    fed = min(len(data), cap)
     error = None
-    if unpacker.tell() < fed:
+    if more:
+        error = f"the values in the first {cap // 1024:,} KiB shown: f shows them all"
+    elif unpacker.tell() < fed:
         error = f"the body ends inside a msgpack value ({fed - unpacker.tell():,} bytes left over)"
     return out, more, error
 
@@ -110,7 +116,11 @@ def msgpack_lines(data: bytes, limit: int | None) -> Lines:
 
 
 def protobuf_lines(data: bytes, mime: str, limit: int | None) -> Lines:
-    """Wire-format fields; a gRPC body is split into its length-prefixed messages first."""
+    """Wire-format fields; a gRPC body is split into its length-prefixed messages first. A capped
+    view decodes at most CAPPED_BINARY bytes (a cut message shows the fields before the cut)."""
+    whole = len(data)
+    if limit is not None:
+        data = data[:CAPPED_BINARY]
     if mime.startswith("application/grpc"):
         out: list[str] = []
         for n, (compressed, msg) in enumerate(protobuf.grpc_messages(data), 1):
@@ -127,11 +137,18 @@ def protobuf_lines(data: bytes, mime: str, limit: int | None) -> Lines:
         if out:
             return out, False, None
     try:
-        fields = protobuf.decode(data)
+        fields, stopped = protobuf.decode_partial(data)
     except protobuf.DecodeError as e:
         raise ValueError(f"not a protobuf message ({e})") from None
     lines, more = _take(protobuf.format_lines(fields), limit)
-    return lines, more, None
+    cut = len(data) < whole
+    if stopped and not (cut and not more):
+        note = f"decoding stopped: {stopped}"
+    elif cut and not more:
+        note = f"the first {CAPPED_BINARY // 1024:,} KiB decoded: f decodes it all"
+    else:
+        note = None
+    return lines, more or cut, note
 
 
 _PROTO_HL = re.compile(r'^(\s*)(\d+)(:| \{)|("(?:[^"\\]|\\.)*")|(<[^>]*>)|(\([^)]*\))$')
