@@ -191,7 +191,9 @@ def test_graphql_batch_and_raw_query() -> None:
 
 def test_json_that_is_not_graphql_stays_json() -> None:
     v = view_body(json.dumps({"query": "select * from t", "n": 1}).encode(), "application/json")
-    assert v.name == "JSON"
+    assert v.name == "JSON" and v.error is None  # a search API's "query": nothing to warn about
+    forced = view_body(json.dumps({"query": "select * from t"}).encode(), "application/json", mode="graphql")
+    assert forced.name == "JSON" and forced.error == "not a GraphQL request (no query); shown as json"
     v = view_body(b'{"query": "{ broken', "application/json")
     assert v.name in ("JSON", "text")
 

@@ -468,10 +468,13 @@ def _build(kind: str, data: bytes, ct: str, mime: str, limit: int | None, mode: 
         view = _build_extra(kind, data, ct, mime, limit, error)
         if isinstance(view, ContentView):
             return view
-        # not what the type or the mode said: show it as the bytes allow, and say why
+        # not what the type or the mode said: show it as the bytes allow, and say why (a JSON body
+        # with a "query" that is not GraphQL is just JSON: nothing to say unless asked for GraphQL)
         binary = _is_binary("", data[:_FIRST_PREFIX])
+        quiet = kind == "graphql" and mode == "auto"
         kind = "hex" if binary else ("json" if kind == "graphql" else "text")
-        error = f"{view}; shown as {kind}"
+        if not quiet:
+            error = f"{view}; shown as {kind}"
     if kind == "hex":
         lines = HexLines(data, limit)
         return done("hex", lines, len(lines) * 16 < len(data), _hl_hex)
