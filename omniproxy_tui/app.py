@@ -549,31 +549,20 @@ class OmniProxyApp(App[int]):
         if isinstance(flow, Flow) and flow.id in updates and callable(refresh):
             refresh()
 
-    def step_focus(self, current: Flow | None, delta: int) -> Flow | None:
-        """Focus the flow `delta` rows from `current` in the list as shown (filtered, sorted) and
-        return it; None at either end. From the detail, so following new flows stops, as a
-        cursor move in the table does."""
-        view = self.view
-        i = view.index_of(current) if current is not None else None
-        if i is None:
-            i = view.focus_index
-        if i is None or not 0 <= i + delta < len(view):
-            return None
-        view.follow = False
-        view.set_focus_index(i + delta)
-        self.sync_view(scroll=True)
-        return view.focus
-
     @on(FlowDetail.StepFlow)
     def _detail_step_flow(self, event: FlowDetail.StepFlow) -> None:
+        """space / J / K in the detail: the view.focus.next/prev commands, from the flow the detail
+        shows (following new flows may have moved the list's focus since it opened)."""
         event.stop()
-        flow = self.step_focus(event.current, event.delta)
-        if flow is None:
-            self.notify("No next flow" if event.delta > 0 else "No previous flow", timeout=1.5)
-            return
+        view = self.view
+        if event.current is not None and view.index_of(event.current) is not None:
+            view.set_focus(event.current)
+        name = "view.focus.next" if event.delta > 0 else "view.focus.prev"
+        if self.run_command(name) is None or view.focus is None:
+            return  # at an end: run_command said so
         if isinstance(self.screen, DetailScreen):
-            self.screen.show_flow(flow)
-        # wide: sync_view scheduled the pane beside the table, which keeps the focus
+            self.screen.show_flow(view.focus)
+        # wide: run_command's sync_view scheduled the pane beside the table, which keeps the focus
 
     def open_detail(self, flow: Flow) -> None:
         if self.is_wide:
