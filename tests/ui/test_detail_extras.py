@@ -166,6 +166,11 @@ async def test_query_and_cookie_tables_in_the_request_tab() -> None:
         assert "sid      abc123" in req and "theme    dark" in req
         # the tables come before the body
         assert req.index("Cookies") < req.index("Body")
+        # space types a space in the search box (it moves to the next flow only outside it)
+        await pilot.press("slash", *"au", "space", *"lait")
+        await pilot.pause()
+        assert detail.query_one("#detail-search-input").value == "au lait"
+        assert "match 1/1" in detail.status_text
 
 
 async def test_set_cookie_table_in_the_response_tab() -> None:
