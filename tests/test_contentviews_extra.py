@@ -259,3 +259,23 @@ def test_random_bytes_never_raise(mode: str) -> None:
         assert v.lines is not None
         for i in range(min(len(v.lines), 20)):
             v.lines[i]  # highlighting every shown line works too
+
+
+def test_libraries_are_imported_on_first_use_only() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, omniproxy_tui.views.contentviews, omniproxy_tui.widgets.detail; "
+            "print(sorted(m for m in ('graphql', 'jsbeautifier', 'cssbeautifier', 'msgpack') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_graphql_without_graphql_core_is_indented_by_braces(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omniproxy_tui.views import extraviews
+
+    real = extraviews._module
+    monkeypatch.setattr(extraviews, "_module", lambda name: None if name == "graphql" else real(name))
+    assert extraviews.format_query(GQL["query"]) == [
+        "query GetUser($id: ID!) {", "  user(id: $id) {", "    name", "    friends(first: 2) {", "      name",
+        "    }", "  }", "}"]

@@ -6,6 +6,8 @@ FULL_CAP bytes, and anything past that is said, not done.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -23,22 +25,18 @@ from omniproxy_tui.views.prettyprint import (
 )
 from proxycore import protobuf
 
-try:  # optional: without it, msgpack bodies show as hex
-    import msgpack
-except ImportError:  # pragma: no cover
-    msgpack = None
-try:  # optional: without them, CSS and JavaScript are shown as they came
-    import cssbeautifier
-    import jsbeautifier
-except ImportError:  # pragma: no cover
-    jsbeautifier = cssbeautifier = None
-try:  # optional: without it, GraphQL queries are indented by a small formatter of our own
-    from graphql import parse as gql_parse
-    from graphql import print_ast as gql_print
-except ImportError:  # pragma: no cover
-    gql_parse = gql_print = None
 
-# jsbeautifier runs at ~120 KB/s: a capped view beautifies growing prefixes up to CAPPED_CAP
+@functools.cache
+def _module(name: str) -> Any:
+    """An optional library, imported on first use (graphql-core alone costs ~55 ms at start-up):
+    without msgpack, msgpack bodies show as hex; without the beautifiers, CSS and JavaScript as
+    they came; without graphql-core, queries are indented by a small formatter of our own."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover
+        return None
+
+# jsbeautifier runs at ~120 KB/s: a capped view beautifies growing prefixes (BEAUTIFY_PREFIXES)
 # (enough for hundreds of lines of minified code), the whole-body view up to FULL_CAP.
 BEAUTIFY_PREFIXES = (16 * 1024, 64 * 1024)
 FULL_CAP = 1024 * 1024
@@ -69,6 +67,7 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     if isinstance(obj, bytes | bytearray):
         return f"<bytes {bytes(obj[:64]).hex(' ')}{' …' if len(obj) > 64 else ''} ({len(obj):,} B)>"
+    msgpack = _module("msgpack")
     if msgpack is not None and isinstance(obj, msgpack.ExtType):
         return f"<ext {obj.code}: {obj.data[:32].hex(' ')}>"
     if msgpack is not None and isinstance(obj, msgpack.Timestamp):
@@ -78,6 +77,7 @@ def _plain(obj: Any) -> Any:
 
 def msgpack_lines(data: bytes, limit: int | None) -> Lines:
     """Each value of a msgpack body (a stream of values is common) as indented JSON."""
+    msgpack = _module("msgpack")
     if msgpack is None:
         raise ValueError("msgpack is not installed")
     cap = MSGPACK_CAP if limit is None else CAPPED_BINARY
@@ -192,9 +192,10 @@ def looks_like_graphql(data: bytes) -> bool:
 
 def format_query(query: str) -> list[str]:
     """The query pretty-printed: graphql-core's printer when it parses, else indentation by braces."""
-    if gql_parse is not None:
+    graphql = _module("graphql")
+    if graphql is not None:
         try:
-            return gql_print(gql_parse(query, no_location=True)).split("\n")
+            return graphql.print_ast(graphql.parse(query, no_location=True)).split("\n")
         except Exception:  # noqa: BLE001 - any syntax error: the simple formatter still helps
             pass
     out: list[str] = []
@@ -295,9 +296,11 @@ def hl_graphql(s: str) -> Text:
 
 def _beautify(kind: str, text: str) -> str:
     if kind == "css":
+        cssbeautifier = _module("cssbeautifier")
         if cssbeautifier is None:
             raise ValueError("cssbeautifier is not installed")
         return cssbeautifier.beautify(text)
+    jsbeautifier = _module("jsbeautifier")
     if jsbeautifier is None:
         raise ValueError("jsbeautifier is not installed")
     opts = jsbeautifier.default_options()
