@@ -556,6 +556,21 @@ class OmniProxyApp(App[int]):
         if isinstance(flow, Flow) and flow.id in updates and callable(refresh):
             refresh()
 
+    @on(FlowDetail.StepFlow)
+    def _detail_step_flow(self, event: FlowDetail.StepFlow) -> None:
+        """space / J / K in the detail: the view.focus.next/prev commands, from the flow the detail
+        shows (following new flows may have moved the list's focus since it opened)."""
+        event.stop()
+        view = self.view
+        if event.current is not None and view.index_of(event.current) is not None:
+            view.set_focus(event.current)
+        name = "view.focus.next" if event.delta > 0 else "view.focus.prev"
+        if self.run_command(name) is None or view.focus is None:
+            return  # at an end: run_command said so
+        if isinstance(self.screen, DetailScreen):
+            self.screen.show_flow(view.focus)
+        # wide: run_command's sync_view scheduled the pane beside the table, which keeps the focus
+
     def open_detail(self, flow: Flow) -> None:
         if self.is_wide:
             focus_now(self.get_screen_main().query_one("#detail"))

@@ -180,6 +180,7 @@ _TEXT_MAGIC: list[tuple[bytes, str, str]] = [
     (b"#!/usr/bin/env", "application/x-sh", "sh"),
     (b"%!PS", "application/postscript", "ps"),
     (b"{\\rtf", "application/rtf", "rtf"),
+    (b"-----BEGIN ", "application/x-pem-file", "pem"),  # certificates and keys (PEM is text)
 ]
 
 

@@ -216,8 +216,8 @@ def test_precedence() -> None:
     # ! binds tighter than &: (!false) & true
     assert m("!~c 500 & ~m get", f)
     assert not m("!(~c 200 & ~m get)", f)
-    # adjacency has the precedence of &
-    assert m("~m get | ~c 500 ~m post", f)
+    # adjacency binds more loosely than | (as in mitmproxy): (~m get | ~c 500) & ~m post
+    assert not m("~m get | ~c 500 ~m post", f)
 
 
 def test_nested_parentheses() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from omniproxy_tui.views import imageinfo
+from omniproxy_tui.views import extraviews, imageinfo
 from omniproxy_tui.views.prettyprint import (
     STYLE_DIM,
     STYLE_KEY,
@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover
     _detect = None
 
 # the cycle of the `m` key, as in mitmproxy's view list
-CYCLE_MODES = ("auto", "json", "xml", "text", "hex", "raw")
+CYCLE_MODES = ("auto", "json", "xml", "text", "hex", "raw", "msgpack", "protobuf", "graphql", "css", "javascript")
 MODES = (*CYCLE_MODES, "form", "multipart", "image", "full")
 DEFAULT_LIMIT = 512
 MAX_LINE_CHARS = 8192  # longer lines are split: one minified 50 MiB line must not become one Text
@@ -276,7 +276,9 @@ def _multipart_lines(data: bytes, content_type: str, part_cap: int) -> Iterator[
         info = imageinfo.describe(chunk)
         if info:
             yield f"  {info}"
-        elif _is_binary(ctype, chunk):
+        elif _is_binary("", chunk):
+            # the bytes decide, not the part's type: curl -F and browsers label any file they do
+            # not know (a .pem, a .log) application/octet-stream
             yield f"  <binary, {human_size(len(body))}>"
         else:
             text = _decode_text(bytes(body[:part_cap]), charset_of(ctype), len(body) <= part_cap)
@@ -338,10 +340,22 @@ def _is_binary(content_type: str, data: bytes) -> bool:
 # --- dispatch ---------------------------------------------------------------------------------
 
 
+_MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+_PROTOBUF_TYPES = ("application/protobuf", "application/x-protobuf", "application/vnd.google.protobuf",
+                   "application/x-google-protobuf", "application/grpc", "application/grpc+proto",
+                   "application/grpc-web", "application/grpc-web+proto")
+
+
 def _auto_name(data: bytes, mime: str) -> str:
     """Content type first, then sniffing the first bytes."""
+    if mime in _MSGPACK_TYPES:
+        return "msgpack"
+    if mime in _PROTOBUF_TYPES:
+        return "protobuf"
+    if mime == "application/graphql":
+        return "graphql-text"
     if "json" in mime:
-        return "json"
+        return "graphql" if extraviews.looks_like_graphql(data) else "json"
     if mime in ("image/svg+xml",) or "xml" in mime or "html" in mime:
         return "xml"
     if mime == "application/x-www-form-urlencoded":
@@ -350,7 +364,11 @@ def _auto_name(data: bytes, mime: str) -> str:
         return "multipart"
     if mime.startswith("image/"):
         return "image"
-    if mime.startswith("text/") or "javascript" in mime or "css" in mime:
+    if mime == "text/css":
+        return "css"
+    if "javascript" in mime or "ecmascript" in mime:
+        return "javascript"
+    if mime.startswith("text/"):
         return "text"
     if not data:
         return "text"
@@ -360,14 +378,15 @@ def _auto_name(data: bytes, mime: str) -> str:
         return "hex"
     head = data[:64].lstrip()
     if head[:1] in (b"{", b"["):
-        return "json"
+        return "graphql" if extraviews.looks_like_graphql(data) else "json"
     if head[:1] == b"<":
         return "xml"
     return "text"
 
 
 _NAMES = {"json": "JSON", "xml": "XML/HTML", "form": "form", "multipart": "multipart",
-          "image": "image", "hex": "hex", "text": "text", "raw": "raw"}
+          "image": "image", "hex": "hex", "text": "text", "raw": "raw", "msgpack": "msgpack",
+          "protobuf": "protobuf", "graphql": "GraphQL", "css": "CSS", "javascript": "JavaScript"}
 
 
 def view_body(
@@ -404,12 +423,58 @@ def view_body(
     return view
 
 
+def _build_extra(kind: str, data: bytes, ct: str, mime: str, limit: int | None,
+                 error: str | None) -> ContentView | str:
+    """The views of extraviews, or why the body is not what its type (or the mode) says."""
+    charset = charset_of(ct)
+
+    def decode(b: bytes, final: bool) -> str:
+        return _decode_text(b, charset, final)
+
+    try:
+        if kind == "msgpack":
+            lines, more, note = extraviews.msgpack_lines(data, limit)
+            hl = hl_json
+        elif kind == "protobuf":
+            lines, more, note = extraviews.protobuf_lines(data, mime, limit)
+            hl = extraviews.hl_protobuf
+        elif kind == "graphql":
+            lines, more, note = extraviews.graphql_lines(decode(data, True), limit)
+            hl = extraviews.hl_graphql
+        elif kind == "graphql-text":  # application/graphql: the query alone
+            text = decode(data[:extraviews.FULL_CAP], True)
+            lines, more = _take(iter(extraviews.format_query(text)), limit)
+            more, note, hl, kind = more or len(data) > extraviews.FULL_CAP, None, extraviews.hl_graphql, "graphql"
+        else:
+            lines, more, note = extraviews.beautify_lines(kind, data, decode, limit)
+            hl = extraviews.hl_css if kind == "css" else extraviews.hl_code
+    except Exception as e:  # noqa: BLE001 - a malformed body (unhashable msgpack keys, a
+        # beautifier's bad day) must give a one-line reason and a fallback view, never a traceback
+        return str(e) or type(e).__name__
+    lines = _finish(lines)
+    if limit is not None and len(lines) > limit:
+        lines, more = lines[:limit], True
+    return ContentView(_NAMES[kind], StyledLines(lines, hl), None if more else len(lines), more,
+                       error or note)
+
+
 def _build(kind: str, data: bytes, ct: str, mime: str, limit: int | None, mode: str,
            error: str | None) -> ContentView:
     def done(name: str, plain: Sequence[str], more: bool, hl=None, hang: int = 0) -> ContentView:
         return ContentView(_NAMES[name], StyledLines(plain, hl), None if more else len(plain), more,
                            error, hang=hang)
 
+    if kind in ("msgpack", "protobuf", "graphql", "graphql-text", "css", "javascript"):
+        view = _build_extra(kind, data, ct, mime, limit, error)
+        if isinstance(view, ContentView):
+            return view
+        # not what the type or the mode said: show it as the bytes allow, and say why (a JSON body
+        # with a "query" that is not GraphQL is just JSON: nothing to say unless asked for GraphQL)
+        binary = _is_binary("", data[:_FIRST_PREFIX])
+        quiet = kind == "graphql" and mode == "auto"
+        kind = "hex" if binary else ("json" if kind == "graphql" else "text")
+        if not quiet:
+            error = f"{view}; shown as {kind}"
     if kind == "hex":
         lines = HexLines(data, limit)
         return done("hex", lines, len(lines) * 16 < len(data), _hl_hex)

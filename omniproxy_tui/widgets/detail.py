@@ -15,6 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input, Label, Static, TabbedContent, TabPane
@@ -22,6 +23,12 @@ from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 from omniproxy_tui.textual_fixes import focus_now
 from omniproxy_tui.views.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
 from omniproxy_tui.widgets.bars import KeyBar
+from omniproxy_tui.widgets.detail_sections import (
+    add_cert_chain,
+    add_query,
+    add_request_cookies,
+    add_set_cookies,
+)
 from omniproxy_tui.widgets.lineview import Document, LineView
 from proxycore.flows.flow import INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 
@@ -93,6 +100,8 @@ def request_document(flow: Flow, view: ContentView | None, pending_full: bool = 
     _add_rules(doc, flow)
     doc.add("")
     _add_headers(doc, req.headers)
+    add_query(doc, req)
+    add_request_cookies(doc, req)
     _add_body(doc, view, req, req.headers.get("content-type"), pending_full)
     return doc
 
@@ -122,6 +131,7 @@ def response_document(flow: Flow, view: ContentView | None, pending_full: bool =
     doc.add(first)
     doc.add("")
     _add_headers(doc, resp.headers)
+    add_set_cookies(doc, resp)
     _add_body(doc, view, resp, resp.headers.get("content-type"), pending_full)
     return doc
 
@@ -200,6 +210,7 @@ def timing_document(flow: Flow) -> Document:
     _add_tls(doc, "Client TLS (client ↔ proxy)", flow.client_tls, False)
     doc.add("")
     _add_tls(doc, "Server TLS (proxy ↔ server)", flow.server_tls, True)
+    add_cert_chain(doc, flow.server_tls, t.start)
     return doc
 
 
@@ -293,7 +304,21 @@ class FlowDetail(Widget):
         Binding("3", "show_tab('timing')", "Timing", show=False),
         Binding("4", "show_tab('raw')", "Raw", show=False),
         Binding("escape", "close_search", "Close search", show=False),
+        # mitmproxy's flow view: space = next flow (its p = previous is another feature's key here,
+        # so K; J is next too). space is no longer page down in the detail: PgDn and ctrl+f are.
+        Binding("space,J", "step_flow(1)", "Next flow", show=False, id="detail.next_flow",
+                tooltip="Next flow of the list (as filtered)"),
+        Binding("K", "step_flow(-1)", "Prev flow", show=False, id="detail.prev_flow",
+                tooltip="Previous flow of the list (as filtered)"),
     ]
+
+    class StepFlow(Message):
+        """Show the next (delta 1) or previous (-1) flow of the list; the app moves its focus."""
+
+        def __init__(self, current: Flow | None, delta: int) -> None:
+            super().__init__()
+            self.current = current
+            self.delta = delta
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -487,6 +512,9 @@ class FlowDetail(Widget):
     def action_next_tab(self, step: int = 1) -> None:
         i = TABS.index(self.active_tab)
         self.action_show_tab(TABS[(i + step) % len(TABS)])
+
+    def action_step_flow(self, delta: int) -> None:
+        self.post_message(self.StepFlow(self.flow, delta))
 
     def action_cycle_mode(self) -> None:
         if self.flow is None:

@@ -23,7 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.selection import Selection
 from textual.strip import Strip
 
-from omniproxy_tui.views.contentviews import StyledLines
+from omniproxy_tui.views.contentviews import HexLines, StyledLines
 
 MAX_MATCHES = 10_000
 SYNC_SEARCH_LINES = 50_000  # bigger documents are searched in a worker thread
@@ -105,13 +105,67 @@ class Document:
         return out
 
 
-def find_matches(doc: Document, query: str) -> list[tuple[int, int, int]]:
-    """(line, start, end) of every case-insensitive literal match, at most MAX_MATCHES."""
-    out: list[tuple[int, int, int]] = []
+_HEX_QUERY = re.compile(r"(?:[0-9a-fA-F]{2}[ :]?)+")
+
+
+def _hex_col(b: int) -> int:
+    """Column of byte b (0-15) in a HexLines row ("00000010  xx xx ... xx  xx ... xx  ascii")."""
+    return 10 + 3 * b + (b >= 8)
+
+
+def find_hex_matches(dump: HexLines, start: int, query: str, limit: int) -> list[tuple]:
+    """Matches in a hex dump, searched in its bytes rather than row by row: a row holds 16 bytes,
+    so a string (or a byte sequence typed as hex) across a row break was missed before. The query
+    matches as text (ASCII case ignored) and, when it reads as hex bytes ("de ad", "dead"), as
+    those bytes. Each match is (line, start, end, pieces): pieces are (line, start, end) spans,
+    the bytes in the hex columns and in the text column, on every row the match covers."""
+    data = memoryview(dump.data)[:len(dump) * 16].tobytes()
+    needles = [query.encode("utf-8").lower()]
+    if _HEX_QUERY.fullmatch(query.strip()):
+        try:
+            raw = bytes.fromhex(query.replace(":", " "))
+        except ValueError:
+            raw = b""
+        if raw and raw not in needles:
+            needles.append(raw)
+    offsets: dict[int, int] = {}  # offset -> length (the longer one if both kinds match there)
+    for k, needle in enumerate(needles):
+        hay = data.lower() if k == 0 else data
+        pos = hay.find(needle)
+        while pos >= 0 and len(offsets) < limit * 2:
+            offsets[pos] = max(offsets.get(pos, 0), len(needle))
+            pos = hay.find(needle, pos + 1)
+    out: list[tuple] = []
+    for off in sorted(offsets)[:limit]:
+        end = off + offsets[off]
+        pieces = []
+        for row in range(off // 16, (end - 1) // 16 + 1):
+            b0, b1 = max(off, row * 16) - row * 16, min(end, row * 16 + 16) - row * 16
+            pieces.append((start + row, _hex_col(b0), _hex_col(b1 - 1) + 2))
+            pieces.append((start + row, 60 + b0, 60 + b1))
+        first = pieces[0]
+        out.append((first[0], first[1], first[2], tuple(pieces)))
+    return out
+
+
+def match_pieces(m: tuple) -> tuple[tuple[int, int, int], ...]:
+    """The (line, start, end) spans a match highlights: one, or several for a hex match."""
+    return m[3] if len(m) > 3 else (m,)
+
+
+def find_matches(doc: Document, query: str) -> list[tuple]:
+    """(line, start, end) of every case-insensitive literal match, at most MAX_MATCHES. A match
+    in a hex dump carries its spans as a fourth item (see find_hex_matches)."""
+    out: list[tuple] = []
     if not query:
         return out
     finder = re.compile(re.escape(query), re.I).finditer
     for start, lines, _ in doc.blocks():
+        if isinstance(lines.plain, HexLines):
+            out.extend(find_hex_matches(lines.plain, start, query, MAX_MATCHES - len(out)))
+            if len(out) >= MAX_MATCHES:
+                return out[:MAX_MATCHES]
+            continue
         for j, s in enumerate(lines.plain):
             for m in finder(s):
                 out.append((start + j, m.start(), m.end()))
@@ -140,7 +194,8 @@ class LineView(ScrollView, can_focus=True):
         Binding("k", "scroll_up", "Up", show=False),
         Binding("g", "scroll_home", "Top", show=False),
         Binding("G", "scroll_end", "Bottom", show=False),
-        Binding("space", "page_down", "Page down", show=False),
+        Binding("ctrl+f", "page_down", "Page down", show=False),
+        Binding("ctrl+b", "page_up", "Page up", show=False),
     ]
 
     class MatchesChanged(Message):
@@ -158,7 +213,7 @@ class LineView(ScrollView, can_focus=True):
         self._cuts: LRUCache[int, list[int]] = LRUCache(4096)
         self._strips: LRUCache[int, Strip] = LRUCache(1024)
         self.query_text = ""
-        self.matches: list[tuple[int, int, int]] = []  # (line, start, end)
+        self.matches: list[tuple] = []  # (line, start, end[, pieces]): see find_matches
         self._by_line: dict[int, list[int]] = {}
         self.current = -1
 
@@ -295,9 +350,9 @@ class LineView(ScrollView, can_focus=True):
         piece.style = base + self.app.console.get_style(text.style) if text.style else base
         piece.no_wrap = True
         for m in self._by_line.get(i, ()):
-            line, ms, me = self.matches[m]
-            if ms < end and me > start:
-                piece.stylize(_CURRENT if m == self.current else _MATCH, max(0, ms - start), me - start)
+            for line, ms, me in match_pieces(self.matches[m]):
+                if line == i and ms < end and me > start:
+                    piece.stylize(_CURRENT if m == self.current else _MATCH, max(0, ms - start), me - start)
         if selection is not None and (span := selection.get_span(i)) is not None:
             s0, s1 = span
             s1 = len(text.plain) if s1 == -1 else s1
@@ -347,7 +402,7 @@ class LineView(ScrollView, can_focus=True):
             return
         self._apply_matches(self.doc, query, find_matches(self.doc, query), keep_current, scroll)
 
-    def _apply_matches(self, doc: Document, query: str, found: list[tuple[int, int, int]],
+    def _apply_matches(self, doc: Document, query: str, found: list[tuple],
                        keep_current: bool, scroll: bool) -> None:
         if doc is not self.doc:
             return  # the document changed while a thread searched the old one
@@ -356,7 +411,8 @@ class LineView(ScrollView, can_focus=True):
         self.matches = found
         self._by_line = {}
         for n, m in enumerate(found):
-            self._by_line.setdefault(m[0], []).append(n)
+            for line in {p[0] for p in match_pieces(m)}:
+                self._by_line.setdefault(line, []).append(n)
         self.current = -1
         if found:
             if old is not None and old in found:
@@ -381,7 +437,7 @@ class LineView(ScrollView, can_focus=True):
         self.post_message(self.MatchesChanged(self))
 
     def _scroll_to_current(self) -> None:
-        line, start, _ = self.matches[self.current]
+        line, start = self.matches[self.current][:2]
         row = self.row_of(line, start)
         height = max(1, self.scrollable_content_region.height)
         if not self.scroll_y <= row < self.scroll_y + height:

@@ -384,6 +384,26 @@ def _view_follow(ctx: CommandContext, on: bool | None) -> str:
     return f"follow: {'on' if v.follow else 'off'}"
 
 
+@command("view.focus.next", "Focus the next flow of the list as shown (stops following new flows)")
+def _view_focus_next(ctx: CommandContext) -> str:
+    return _step_focus(ctx.view, 1)
+
+
+@command("view.focus.prev", "Focus the previous flow of the list as shown (stops following new flows)")
+def _view_focus_prev(ctx: CommandContext) -> str:
+    return _step_focus(ctx.view, -1)
+
+
+def _step_focus(view: FlowView, delta: int) -> str:
+    """As mitmproxy's view.focus.next/prev (the detail's space and K): one row, no wrapping."""
+    i = view.focus_index
+    if i is None or not 0 <= i + delta < len(view):
+        raise CommandError("no next flow" if delta > 0 else "no previous flow")
+    view.follow = False
+    view.set_focus_index(i + delta)
+    return f"flow {view.focus.id}" if view.focus is not None else "no flow"
+
+
 # --------------------------------------------------------------------------- export
 
 

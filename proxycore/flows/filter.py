@@ -7,18 +7,22 @@ One language for the UI's view filter, breakpoints and rewrite rules. `parse()` 
 expression once into a tree of closures; calling the result on a flow does no parsing and no
 dispatch on node types, because the UI re-filters tens of thousands of flows on every keystroke.
 
-Grammar (precedence ! > & > |; adjacency means &):
+Grammar (precedence ! > & > | > adjacency; two terms side by side mean "and", binding more
+loosely than | as in mitmproxy, so "~m get | ~c 500 ~m post" is "(~m get | ~c 500) & ~m post"):
 
+    seq   := or (or)*                                   (adjacent terms: all must match)
     or    := and ("|" and)*
-    and   := not (["&"] not)*
+    and   := not ("&" not)*
     not   := "!" not | atom
-    atom  := "(" or ")" | ~flag | ~op ARG | WORD        (a bare WORD means ~u WORD)
+    atom  := "(" seq ")" | ~flag | ~op ARG | ~c DIGITS | WORD   (a bare WORD means ~u WORD)
 
 ARG and WORD are either quoted ('...' or "...", a backslash escapes the next character; only
 escaped quotes lose their backslash so regex escapes like \\d survive) or a run of characters
 up to whitespace, a parenthesis, or an & or | directly followed by ~ ! or ( ("~c 200|~c 404").
 A bare WORD cannot start with one of ~ ! & | ( ). Inside a word, | is regex alternation.
-Regexes are case-insensitive. Bodies, headers and content types are searched as bytes.
+~c takes the digits only, so "~c 404|foo" is "~c 404 | foo" and "~c 200&path" is "~c 200 & path".
+Regexes are case-insensitive. Bodies, headers and content types are searched as bytes; in a
+body "." matches a newline too, and ^ $ anchor on each line of a header block or a comment.
 """
 
 from __future__ import annotations
@@ -197,9 +201,51 @@ _FLAGS: dict[str, tuple[Predicate, str]] = {
 }
 
 
+def _host_header_name(r: object) -> str | None:
+    """The Host header's (or :authority's) name without its port, when it differs from the host
+    the request went to (a flow addressed by IP, transparent or reverse mode); else None."""
+    a: str = r.authority  # type: ignore[attr-defined]
+    if not a:
+        a = r.headers.get("host") or ""  # type: ignore[attr-defined]
+        if not a:
+            return None
+    host: str = r.host  # type: ignore[attr-defined]
+    if a == host:
+        return None
+    if a.startswith("["):  # [v6]:port
+        name = a[1:a.find("]")] if "]" in a else a
+    else:
+        name = a.rsplit(":", 1)[0] if a.count(":") == 1 else a
+    name = name.lower()
+    return None if name == host or not name else name
+
+
+def _pretty_url(r: object, name: str) -> str:
+    """The URL with the Host header's name as its host (mitmproxy's pretty_url)."""
+    h = f"[{name}]" if ":" in name else name
+    port: int = r.port  # type: ignore[attr-defined]
+    scheme: str = r.scheme  # type: ignore[attr-defined]
+    default = 443 if scheme == "https" else 80
+    netloc = h if port == default else f"{h}:{port}"
+    return f"{scheme}://{netloc}{r.target}"  # type: ignore[attr-defined]
+
+
 def _op_url(rx: re.Pattern) -> Predicate:
     s = rx.search
-    return lambda f: bool(s(f.request.url))
+
+    def pred(f: Flow) -> bool:
+        r = f.request
+        if s(r.url):
+            return True
+        # The usual case, checked inline (the UI re-filters every flow per keystroke): the Host
+        # header names the host the request went to, with or without a port.
+        a, h = r.authority, r.host
+        if a == h or (a.startswith(h) and a[len(h):len(h) + 1] == ":"):
+            return False
+        name = _host_header_name(r)
+        return name is not None and r.method != "CONNECT" and bool(s(_pretty_url(r, name)))
+
+    return pred
 
 
 def _op_domain(rx: re.Pattern) -> Predicate:
@@ -207,9 +253,14 @@ def _op_domain(rx: re.Pattern) -> Predicate:
 
     def pred(f: Flow) -> bool:
         r = f.request
-        if s(r.host):
+        h = r.host
+        if s(h):
             return True
-        return bool(r.authority) and bool(s(r.authority))
+        a = r.authority
+        if a == h or (a.startswith(h) and a[len(h):len(h) + 1] == ":"):
+            return False
+        name = _host_header_name(r)
+        return name is not None and bool(s(name))
 
     return pred
 
@@ -262,8 +313,8 @@ def _op_comment(rx: re.Pattern) -> Predicate:
 
 # name -> (kind, builder, description); kind "str" compiles a str regex, "bytes" a bytes regex.
 _REGEX_OPS: dict[str, tuple[str, Callable[[re.Pattern], Predicate], str]] = {
-    "u": ("str", _op_url, "URL matches regex"),
-    "d": ("str", _op_domain, "domain (host) matches regex"),
+    "u": ("str", _op_url, "URL matches regex (also with the Host header's name as host)"),
+    "d": ("str", _op_domain, "domain: the host or the Host header's name matches regex"),
     "m": ("str", _op_method, "method matches regex"),
     "h": ("hdr", lambda rx: _sided(_header_blob, rx, ""), "request or response header line 'name: value'"),
     "hq": ("hdr", lambda rx: _sided(_header_blob, rx, "q"), "request header line 'name: value'"),
@@ -276,7 +327,7 @@ _REGEX_OPS: dict[str, tuple[str, Callable[[re.Pattern], Predicate], str]] = {
     "ts": ("bytes", lambda rx: _op_ct(rx, "s"), "response Content-Type"),
     "src": ("str", _op_src, "client address 'host:port'"),
     "dst": ("str", _op_dst, "server address 'host:port'"),
-    "comment": ("str", _op_comment, "flow comment"),
+    "comment": ("text", _op_comment, "flow comment (^ and $ anchor on each line)"),
 }
 
 _INT_OPS: dict[str, str] = {"c": "response status code equals"}
@@ -366,6 +417,19 @@ def _tokenize(s: str) -> list[_Tok]:
                 j += 1
             if j >= n or s[j] in "()~":
                 raise FilterError(f"missing argument for ~{name}", i)
+            if name in _INT_OPS and s[j] not in "'\"":
+                # As mitmproxy: the number is the digits, so "~c 404|foo" is "~c 404 | foo" and
+                # "~c 200&path" is "~c 200 & path". Letters glued to the digits ("~c 2x0") stay an
+                # error rather than becoming "~c 2 & x0" as there: that is a typo.
+                k = j
+                while k < n and s[k].isdigit():
+                    k += 1
+                if k == j or (k < n and s[k] not in _WORD_END and s[k] not in "&|!~"):
+                    while k < n and s[k] not in _WORD_END:
+                        k += 1
+                toks.append(_Tok("op", i, name, s[j:k], j))
+                i = k
+                continue
             arg, k = _read_word(s, j)
             toks.append(_Tok("op", i, name, arg, j))
             i = k
@@ -432,9 +496,11 @@ def _str_rx(arg: str, flags: int) -> re.Pattern:
 
 
 def _compile_rx(op: str, arg: str, pos: int, kind: str) -> re.Pattern:
-    flags = re.I | (re.M if kind == "hdr" else 0)
+    # As mitmproxy: header blocks and comments are multi-line (^ $ per line), bodies are searched
+    # with DOTALL ("." crosses newlines).
+    flags = re.I | (re.M if kind in ("hdr", "text") else 0) | (re.S if kind == "bytes" else 0)
     try:
-        if kind == "str":
+        if kind in ("str", "text"):
             return _str_rx(arg, flags)
         if not arg.isascii():
             return _DecodingSearch(re.compile(arg, flags))  # type: ignore[return-value]
@@ -467,12 +533,22 @@ class _Parser:
         return self.toks[self.i] if self.i < len(self.toks) else None
 
     def parse(self) -> Predicate:
-        pred = self.parse_or()
+        pred = self.parse_seq()
         tok = self.peek()
         if tok is not None:
             if tok.kind == ")":
                 raise FilterError("unbalanced parenthesis", tok.pos)
             raise FilterError(f"unexpected {tok.kind}", tok.pos)  # pragma: no cover - defensive
+        return pred
+
+    def parse_seq(self) -> Predicate:
+        """Terms side by side: all must match. Looser than | as in mitmproxy (its OneOrMore
+        around the operator grammar), so "~m get | ~c 500 ~m post" needs a POST."""
+        pred = self.parse_or()
+        while (tok := self.peek()) is not None and tok.kind != ")":
+            if tok.kind in ("|", "&"):  # pragma: no cover - parse_or/parse_and consumed them
+                raise FilterError(f"unexpected {tok.kind}", tok.pos)
+            pred = _and(pred, self.parse_or())
         return pred
 
     def parse_or(self) -> Predicate:
@@ -485,10 +561,9 @@ class _Parser:
 
     def parse_and(self) -> Predicate:
         pred = self.parse_not()
-        while (tok := self.peek()) is not None and tok.kind not in ("|", ")"):
-            if tok.kind == "&":
-                self.i += 1
-                self.expect_operand(tok)
+        while (tok := self.peek()) is not None and tok.kind == "&":
+            self.i += 1
+            self.expect_operand(tok)
             pred = _and(pred, self.parse_not())
         return pred
 
@@ -519,7 +594,7 @@ class _Parser:
                 raise FilterError("empty parentheses", tok.pos)
             if nxt.kind in ("|", "&"):
                 raise FilterError(f"unexpected {nxt.kind}", nxt.pos)
-            pred = self.parse_or()
+            pred = self.parse_seq()  # mitmproxy rejects "(~a ~b)"; here it means "(~a & ~b)"
             close = self.peek()
             if close is None or close.kind != ")":
                 raise FilterError("unbalanced parenthesis", tok.pos)
@@ -564,9 +639,25 @@ def help_text() -> list[tuple[str, str]]:
     rows += [
         ("regex", "bare word: URL matches regex (same as ~u)"),
         ("!", "not"),
-        ("&", "and (also implied between two terms)"),
+        ("&", "and"),
         ("|", "or"),
-        ("( )", "grouping; precedence is ! then & then |"),
-        ("'...' \"...\"", "quote arguments with spaces or parentheses; regexes ignore case"),
+        ("a b", "side by side: a and b, binding more loosely than | (a | b c is (a | b) & c)"),
+        ("( )", "grouping; precedence is ! then & then | then side by side"),
+        ("'...' \"...\"", "quote arguments with spaces or parentheses"),
+        (". ^ $", "in bodies . matches a newline; in headers and comments ^ $ anchor on each line"),
     ]
+    rows += [(k, v) for k, v in DIFFERENCES]
     return rows
+
+
+# Deliberate differences from mitmproxy, shown in the help (and in the README).
+DIFFERENCES: tuple[tuple[str, str], ...] = (
+    ("≠ mitmproxy", "differences from mitmproxy, on purpose:"),
+    ("  case", "every regex ignores case (mitmproxy: only ~d ~m ~u)"),
+    ("  ~a", "also matches by path extension (.js .css .png .woff ...) before a response arrives"),
+    ("  ~u", "matches the URL as sent and with the Host header's name (mitmproxy: only the latter)"),
+    ("  ( a b )", "terms side by side work inside parentheses too (mitmproxy: a syntax error)"),
+    ("  a|~c 1", "an & or | right before ~ ! ( ends a word: ~c 200|~c 404 is an or"),
+    ("  ~c 2x0", "letters glued to the number are an error (mitmproxy: ~c 2 & x0)"),
+    ("  errors", "a syntax error says what and at which column"),
+)

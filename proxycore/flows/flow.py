@@ -273,7 +273,8 @@ class Timings:
 
 
 class TLSInfo:
-    __slots__ = ("sni", "alpn", "version", "cipher", "cert_subject", "cert_issuer", "cert_not_after", "cert_sans")
+    __slots__ = ("sni", "alpn", "version", "cipher", "cert_subject", "cert_issuer", "cert_not_after", "cert_sans",
+                 "cert_chain")
 
     def __init__(self) -> None:
         self.sni: str | None = None
@@ -284,6 +285,9 @@ class TLSInfo:
         self.cert_issuer: str | None = None
         self.cert_not_after: str | None = None
         self.cert_sans: list[str] = []
+        # The peer's certificates as sent (leaf first), PEM text: kept as is, parsed only when shown
+        # (proxycore.certinfo); text so every serialisation keeps it losslessly.
+        self.cert_chain: str = ""
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k)}

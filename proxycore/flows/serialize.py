@@ -91,7 +91,8 @@ def _tls(t: TLSInfo) -> dict[str, Any]:
 def _untls(d: dict[str, Any]) -> TLSInfo:
     t = TLSInfo()
     for k in _TLS_FIELDS:
-        setattr(t, k, d[k])
+        if k in d:  # fields added later (cert_chain) are absent from older files
+            setattr(t, k, d[k])
     t.cert_sans = list(t.cert_sans)
     return t
 

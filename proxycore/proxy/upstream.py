@@ -81,7 +81,26 @@ def _tls_info(sslobj: ssl.SSLObject | None, sni: str | None) -> TLSInfo:
         info.cert_issuer = ", ".join("=".join(x) for rdn in cert.get("issuer", ()) for x in rdn)
         info.cert_not_after = cert.get("notAfter")
         info.cert_sans = [v for _, v in cert.get("subjectAltName", ())]
+    info.cert_chain = _peer_chain_pem(sslobj)
     return info
+
+
+def _peer_chain_pem(sslobj: ssl.SSLObject) -> str:
+    """The certificates the server sent (leaf first), as PEM: once per upstream connection, a few
+    microseconds. get_unverified_chain is public from Python 3.13 and private (on _sslobj) from
+    3.10; without it only the leaf is known (also under --ssl-insecure, unlike getpeercert())."""
+    get = getattr(sslobj, "get_unverified_chain", None) or \
+        getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
+    try:
+        certs = get() if get is not None else None
+        if certs:
+            # 3.13+: DER bytes; before: _ssl.Certificate objects (public_bytes(1): PEM)
+            return "".join(ssl.DER_cert_to_PEM_cert(c) if isinstance(c, bytes) else c.public_bytes(1)
+                           for c in certs)
+        der = sslobj.getpeercert(binary_form=True)
+    except (ssl.SSLError, ValueError, AttributeError, TypeError):
+        return ""
+    return ssl.DER_cert_to_PEM_cert(der) if der else ""
 
 
 def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
