@@ -252,6 +252,15 @@ class Options:
                                kind="url", secret=True, example="http://user:pass@proxy.corp:3128",
                                flag="--upstream", metavar="URL",
                                flag_help="Upstream proxy: http://[user:pass@]host:port.")
+    # ---------------------------------------------------------------- breakpoints (proxycore/addons/intercept.py)
+    intercept: str | None = opt(None, "intercept.filter", "pause flows matching this filter expression (~q: "
+                                "requests only, ~s: responses only); null = no breakpoints", kind="path",
+                                example='"~d api.example.com & ~m post"', flag="--intercept", metavar="FILTER",
+                                flag_help="Pause flows matching this filter (~q requests only, ~s responses "
+                                "only, else both) until resumed in the UI.")
+    intercept_timeout: float = opt(0.0, "intercept.timeout", "seconds a paused flow waits before it resumes by "
+                                   "itself (0 = waits for the user)", minimum=0.0, flag="--intercept-timeout",
+                                   metavar="SECONDS")
     # ---------------------------------------------------------------- ui
     max_flows: int = opt(50000, "ui.maxFlows", "flows kept in memory by the UI (oldest dropped)", minimum=1,
                          flag="--max-flows", flag_help="Flows kept in the UI's memory.")

@@ -428,3 +428,7 @@ def _export_ndjson(ctx: CommandContext, path: str, selector: str) -> Job:
         return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
 
     return Job(f"NDJSON → {target.name}", work)
+
+
+# Commands defined in their own modules register themselves on import.
+from proxycore.control import intercept_cmds  # noqa: E402,F401  (breakpoints)

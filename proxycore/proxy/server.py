@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from proxycore.addons.core import EventsAddon, PassthroughAddon, ScopeAddon
 from proxycore.addons.hooks import Addons, load_script
+from proxycore.addons.intercept import Intercept
 from proxycore.errors import StartupError
 from proxycore.flows.flow import Flow
 from proxycore.flows.store import FlowStore
@@ -64,6 +65,9 @@ class Proxy:
         self.via_token = f"omniproxy-{secrets.token_hex(4)}"  # Via token: finds loops through --upstream
         self.pool = Pool(None, None, options, self.via_token)
         self.addons = Addons(self.report_error)
+        # breakpoints: the controller always exists (commands reach it), its hooks only while on
+        self.intercept = Intercept(self.addons, self.publish, timeout=options.intercept_timeout,
+                                   body_limit=options.body_buffer_limit)
         self._sweeper: asyncio.Task | None = None
         self._unquiet: Callable[[], None] | None = None
         self._subscribers: list[Subscriber] = []
@@ -104,6 +108,11 @@ class Proxy:
             first.append(PassthroughAddon(opts.mitm, self.skip_host))
         self.addons.addons[:0] = first
         self.addons.add(*scripted)
+        if opts.intercept:
+            try:
+                self.intercept.set_filter(opts.intercept)
+            except ValueError as exc:
+                raise StartupError(f"--intercept {opts.intercept!r}: {exc}") from None
         self.addons.add(EventsAddon(self), last=True, trusted=True)
         try:
             if opts.mitm:
@@ -206,6 +215,7 @@ class Proxy:
 
     async def stop(self) -> None:
         """Stop accepting, close client connections, drain the capture pipeline."""
+        self.intercept.stop()  # paused flows are killed: nobody is left to resume them
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
