@@ -68,6 +68,7 @@ class HeaderBar(Widget):
         self.flows = 0
         self.rate = 0.0
         self.intercepted = 0
+        self.breakpoints = False  # an intercept filter is active
         self.state = "starting"
         self._last: tuple | None = None
 
@@ -75,7 +76,7 @@ class HeaderBar(Widget):
         for k, v in values.items():
             setattr(self, k, v)
         snapshot = (self.address, self.mode, self.capture, self.flows, round(self.rate), self.intercepted,
-                    self.state)
+                    self.state, self.breakpoints)
         if snapshot != self._last:
             self._last = snapshot
             self.refresh()
@@ -91,6 +92,8 @@ class HeaderBar(Widget):
         right.append("/s", muted)
         if self.intercepted:
             right.append(f"  ⏸ {self.intercepted}", warn)
+        elif self.breakpoints:  # breakpoints on, nothing paused yet
+            right.append("  ⏸ 0", muted)
         right.append(" ")
         left = Text()
         left.append(" OmniProxy ", st("bar--brand"))
