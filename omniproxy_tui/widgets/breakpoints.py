@@ -146,6 +146,10 @@ class InboxScreen(Screen):
         self.set_interval(0.5, self.refresh_rows, name="inbox-refresh")
         focus_now(table)
 
+    def on_resize(self) -> None:
+        self._rows = []  # rebuilt: the URL column's width follows the screen's
+        self.refresh_rows()
+
     def refresh_rows(self) -> None:
         ctl = self.app_.engine.intercept
         paused = ctl.inbox() if ctl is not None else []
@@ -177,13 +181,14 @@ class InboxScreen(Screen):
                 table.update_cell(str(p.flow.id), "waited", cells[4])
                 table.update_cell(str(p.flow.id), "resume", cells[5])
 
-    @staticmethod
-    def _cells(p: Any, now: float) -> tuple:
+    def _cells(self, p: Any, now: float) -> tuple:
         req = p.flow.request
         remaining = p.remaining(now)
         resume = Text("—", "dim") if remaining is None else Text(_secs(remaining + 0.999),
                                                                     "bold yellow" if remaining < 10 else "")
-        url = req.url if len(req.url) <= 60 else req.url[:59] + "…"
+        # the URL takes what the other columns leave: every column stays visible at 80 columns
+        room = max(16, self.size.width - 50)
+        url = req.url if len(req.url) <= room else req.url[:room - 1] + "…"
         return (str(p.flow.id), Text(p.phase, "bold"), req.method, url, _secs(p.waited(now)), resume)
 
     def selected(self) -> Flow | None:
@@ -238,7 +243,7 @@ class EditorScreen(Screen):
     DEFAULT_CSS = """
     EditorScreen #editor-title { height: 1; padding: 0 1; background: $boost; text-wrap: nowrap;
                                  text-overflow: ellipsis; }
-    EditorScreen TextArea { height: 1fr; border: none; padding: 0 1; }
+    EditorScreen TextArea, EditorScreen TextArea:focus { height: 1fr; border: none; padding: 0 1; }
     EditorScreen #editor-error { height: auto; max-height: 3; padding: 0 1; color: $text-error;
                                  background: $panel; display: none; }
     EditorScreen.-error #editor-error { display: block; }
