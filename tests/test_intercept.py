@@ -30,9 +30,6 @@ class _Engine:
     def __init__(self, proxy) -> None:
         self.intercept = proxy.intercept
 
-    def remove_flows(self, ids):  # pragma: no cover - not used here
-        return 0
-
 
 def ctx_for(proxy, *flows) -> CommandContext:
     view = FlowView()
@@ -201,11 +198,23 @@ async def test_commands_set_toggle_and_refuse_what_is_not_paused(make_proxy, ori
     assert registry.call(ctx, "intercept.set", "~s & ~d nowhere") == "breakpoints on: ~s & ~d nowhere"
     assert registry.call(ctx, "intercept.toggle") == "breakpoints off: ~s & ~d nowhere"
     assert registry.call(ctx, "flow.resume_all") == "no flow is paused"
+    assert registry.call(ctx, "intercept.set", "").startswith("breakpoints off (no intercept filter")
+    with pytest.raises(CommandError, match="no intercept filter set"):
+        registry.call(ctx, "intercept.toggle")
+    proxy.flows.max_flows = 10
     async with client(proxy) as c:
         await c.get(origin.url("/json"))
-    flow = next(iter(proxy.flows), None)
-    assert flow is None  # the test proxy keeps no flows; the controller holds none either
-    assert registry.call(ctx, "intercept.set", "") .startswith("breakpoints off")
+    done = next(iter(proxy.flows))
+    ctx = ctx_for(proxy, done)
+    with pytest.raises(CommandError, match="no paused flow selected"):
+        registry.call(ctx, "flow.resume")
+    with pytest.raises(CommandError, match="no paused flow selected"):
+        registry.call(ctx, "flow.kill")
+    # a finished flow can be edited (what a replay would send) and reverted
+    registry.call(ctx, "flow.edit.apply", flow_to_text(done, "request").replace("/json", "/other"), "request")
+    assert done.request.path == "/other" and done.modified
+    registry.call(ctx, "flow.revert")
+    assert done.request.path == "/json" and not done.modified
 
 
 async def test_stop_kills_paused_flows(make_proxy, origin) -> None:
@@ -215,3 +224,49 @@ async def test_stop_kills_paused_flows(make_proxy, origin) -> None:
     await asyncio.wait_for(proxy.stop(), 10)
     rc, _, _ = await task
     assert rc != 0 and not proxy.intercept.paused
+
+
+async def test_store_publishes_updated_on_pause_and_resume(make_proxy, origin) -> None:
+    proxy = await make_proxy(intercept="~q")
+    proxy.flows.max_flows = 100  # keep flows, as the UI's engine does
+    events: list[tuple[str, str]] = []
+    proxy.flows.subscribe(lambda kind, fid, flow: events.append((kind, flow.state)))
+    async with client(proxy) as c:
+        task = asyncio.create_task(c.get(origin.url("/json")))
+        flow = await paused_flow(proxy)
+        assert ("updated", INTERCEPTED) in events
+        n = len(events)
+        proxy.intercept.resume([flow])
+        await asyncio.wait_for(task, 30)
+    assert events[n][0] == "updated" and events[n][1] != INTERCEPTED  # resumed: told at once
+
+
+async def test_kill_at_the_response(make_proxy, origin) -> None:
+    proxy = await make_proxy(intercept="~s")
+    async with client(proxy) as c:
+        task = asyncio.create_task(c.get(origin.url("/json")))
+        flow = await paused_flow(proxy, "response")
+        assert proxy.intercept.kill([flow]) == 1
+        with pytest.raises(httpx.RemoteProtocolError):
+            await asyncio.wait_for(task, 30)
+    await wait_for(lambda: flow.is_finished, what="the flow to end")
+    assert flow.killed and flow.error == "killed"
+
+
+def test_no_ui_with_intercept_is_refused(capsys) -> None:
+    from omniproxy_tui.cli import run as cli_run
+
+    assert cli_run(["--no-ui", "--intercept", "~q", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--intercept needs the terminal UI" in err[0]
+
+
+def test_intercept_options_from_yaml_and_environment(tmp_path, monkeypatch) -> None:
+    from proxycore.config import load_options
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("intercept:\n  filter: '~d example.com & ~q'\n  timeout: 30\n")
+    opts = load_options(str(cfg), {}, {})
+    assert opts.intercept == "~d example.com & ~q" and opts.intercept_timeout == 30.0
+    opts = load_options(None, {"OMNIPROXY_INTERCEPT": "~s", "OMNIPROXY_INTERCEPT_TIMEOUT": "5"}, {})
+    assert opts.intercept == "~s" and opts.intercept_timeout == 5.0
