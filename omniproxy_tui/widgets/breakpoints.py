@@ -189,7 +189,9 @@ class InboxScreen(Screen):
         # the URL takes what the other columns leave: every column stays visible at 80 columns
         room = max(16, self.size.width - 50)
         url = req.url if len(req.url) <= room else req.url[:room - 1] + "…"
-        return (str(p.flow.id), Text(p.phase, "bold"), req.method, url, _secs(p.waited(now)), resume)
+        # the client left meanwhile (its connection recorded the error): resuming only ends the flow
+        at = Text(f"{p.phase} ✖", "bold red") if p.flow.error else Text(p.phase, "bold")
+        return (str(p.flow.id), at, req.method, url, _secs(p.waited(now)), resume)
 
     def selected(self) -> Flow | None:
         table = self.query_one(DataTable)
