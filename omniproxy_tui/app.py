@@ -741,7 +741,10 @@ class OmniProxyApp(App[int]):
             write_atomic(path, text.encode("utf-8", "surrogateescape"))
             argv = [*shlex.split(editor), path]
             try:
-                with self.suspend():
+                # The loop keeps running while the editor has the terminal (the proxy must not
+                # stop): no repaint may reach the stopped driver meanwhile, its writer would block
+                # the loop once its queue is full. batch_update holds them until we are back.
+                with self.batch_update(), self.suspend():
                     rc = await _wait_editor(argv)
             except SuspendNotSupported:  # no terminal to hand over (headless runs, tests)
                 rc = await _wait_editor(argv)

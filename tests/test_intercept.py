@@ -270,3 +270,15 @@ def test_intercept_options_from_yaml_and_environment(tmp_path, monkeypatch) -> N
     assert opts.intercept == "~d example.com & ~q" and opts.intercept_timeout == 30.0
     opts = load_options(None, {"OMNIPROXY_INTERCEPT": "~s", "OMNIPROXY_INTERCEPT_TIMEOUT": "5"}, {})
     assert opts.intercept == "~s" and opts.intercept_timeout == 5.0
+
+
+async def test_ids_reach_paused_flows_the_view_does_not_show(make_proxy, origin) -> None:
+    proxy = await make_proxy(intercept="~q")
+    async with client(proxy) as c:
+        task = asyncio.create_task(c.get(origin.url("/json")))
+        flow = await paused_flow(proxy)
+        ctx = ctx_for(proxy)  # an empty view: the user deleted the row
+        with pytest.raises(CommandError):
+            registry.call(ctx, "flow.resume")  # @focus: nothing
+        assert registry.call(ctx, "flow.resume", str(flow.id)) == "resumed 1 flow"
+        assert (await asyncio.wait_for(task, 30)).status_code == 200

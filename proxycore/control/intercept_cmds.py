@@ -27,6 +27,20 @@ def _n(n: int) -> str:
     return f"{n} flow{'s' * (n != 1)}"
 
 
+def _select(ctx: CommandContext, ctl: Intercept, selector: str) -> list[Flow]:
+    """The selected flows; flow ids also find paused flows the view no longer shows (deleted,
+    or not yet folded in by the UI's next tick): they still hold a client."""
+    flows = _flows(ctx, selector)
+    if selector.strip().startswith("@"):
+        return flows
+    have = {f.id for f in flows}
+    for part in selector.split(","):
+        p = ctl.paused.get(int(part.strip())) if part.strip().isdigit() else None
+        if p is not None and p.flow.id not in have:
+            flows.append(p.flow)
+    return flows
+
+
 def _paused(ctl: Intercept, flows: list[Flow]) -> list[Flow]:
     paused = [f for f in flows if ctl.is_paused(f)]
     if not paused:
@@ -65,7 +79,7 @@ def _intercept_toggle(ctx: CommandContext) -> str:
 @command("flow.resume", "Let paused flows go on", _SELECTOR)
 def _flow_resume(ctx: CommandContext, selector: str) -> str:
     ctl = _ctl(ctx)
-    n = ctl.resume(_paused(ctl, _flows(ctx, selector)))
+    n = ctl.resume(_paused(ctl, _select(ctx, ctl, selector)))
     return f"resumed {_n(n)}"
 
 
@@ -78,7 +92,7 @@ def _flow_resume_all(ctx: CommandContext) -> str:
 @command("flow.kill", "Kill paused flows: the client connection is closed without a response", _SELECTOR)
 def _flow_kill(ctx: CommandContext, selector: str) -> str:
     ctl = _ctl(ctx)
-    n = ctl.kill(_paused(ctl, _flows(ctx, selector)))
+    n = ctl.kill(_paused(ctl, _select(ctx, ctl, selector)))
     return f"killed {_n(n)}"
 
 
@@ -121,12 +135,12 @@ def _flow_revert(ctx: CommandContext, selector: str) -> str:
 def _flow_edit_apply(ctx: CommandContext, text: str, part: str, selector: str) -> str:
     from proxycore.flows.rawedit import EditError, apply_text
 
-    flows = _flows(ctx, selector)
+    ctl = getattr(ctx.engine, "intercept", None) if ctx.engine is not None else None
+    flows = _select(ctx, ctl, selector) if ctl is not None else _flows(ctx, selector)
     if len(flows) != 1:
         raise CommandError("an edit applies to one flow")
     flow = flows[0]
     _editable(ctx, flow)
-    ctl = getattr(ctx.engine, "intercept", None) if ctx.engine is not None else None
     paused = ctl.paused.get(flow.id) if ctl is not None else None
     if paused is not None:
         if part not in ("auto", paused.phase):
