@@ -45,6 +45,7 @@ from omniproxy_tui.widgets.filterbar import FilterBar
 from omniproxy_tui.widgets.flowtable import FlowTable
 from omniproxy_tui.widgets.help import HelpScreen, binding_rows
 from omniproxy_tui.widgets.palette import FlowCommands
+from omniproxy_tui.widgets.rules import RulesScreen
 from proxycore.control.client import EngineClient, LocalEngine
 from proxycore.control.commands import CommandContext, CommandError, Job, export_formats, registry
 from proxycore.errors import StartupError
@@ -134,8 +135,12 @@ class MainScreen(Screen):
                 id="reverse"),
         Binding("F", "command('view.follow')", "Follow", show=False, tooltip="Follow new flows (on/off)",
                 id="follow"),
+        Binding("r", "replay", "Replay", show=False,
+                tooltip="Replay the flow (or the marked ones) as a new flow ↺", id="replay"),
         Binding("tab", "switch_pane", "Switch pane", show=False,
                 tooltip="Move between the table and the detail pane (wide terminals)", id="pane"),
+        Binding("R", "rules", "Rules", show=False, tooltip="Rewrite rules: add, edit, toggle, reorder, delete",
+                id="rules"),
     ] + INTERCEPT_BINDINGS
 
     DEFAULT_CSS = """
@@ -218,6 +223,14 @@ class MainScreen(Screen):
     def action_save(self, name: str) -> None:
         self.app_.run_command(name, quiet=False)
 
+    def action_replay(self) -> None:
+        # as mitmproxy's `r` does on marked flows: the marks say which, else the focused flow
+        selector = "@marked" if self.app_.view.marked() else "@focus"
+        self.app_.run_command("replay.client", selector, quiet=False)
+
+    def action_rules(self) -> None:
+        self.app_.open_rules()
+
     def action_switch_pane(self) -> None:
         main = self.query_one("#main")
         table = self.query_one(FlowTable)
@@ -258,7 +271,7 @@ class OmniProxyApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
     ]
     # commands whose free-form argument is typed in the UI rather than in the palette
-    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter"}
+    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "rules.list": "open_rules"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
                  tick_hz: float = TICK_HZ) -> None:
@@ -631,6 +644,10 @@ class OmniProxyApp(App[int]):
 
         self.run_worker(work, name=job.label, group="jobs", thread=True, exit_on_error=False)
 
+    def open_rules(self) -> None:
+        if not isinstance(self.screen, RulesScreen):
+            self.push_screen(RulesScreen())
+
     def open_filter(self) -> None:
         self.get_screen_main().query_one(FilterBar).open()
 
@@ -782,6 +799,7 @@ class OmniProxyApp(App[int]):
                 ("ctrl+s", "(editor) check and apply · esc cancel"),
                 ("ctrl+e", "(editor) edit in $EDITOR, re-checked on return"),
                 ("ctrl+r", "(editor) turn the edit into a rewrite rule")]),
+            ("Rewrite rules (R)", binding_rows(RulesScreen.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
 

@@ -104,8 +104,8 @@ def _option_flags(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _flag_value(key: Key, value: Any) -> Any:
-    if key.kind == "files":
-        return list(value)  # -s FILE: a file name may contain a comma, do not split it
+    if key.kind in ("files", "specs"):
+        return list(value)  # -s FILE: a file name may contain a comma, do not split it (nor a rule spec)
     if key.kind in LIST_KINDS:
         return _split(value)
     return value
@@ -364,6 +364,90 @@ def export(input_path: str, fmt: str | None, out: str) -> None:
         raise UserError(str(exc)) from None
     if out != "-":
         click.echo(f"wrote {count} records to {out} ({fmt.lower()})", err=True)
+
+
+# ---------------------------------------------------------------- replay
+
+
+@cli.command("replay", short_help="Send the requests of a capture again.")
+@click.argument("input_path", metavar="FILE")
+@click.option("--filter", "filter_expr", metavar="EXPR", help="Only the requests matching this filter expression.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Requests in flight at once (1: in file order, one after the other).")
+@click.option("--via-proxy", metavar="URL", help="Send through this HTTP proxy (e.g. a running omniproxy-tui, "
+              "to capture the results): http://[user:pass@]host:port.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="SECONDS", help="Seconds to connect, and for the origin to start and go on answering.")
+@click.option("--insecure", is_flag=True, help="Do not verify origin certificates (self-signed origins).")
+@click.option("--ca", "ca_file", metavar="FILE", help="Extra CA certificate (PEM) to trust: a private origin's, "
+              "or the CA of the --via-proxy proxy when it decrypts HTTPS.")
+def replay(input_path: str, filter_expr: str | None, concurrency: int, via_proxy: str | None, timeout: float,
+           insecure: bool, ca_file: str | None) -> int:
+    """Replay the requests of FILE (HAR, NDJSON/IR, a JSON array, or a flow file) and print the status
+    and time of each. Exit code 1 when a request failed (no response: connection, TLS, timeout) or
+    could not be sent; HTTP error statuses are responses and do not fail the run."""
+    import asyncio
+    import time
+
+    from proxycore.capture.replayfile import read_replay_items, replay_requests
+    from proxycore.flows.filter import FilterError, parse
+    from proxycore.humanize import human_duration
+
+    if not Path(input_path).exists():
+        raise UserError(f"{input_path}: no such file")
+    match = None
+    if filter_expr:
+        try:
+            match = parse(filter_expr)
+        except FilterError as exc:
+            raise UserError(f"--filter: {exc}") from None
+    try:
+        items = [it for it in read_replay_items(input_path) if match is None or match(it.flow)]
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if not items:
+        click.echo(f"no requests to replay in {input_path}" + (f" matching {filter_expr!r}" if match else ""),
+                   err=True)
+        return 0
+    total = len(items)
+    width = len(str(total))
+    failed = 0
+
+    def line(i: int, status: str, method: str, url: str, rest: str) -> None:
+        click.echo(f"[{i + 1:>{width}}/{total}] {status:<4} {method} {url}{rest}")
+
+    sendable = []
+    for i, it in enumerate(items):
+        req = it.flow.request
+        if it.problem is not None:
+            failed += 1
+            line(i, "SKIP", req.method, req.url, f"  ({it.problem})")
+        else:
+            sendable.append((i, it))
+
+    def report(n: int, flow: Any) -> None:
+        nonlocal failed
+        i, it = sendable[n]
+        took = human_duration(flow.timings.duration_ms)
+        if flow.error:
+            failed += 1
+            # the engine's advice names the proxy's flags; this command's are --insecure and --ca
+            error = flow.error.replace("--ssl-insecure or --upstream-ca", "--insecure or --ca")
+            line(i, "ERR", flow.request.method, flow.request.url, f"  {took}  {error}")
+        else:
+            note = f"  (sent masked: {', '.join(it.redacted)})" if it.redacted else ""
+            line(i, str(flow.response.status), flow.request.method, flow.request.url, f"  {took}{note}")
+
+    options = Options(host="127.0.0.1", port=0, mitm=False, ssl_insecure=insecure, upstream=via_proxy,
+                      upstream_ca=ca_file, connect_timeout=timeout, response_timeout=timeout,
+                      body_idle_timeout=timeout)
+
+    started = time.monotonic()
+    asyncio.run(replay_requests(options, [it.flow.request for _, it in sendable], concurrency, report))
+    ok = total - failed
+    click.echo(f"{total} request{'s' * (total != 1)}: {ok} ok, {failed} failed "
+               f"in {time.monotonic() - started:.2f} s", err=True)
+    return 1 if failed else 0
 
 
 # ---------------------------------------------------------------- entry point

@@ -179,6 +179,8 @@ def coerce(key: Key, value: Any, where: str) -> Any:
         if f is None or not math.isfinite(f) or not _in_range(key, f):
             raise bad()
         return f
+    if kind == "rules":
+        return _coerce_rules(value, where)
     if kind in LIST_KINDS:
         return _coerce_list(key, value, where, bad)
     # string kinds; null or "" means "not set" for the optional ones
@@ -207,9 +209,9 @@ def _coerce_list(key: Key, value: Any, where: str, bad: Any) -> list[str]:
     if value is None:
         return []
     # a YAML list of files is taken item by item (a file name may hold a comma); text is a,b,c
-    split = key.kind != "files"
+    split = key.kind not in ("files", "specs")
     if isinstance(value, str):
-        items = value.split(",")
+        items = [value] if key.kind == "specs" else value.split(",")  # a spec may hold commas
     elif isinstance(value, list | tuple):
         items = []
         for item in value:
@@ -229,12 +231,41 @@ def _coerce_list(key: Key, value: Any, where: str, bad: Any) -> list[str]:
             if not os.path.isfile(p):
                 what = "is a directory, not a file" if os.path.isdir(p) else "no such file"
                 raise ConfigError(f"{where}: {p!r}: {what}")
+    elif key.kind == "specs":
+        from proxycore.addons.rules import RuleError, parse_flag
+
+        for spec in out:
+            try:
+                parse_flag(key.field, spec, f"{where} {spec!r}")
+            except RuleError as exc:
+                raise ConfigError(str(exc)) from None
     if key.choices is not None:
         for item in out:
             if item not in key.choices:
                 raise ConfigError(f"{where}: {item!r} is not supported (allowed: {', '.join(key.choices)}), "
                                   f"got {value!r}")
     return out
+
+
+def _coerce_rules(value: Any, where: str) -> list[dict]:
+    """The config's `rules:` list, each rule checked (proxycore.addons.rules)."""
+    from proxycore.addons.rules import RuleError, rule_from_dict
+
+    if isinstance(value, str):  # OMNIPROXY_RULES: the list as YAML text
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{where}: expected a YAML list of rules") from None
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of rules, e.g. [{{kind: block, filter: '~d ads', status: 404}}]")
+    for i, d in enumerate(value, 1):
+        try:
+            rule_from_dict(d, f"{where}[{i}]", source="config")
+        except RuleError as exc:
+            raise ConfigError(str(exc)) from None
+    return [dict(d) for d in value]
 
 
 def _check_upstream(value: str, bad: Any) -> None:
@@ -332,7 +363,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return parse_config_text(text, label)
 
 
-def parse_config_text(text: str, label: str = "config.yaml") -> dict[str, Any]:
+def parse_yaml_value(text: str, label: str) -> Any:
+    """YAML text as a value, with the config file's rules (no aliases, no duplicate keys) and
+    one-line errors (ConfigError)."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except _AliasRefused as e:
@@ -348,6 +381,11 @@ def parse_config_text(text: str, label: str = "config.yaml") -> dict[str, Any]:
         raise ConfigError(f"{label}{line}: YAML syntax error: {what}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{label}: YAML syntax error: {' '.join(str(e).split())}") from None
+    return data
+
+
+def parse_config_text(text: str, label: str = "config.yaml") -> dict[str, Any]:
+    data = parse_yaml_value(text, label)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -38,9 +38,12 @@ ENV_PREFIX = "OMNIPROXY_"
 #                                  is not split on commas (file names may contain them)
 #   headers                        a list of header names
 #   format, url, db                a capture format, an upstream proxy URL, a --db URL
+#   specs                          like files, but each entry is a mitmproxy-style rule spec
+#                                  (/filter/a/b), checked by proxycore.addons.rules
+#   rules                          a YAML list of rule mappings (proxycore.addons.rules); no flag
 KINDS = frozenset({"bool", "int", "float", "str", "path", "list", "size", "count", "files", "headers",
-                   "format", "url", "db"})
-LIST_KINDS = frozenset({"list", "files", "headers"})
+                   "format", "url", "db", "specs", "rules"})
+LIST_KINDS = frozenset({"list", "files", "headers", "specs"})
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,40 @@ class Options:
     intercept_timeout: float = opt(0.0, "intercept.timeout", "seconds a paused flow waits before it resumes by "
                                    "itself (0 = waits for the user)", minimum=0.0, flag="--intercept-timeout",
                                    metavar="SECONDS")
+    # ---------------------------------------------------------------- rewrite rules
+    # proxycore/addons/rules.py; the syntax of each spec is mitmproxy's (first character: separator)
+    modify_headers: list[str] = opt([], "rewrite.modifyHeaders", "set a header: /[filter]/name/value "
+                                    "(an empty value removes it), on requests and responses the filter matches",
+                                    kind="specs", example="['/~q & ~d example.com/X-Debug/1']",
+                                    flag="--modify-headers", metavar="SPEC",
+                                    flag_help="Set or remove a header, mitmproxy syntax: /[filter]/name/value "
+                                    "(empty value: remove). Repeatable.")
+    modify_body: list[str] = opt([], "rewrite.modifyBody", "replace in bodies by regex: /[filter]/regex/"
+                                 "replacement", kind="specs", example="['/~s & ~u api/\"beta\":false/\"beta\":true']",
+                                 flag="--modify-body", metavar="SPEC",
+                                 flag_help="Replace in bodies by regex: /[filter]/regex/[@]replacement. "
+                                 "Repeatable.")
+    map_remote: list[str] = opt([], "rewrite.mapRemote", "rewrite URLs before they go upstream: "
+                                "|[filter]|url-regex|replacement", kind="specs",
+                                example="['|^https://api.example.com|http://127.0.0.1:9000']",
+                                flag="--map-remote", metavar="SPEC",
+                                flag_help="Rewrite the URL before it goes upstream: |[filter]|regex|replacement. "
+                                "Repeatable.")
+    map_local: list[str] = opt([], "rewrite.mapLocal", "answer from local files: |[filter]|url-regex|"
+                               "file-or-directory", kind="specs", example="['|example.com/static/|/tmp']",
+                               flag="--map-local", metavar="SPEC",
+                               flag_help="Answer from a local file or directory: |[filter]|regex|path. "
+                               "Repeatable.")
+    block_list: list[str] = opt([], "rewrite.block", "block requests: :[filter]:status (444 = hang up, "
+                                "no response)", kind="specs", example="[':~d ads.example.com:404']",
+                                flag="--block", metavar="SPEC",
+                                flag_help="Block requests: :[filter]:status; 444 hangs up. Repeatable.")
+    rules_file: str | None = opt(None, "rewrite.rulesFile", "the rules file the rules screen saves to; "
+                                 "null = <home>/rules.yaml", flag="--rules", metavar="FILE",
+                                 flag_help="Rules file (YAML) to load and to save the rules screen's "
+                                 "changes to [default: ~/.omniproxy/rules.yaml].")
+    rules: list[dict] = opt([], "rules", "rewrite rules applied in order, e.g. "
+                            "{kind: block, filter: '~d ads', status: 404} (README: Rewrite rules)", kind="rules")
     # ---------------------------------------------------------------- ui
     max_flows: int = opt(50000, "ui.maxFlows", "flows kept in memory by the UI (oldest dropped)", minimum=1,
                          flag="--max-flows", flag_help="Flows kept in the UI's memory.")
@@ -272,6 +309,10 @@ class Options:
     @property
     def ca_key_path(self) -> Path:
         return Path(self.ca_key).expanduser() if self.ca_key else omniproxy_home() / "ca" / "omniproxy-ca.key"
+
+    @property
+    def rules_path(self) -> Path:
+        return Path(self.rules_file).expanduser() if self.rules_file else omniproxy_home() / "rules.yaml"
 
     @property
     def redacted_headers(self) -> frozenset[str]:

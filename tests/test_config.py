@@ -384,7 +384,8 @@ def test_flags_are_derived_from_the_declarations() -> None:
         assert key.flag_name in names and (key.short is None or key.short in names), key.field
         assert param.help == key.cli_help
     assert set(params) == {"config", "no_ui", "version"}  # the rest are not options
-    assert {k.field for k in KEYS if not k.flag} == {"include_headers", "include_body", "flush_interval", "alpn"}
+    assert {k.field for k in KEYS if not k.flag} == {"include_headers", "include_body", "flush_interval", "alpn",
+                                                     "rules"}  # rules: the YAML list; its flags are --block ... --rules
 
 
 def test_env_names_and_paths_come_from_the_field_names() -> None:

@@ -94,10 +94,17 @@ def request_document(flow: Flow, view: ContentView | None, pending_full: bool = 
     first.append(f" {clean_line(req.url)} ")
     first.append(req.http_version, S_DIM)
     doc.add(first)
+    _add_rules(doc, flow)
     doc.add("")
     _add_headers(doc, req.headers)
     _add_body(doc, view, req, req.headers.get("content-type"), pending_full)
     return doc
+
+
+def _add_rules(doc: Document, flow: Flow) -> None:
+    """The rewrite rules that changed the flow (proxycore.addons.rules), one per line."""
+    for label in flow.rules_applied:
+        doc.add(Text.assemble(("changed by rule: ", S_WARN), clean_line(label)), hang=4)
 
 
 def response_document(flow: Flow, view: ContentView | None, pending_full: bool = False,
@@ -290,7 +297,7 @@ def _signature(flow: Flow) -> tuple:
             q.method, q.target, id(q.headers), id(r.headers) if r is not None else None,
             len(q.headers), id(q.body), len(q.body), q.body_size,
             resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
-            flow.client_tls is None, flow.server_addr)
+            flow.client_tls is None, flow.server_addr, len(flow.rules_applied))
 
 
 # --- the widget ---------------------------------------------------------------------------------

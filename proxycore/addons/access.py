@@ -335,6 +335,8 @@ class ProxyAuthAddon:
             self.authenticated.add(flow.client_addr)
 
     def requestheaders(self, flow: Flow) -> None:
+        if flow.is_replay:
+            return  # sent by the proxy's own user (replay.client), not by a network client
         if flow.client_addr in self.authenticated:
             if flow.request.headers.get("proxy-authorization") is not None:
                 flow.request.headers.remove("proxy-authorization")

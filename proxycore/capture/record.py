@@ -445,6 +445,8 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
         rec["tls"] = tls
     if flow.passthrough:
         rec["passthrough"] = True
+    if flow.rules_applied:
+        rec["rules"] = list(flow.rules_applied)  # the rewrite rules that changed it
     rec["timings"] = timings_dict(t)
     return rec
 

@@ -23,6 +23,7 @@ from proxycore.options import Options
 
 if TYPE_CHECKING:
     from proxycore.addons.intercept import Intercept
+    from proxycore.addons.rules import RuleSet
     from proxycore.control.commands import CommandContext
     from proxycore.proxy.server import Proxy
 
@@ -68,6 +69,20 @@ class EngineClient(ABC):
     def clear_flows(self) -> int:
         """Forget every flow; returns how many were kept."""
 
+    # ---------------------------------------------------------------- replay
+    def replay(self, flows: list[Flow]) -> tuple[int, list[str]]:
+        """Send the flows' current requests again as new replayed flows (queued, in order);
+        returns (how many were queued, one reason per flow that was not)."""
+        raise NotImplementedError("this engine cannot replay flows")
+
+    def replay_count(self) -> int:
+        """Replays queued or in flight."""
+        return 0
+
+    def replay_clear(self) -> int:
+        """Drop the queued replays; returns how many were dropped."""
+        return 0
+
     # ---------------------------------------------------------------- commands
     def run_command(self, name: str, ctx: CommandContext, /, *args: Any, **kwargs: Any) -> Any:
         """Run a named command of proxycore.control.commands against `ctx` (the caller's view state and
@@ -81,6 +96,11 @@ class EngineClient(ABC):
     @property
     def intercept(self) -> Intercept | None:
         """The breakpoints controller (filter, paused flows), None when this engine has none."""
+        return None
+
+    @property
+    def rules(self) -> RuleSet | None:
+        """The rewrite rules (proxycore.addons.rules); None where the engine has none."""
         return None
 
     # ---------------------------------------------------------------- facts the UI shows
@@ -143,6 +163,7 @@ class LocalEngine(EngineClient):
                                   keep_flows=options.max_flows if keep_flows is None else keep_flows)
         self.running = False
         self._stopped = False
+        self._replayer = None  # made on the first replay: nothing runs until then
 
     async def start(self) -> None:
         self._first_run = self.options.mitm and not self.options.ca_cert_path.exists()
@@ -157,6 +178,8 @@ class LocalEngine(EngineClient):
         if self._stopped:
             return
         self._stopped = True
+        if self._replayer is not None:
+            await self._replayer.stop()
         if self.running:
             self.running = False
             await self.proxy.stop()  # drains the capture queue and closes sinks (HAR written)
@@ -179,6 +202,21 @@ class LocalEngine(EngineClient):
     def clear_flows(self) -> int:
         return self.proxy.flows.clear()
 
+    def replay(self, flows: list[Flow]) -> tuple[int, list[str]]:
+        if not self.running:
+            raise RuntimeError("the proxy is not running")
+        if self._replayer is None:
+            from proxycore.proxy.replay import Replayer
+
+            self._replayer = Replayer(self.proxy)
+        return self._replayer.submit(flows)
+
+    def replay_count(self) -> int:
+        return self._replayer.count if self._replayer is not None else 0
+
+    def replay_clear(self) -> int:
+        return self._replayer.clear() if self._replayer is not None else 0
+
     def inject(self, kind: str, flow: Flow) -> None:
         """Publish a flow as the proxy's connection code would ("add", "update", "done"), without
         a proxy running: tests, demos and snapshots feed the UI through the real store with it."""
@@ -192,6 +230,10 @@ class LocalEngine(EngineClient):
     def address(self) -> tuple[str, int]:
         host, port = self.proxy.address[:2]
         return host, port
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.proxy.rules
 
     @property
     def ca_cert_path(self) -> Path | None:

@@ -250,6 +250,70 @@ def _flow_duplicate(ctx: CommandContext, selector: str) -> str:
     return f"duplicated {len(flows)} flow{'s' * (len(flows) != 1)}"
 
 
+# --------------------------------------------------------------------------- replay
+
+
+def _engine(ctx: CommandContext) -> EngineClient:
+    if ctx.engine is None:
+        raise CommandError("replay needs a running proxy")
+    return ctx.engine
+
+
+@command("replay.client", "Replay flows: their current requests go again through the proxy as new "
+         "flows marked ↺ (in order)", _SELECTOR)
+def _replay_client(ctx: CommandContext, selector: str) -> str:
+    flows = _flows(ctx, selector)
+    if not flows:
+        raise CommandError(f"no flows match {selector}")
+    try:
+        queued, problems = _engine(ctx).replay(flows)
+    except (NotImplementedError, RuntimeError) as exc:
+        raise CommandError(f"replay.client: {exc}") from None
+    if not queued:
+        raise CommandError(problems[0] if len(problems) == 1 else
+                           f"nothing to replay: {problems[0]} (and {len(problems) - 1} more)")
+    msg = f"replaying {queued} flow{'s' * (queued != 1)}"
+    if problems:
+        msg += f"; skipped {len(problems)}: {problems[0]}"
+    return msg
+
+
+@command("replay.client.file", "Replay the requests of a capture file (HAR, NDJSON/IR, JSON, flow file) as new flows",
+         Arg("path", str, "capture file"))
+def _replay_client_file(ctx: CommandContext, path: str) -> str:
+    from proxycore.capture.replayfile import read_replay_items
+
+    p = _resolve(ctx, path, "har")
+    if not p.is_file():
+        raise CommandError(f"replay.client.file: {p}: no such file")
+    items = list(read_replay_items(p))  # ValueError: one line naming the file (CommandRegistry.call)
+    bad = [f"{it.flow.request.url}: {it.problem}" for it in items if it.problem is not None]
+    flows = [it.flow for it in items if it.problem is None]
+    if not flows:
+        raise CommandError(f"nothing to replay in {p}" + (f": {bad[0]}" if bad else ""))
+    try:
+        queued, problems = _engine(ctx).replay(flows)
+    except (NotImplementedError, RuntimeError) as exc:
+        raise CommandError(f"replay.client.file: {exc}") from None
+    problems = bad + problems
+    msg = f"replaying {queued} request{'s' * (queued != 1)} from {p.name}"
+    if problems:
+        msg += f"; skipped {len(problems)}: {problems[0]}"
+    return msg
+
+
+@command("replay.client.count", "How many replays are queued or in flight")
+def _replay_client_count(ctx: CommandContext) -> str:
+    n = _engine(ctx).replay_count()
+    return f"{n} replay{'s' * (n != 1)} queued or in flight"
+
+
+@command("replay.client.stop", "Drop the queued replays (those in flight finish)")
+def _replay_client_stop(ctx: CommandContext) -> str:
+    n = _engine(ctx).replay_clear()
+    return f"dropped {n} queued replay{'s' * (n != 1)}"
+
+
 # --------------------------------------------------------------------------- view
 
 
@@ -428,6 +492,96 @@ def _export_ndjson(ctx: CommandContext, path: str, selector: str) -> Job:
         return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
 
     return Job(f"NDJSON → {target.name}", work)
+
+
+# --------------------------------------------------------------------------- rewrite rules
+
+
+def _ruleset(ctx: CommandContext) -> Any:
+    rules = getattr(ctx.engine, "rules", None)
+    if rules is None:
+        raise CommandError("rewrite rules need a running engine")
+    return rules
+
+
+def _rule_call(fn: Callable[[], Any]) -> Any:
+    from proxycore.addons.rules import RuleError
+
+    try:
+        return fn()
+    except RuleError as exc:
+        raise CommandError(str(exc)) from None
+
+
+_RULE_N = Arg("n", int, "rule number (1 = first)")
+
+
+@command("rules.list", "List the rewrite rules: number, on/off, kind, filter, hits")
+def _rules_list(ctx: CommandContext) -> str:
+    rules = _ruleset(ctx)
+    if not len(rules):
+        return "no rewrite rules (rules.add KIND SPEC, or R)"
+    return "\n".join(f"{i}. [{'on' if r.enabled else 'off'}] {r.label}  filter: {r.filter or '(all)'}  "
+                     f"hits: {r.hits}" for i, r in enumerate(rules, 1))
+
+
+@command("rules.add", "Add a rewrite rule: KIND SPEC, e.g. set_header /~d example.com/X-Debug/1",
+         Arg("spec", str, "kind[@request|@response] /filter/args (README: Rewrite rules)"))
+def _rules_add(ctx: CommandContext, spec: str) -> str:
+    from proxycore.addons.rules import parse_line
+
+    rules = _ruleset(ctx)
+    rule = _rule_call(lambda: parse_line(spec, "new rule"))
+    n = _rule_call(lambda: rules.add(rule))
+    return f"rule {n} added: {rule.label}"
+
+
+@command("rules.edit", "Replace rule N with a new KIND SPEC (keeps its place, counter and on/off)",
+         _RULE_N, Arg("spec", str, "kind[@side] /filter/args"))
+def _rules_edit(ctx: CommandContext, n: int, spec: str) -> str:
+    from proxycore.addons.rules import parse_line
+
+    rules = _ruleset(ctx)
+    rule = _rule_call(lambda: parse_line(spec, f"rule {n}"))
+    _rule_call(lambda: rules.replace(n, rule))
+    return f"rule {n} changed: {rule.label}"
+
+
+@command("rules.toggle", "Switch rule N off or on", _RULE_N)
+def _rules_toggle(ctx: CommandContext, n: int) -> str:
+    rule = _rule_call(lambda: _ruleset(ctx).toggle(n))
+    return f"rule {n} {'on' if rule.enabled else 'off'}: {rule.label}"
+
+
+@command("rules.move", "Move rule N up or down (rules apply in order)", _RULE_N,
+         Arg("direction", str, "UP or DOWN"))
+def _rules_move(ctx: CommandContext, n: int, direction: str) -> str:
+    if direction.lower() not in ("up", "down"):
+        raise CommandError(f"rules.move: direction must be UP or DOWN, got {direction!r}")
+    m = _rule_call(lambda: _ruleset(ctx).move(n, -1 if direction.lower() == "up" else 1))
+    return f"rule {n} is now rule {m}"
+
+
+@command("rules.delete", "Delete rule N", _RULE_N)
+def _rules_delete(ctx: CommandContext, n: int) -> str:
+    rule = _rule_call(lambda: _ruleset(ctx).delete(n))
+    return f"rule {n} deleted: {rule.label}"
+
+
+@command("rules.from_flow", "Turn a flow's edit into rules for later flows with its method and URL",
+         _SELECTOR)
+def _rules_from_flow(ctx: CommandContext, selector: str) -> str:
+    from proxycore.addons.rules import rules_from_edit
+
+    rules = _ruleset(ctx)
+    made = []
+    for f in _flows(ctx, selector):
+        made += _rule_call(lambda f=f: rules_from_edit(f))
+    if not made:
+        raise CommandError("the flow was not edited (no original request or response to compare with)")
+    for r in made:
+        _rule_call(lambda r=r: rules.add(r))
+    return f"added {len(made)} rule{'s' * (len(made) != 1)}: " + "; ".join(r.label for r in made)
 
 
 # Commands defined in their own modules register themselves on import.

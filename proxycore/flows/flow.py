@@ -310,7 +310,7 @@ class Flow:
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
         "modified", "passthrough", "in_scope", "sampled", "killed", "original_request", "original_response",
-        "__weakref__",
+        "rules_applied", "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -340,6 +340,9 @@ class Flow:
         self.original_request: Request | None = None
         self.original_response: Response | None = None
         self.killed = False
+        # labels of the rewrite rules that changed this flow, in order (proxycore.addons.rules);
+        # a tuple so an untouched flow shares the empty one
+        self.rules_applied: tuple[str, ...] = ()
 
     def kill(self) -> None:
         """End the flow at once: the client connection is closed without a response (an

@@ -134,6 +134,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         "killed": flow.killed,
         "original_request": _opt(_request, flow.original_request),
         "original_response": _opt(_response, flow.original_response),
+        "rules_applied": list(flow.rules_applied),
     }
 
 
@@ -166,6 +167,7 @@ def flow_from_dict(d: dict[str, Any]) -> Flow:
         flow.killed = d.get("killed", False)
         flow.original_request = _opt(_unrequest, d["original_request"])
         flow.original_response = _opt(_unresponse, d["original_response"])
+        flow.rules_applied = tuple(str(x) for x in d.get("rules_applied") or ())
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, FlowFormatError):
             raise

@@ -124,6 +124,7 @@ _EMPTY: frozenset[bytes] = frozenset()
 # a Content-Length field name at the start of a line (see _H1Parser._reparse_hiding_cl)
 _CL_NAME = re.compile(rb"\r\n([Cc])(?=ontent-length[ \t]*:)", re.IGNORECASE)
 _HIDDEN_CL = b"~ontent-length"
+_ODD_METHODS = frozenset(("HEAD", "CONNECT"))  # responses to these are framed specially
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PATCH", "TRACE")}
 
 # receiving states
@@ -397,17 +398,23 @@ class _H1Parser:
                 self._head_len = end - pos
                 self._head_start = pos
                 self._hidden_cl = None
-                reason = self._feed(data if pos == 0 and end == n else memoryview(data)[pos:end])
-                if reason is not None:
+                try:
+                    self._parser.feed_data(data if pos == 0 and end == n else memoryview(data)[pos:end])
+                except httptools.HttpParserUpgrade:
+                    pass  # CONNECT / 101: the codec decides what follows
+                except httptools.HttpParserError as exc:
+                    reason = str(exc) or type(exc).__name__
                     if "Content-Length" not in reason:
                         return self._fail(events, self._bad_status, self._prefix + _lower_first(reason))
                     err = self._reparse_hiding_cl(data[pos:end])
                     if err is not None:
                         return self._fail(events, self._bad_status, self._prefix + _lower_first(err))
+                    self._state = _HEAD
+                    return self._finish_head(data, end, events)
                 if not sink.head_done:
                     return self._fail(events, self._bad_status, self._prefix + "unparsable head")
                 self._state = _HEAD
-                return self._finish_head(data, end, events)
+                return self._quick_head(data, end, events)
             self._start_head()
         end = self._find_end(data, pos)
         stop = end if end >= 0 else n
@@ -476,6 +483,30 @@ class _H1Parser:
         expects another one (after a message that ends the connection it ignores all input)."""
         if not (self._sink.complete and keep_alive):
             self._parser = _lenient(self._parser_class(self._sink))
+
+    def _simple_framing(self) -> tuple[bytes | None, frozenset[bytes]] | None:
+        """The framing fields of a head parsed in one piece when they are the usual ones: (the
+        single all-digit Content-Length or None, Connection tokens). None when anything needs
+        the general rules (Transfer-Encoding, Upgrade, a repeated or odd field)."""
+        cl = None
+        tokens = _EMPTY
+        for name, value in self._sink.framing:
+            lname = name.lower()
+            if lname == b"content-length":
+                if cl is not None or not value.isdigit():
+                    return None
+                cl = value
+            elif lname == b"connection":
+                t = _COMMON_CONNECTION.get(value)
+                if t is None or tokens is not _EMPTY or b"upgrade" in t:
+                    return None
+                tokens = t
+            elif lname == b"transfer-encoding" or lname == b"upgrade":
+                return None
+        return cl, tokens
+
+    def _quick_head(self, data: bytes, end: int, events: list[Event]) -> int:
+        return self._finish_head(data, end, events)  # type: ignore[attr-defined]
 
     def _framing_fields(self, headers: Headers):
         """(TE codings or None, Content-Length values or None, Connection tokens, has Upgrade)."""
@@ -627,6 +658,43 @@ class H1Server(_H1Parser):
         self.held = False  # paused because the budget ran out (not because of an upgrade request)
 
 
+    def _quick_head(self, data: bytes, end: int, events: list[Event]) -> int:
+        """_finish_head for the common request: HTTP/1.x, no Transfer-Encoding or Upgrade, at
+        most one plain Content-Length (the rules are the same; only the general case is slower)."""
+        simple = self._simple_framing()
+        p = self._parser
+        version = p.get_http_version()
+        raw_method = p.get_method()
+        method = _METHODS.get(raw_method)
+        if simple is None or method is None or method == "CONNECT" or (version != "1.1" and version != "1.0"):
+            return self._finish_head(data, end, events)
+        cl, tokens = simple
+        if b"close" in tokens:
+            keep_alive = False
+        else:
+            keep_alive = version == "1.1" or b"keep-alive" in tokens
+        sink = self._sink
+        length = int(cl) if cl is not None else None
+        events.append(RequestHead(method, sink.url.decode("latin-1"), version, sink.headers,
+                                  LENGTH if cl is not None else NONE, length, keep_alive, False))
+        self._upgrade = False
+        if not (sink.complete and keep_alive):
+            self._parser = _lenient(self._parser_class(sink))
+        if length:
+            self._state = _LENGTH
+            self._remaining = length
+            return end
+        # _end_message, inline
+        events.append(EndOfMessage(None))
+        self.in_message = False
+        self.budget -= 1
+        if self.budget <= 0:
+            self._state = _PAUSED
+            self.held = True
+        else:
+            self._state = _IDLE
+        return end
+
     def _finish_head(self, data: bytes, end: int, events: list[Event]) -> int:
         p = self._parser
         raw_method = p.get_method()
@@ -745,6 +813,47 @@ class H1Client(_H1Parser):
 
     def expect_response(self, method: str) -> None:
         self._expected.append(method.upper())
+
+    def _quick_head(self, data: bytes, end: int, events: list[Event]) -> int:
+        """_finish_head for the common final response: HTTP/1.x, no Transfer-Encoding, at most one
+        plain Content-Length, to a request that is not HEAD or CONNECT."""
+        simple = self._simple_framing()
+        p = self._parser
+        status = p.get_status_code()
+        version = p.get_http_version()
+        if simple is None or status < 200 or status == 204 or status == 304 or \
+                (version != "1.1" and version != "1.0") or self._expected[0] in _ODD_METHODS:
+            return self._finish_head(data, end, events)
+        cl, tokens = simple
+        sink = self._sink
+        if cl is None:
+            framing, length, keep_alive = CLOSE, None, False
+        else:
+            framing, length = LENGTH, int(cl)
+            if b"close" in tokens:
+                keep_alive = False
+            else:
+                keep_alive = version == "1.1" or b"keep-alive" in tokens
+        events.append(ResponseHead(status, sink.url, version, sink.headers, framing, length, keep_alive,
+                                   data[self._head_start:end]))
+        if length and keep_alive and len(data) - end >= length:
+            # The whole body is here too (a small response): llhttp goes through it as well, so
+            # it finishes the message and its parser serves the next response (making a new
+            # parser costs more than skipping a few bytes in C).
+            try:
+                self._parser.feed_data(memoryview(data)[end:end + length])
+            except httptools.HttpParserError:
+                pass
+        if not (sink.complete and keep_alive):
+            self._parser = _lenient(self._parser_class(sink))
+        if framing == CLOSE:
+            self._state = _CLOSE
+        elif length:
+            self._state = _LENGTH
+            self._remaining = length
+        else:
+            self._end_message(events, None)
+        return end
 
     def _finish_head(self, data: bytes, end: int, events: list[Event]) -> int:
         p = self._parser

@@ -41,6 +41,9 @@ _REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "
             501: "Not Implemented", 502: "Bad Gateway", 504: "Gateway Timeout", 508: "Loop Detected"}
 _NO_BODY_STATUS = frozenset((204, 304))
 _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+# "host:port" as it appears in plain absolute-form URLs -> (host, port, Host header value):
+# parsed and checked once per distinct authority (bounded: odd clients cannot grow it forever)
+_AUTHORITIES: dict[str, tuple[str, int, str]] = {}
 
 
 def split_authority(authority: str, default_port: int) -> tuple[str, int]:
@@ -96,7 +99,14 @@ class _Capture:
 def _trim_binary_capture(cap: _Capture, headers: Headers) -> None:
     """Keep only the first bytes of a body its Content-Type calls binary (headless capture
     replaces such bodies with a placeholder anyway: holding megabytes for it is waste)."""
-    if headers.get("content-encoding") is None and binary_by_content_type(headers.get("content-type")):
+    ctype = None
+    for k, v in headers.fields:  # one pass for both fields (this runs for every response)
+        n = len(k)
+        if n == 12 and ctype is None and k.lower() == b"content-type":
+            ctype = v
+        elif n == 16 and k.lower() == b"content-encoding":
+            return
+    if ctype is not None and binary_by_content_type(ctype.decode("latin-1")):
         cap.limit = min(cap.limit, CHECK_BYTES + 8)
         cap.head_only = True
 
@@ -119,7 +129,8 @@ class Exchange:
         "resp_framing", "whole_body", "raw_head",
     )
 
-    def __init__(self, conn: ClientConnection, flow: Flow, capture_limit: int | None) -> None:
+    def __init__(self, conn: ClientConnection, flow: Flow, capture_limit: int | None,
+                 has_body: bool = True) -> None:
         self.conn = conn
         self.flow = flow
         self.chunked = False
@@ -134,7 +145,7 @@ class Exchange:
         self.resp_framing = h1.NONE
         self.resp_keep_alive = False
         self.req_cap = _Capture(capture_limit) if capture_limit is not None else None
-        if self.req_cap is not None and not conn.proxy.retain_binary_bodies:
+        if has_body and self.req_cap is not None and not conn.proxy.retain_binary_bodies:
             _trim_binary_capture(self.req_cap, flow.request.headers)
         self.resp_cap = _Capture(capture_limit) if capture_limit is not None else None
         self.req_size = 0
@@ -280,6 +291,7 @@ class Exchange:
         if self.whole_response and self.resp_buffered > self.conn.proxy.options.body_buffer_limit:
             # too big to hold whole: stream what we have and the rest (stream_large_bodies)
             self.whole_response = False
+            self.flow.response.stream = True  # else start_response() goes back to buffering
             self.start_response()
 
     def response_complete(self, keep_alive: bool, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -491,7 +503,7 @@ class ClientConnection(TunnelMixin, Endpoint):
     def _request_head(self, ev: h1.RequestHead) -> None:
         proxy = self.proxy
         flow, err = self._new_flow(ev)
-        ex = Exchange(self, flow, proxy.capture_limit)
+        ex = Exchange(self, flow, proxy.capture_limit, ev.framing != h1.NONE)
         ex.error_status = err
         ex.client_keep_alive = ev.keep_alive
         ex.is_connect = ev.method == "CONNECT"
@@ -521,6 +533,14 @@ class ClientConnection(TunnelMixin, Endpoint):
                 host, port = split_authority(url, 443)
                 target = url
                 authority = headers.get("host") or ""
+            elif self.tunnel is None and url.startswith("http://") and \
+                    (slash := url.find("/", 7)) > 0 and (known := _AUTHORITIES.get(url[7:slash])) is not None \
+                    and "#" not in url:
+                # the common proxy request: an authority seen before (parsed below the first time)
+                host, port, authority = known
+                target = url[slash:]
+                if headers.get("host") != authority:
+                    headers.set("Host", authority)
             elif url[:8].lower().startswith(("http://", "https://")):
                 u = httptools.parse_url(url.encode("latin-1"))
                 if self.tunnel is not None:
@@ -542,6 +562,10 @@ class ClientConnection(TunnelMixin, Endpoint):
                         authority = f"[{host}]" if u.port is None else f"[{host}]:{port}"
                     if headers.get("host") != authority:
                         headers.set("Host", authority)
+                    if scheme == "http" and len(_AUTHORITIES) < 1024 and "@" not in url:
+                        i = url.find("/", 7)
+                        if i > 0 and url[:7].lower() == "http://":
+                            _AUTHORITIES[url[7:i]] = (host, port, authority)
             elif self.tunnel is not None:
                 scheme = "https"
                 host, port = self.tunnel

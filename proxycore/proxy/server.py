@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from proxycore.addons.core import EventsAddon, PassthroughAddon, ScopeAddon
 from proxycore.addons.hooks import Addons, load_script
 from proxycore.addons.intercept import Intercept
+from proxycore.addons.rules import FLAG_KINDS, RulesAddon, RuleSet
 from proxycore.errors import StartupError
 from proxycore.flows.flow import Flow
 from proxycore.flows.store import FlowStore
@@ -68,6 +69,11 @@ class Proxy:
         # breakpoints: the controller always exists (commands reach it), its hooks only while on
         self.intercept = Intercept(self.addons, self.publish, timeout=options.intercept_timeout,
                                    body_limit=options.body_buffer_limit)
+        # Rewrite rules: loaded at start; the addon is registered only while a rule is enabled
+        self.rules = RuleSet(options.rules_path)
+        self.rules.on_change = self._rules_changed
+        self._rules_addon: RulesAddon | None = None
+        self._rules_at = 0  # where the rules addon goes: after access, scope and passthrough
         self._sweeper: asyncio.Task | None = None
         self._unquiet: Callable[[], None] | None = None
         self._subscribers: list[Subscriber] = []
@@ -80,8 +86,21 @@ class Proxy:
         # for the default: listening on loopback, no authentication.
         self.access_facts: list[str] = []
 
+    def _rules_changed(self, active: bool) -> None:
+        """Register the rules addon when the first rule is enabled, remove it with the last one:
+        without rules no hook runs for them."""
+        if active and self._rules_addon is None:
+            self._rules_addon = RulesAddon(self.rules)
+            self.addons.addons.insert(self._rules_at, self._rules_addon)
+            self.addons.add()  # rebuild the hook chains
+        elif not active and self._rules_addon is not None:
+            self.addons.remove(self._rules_addon)
+            self._rules_addon = None
+
     # --- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, listen: bool = True) -> None:
+        """Start the proxy. `listen=False`: everything but the listening socket, for a proxy that
+        only replays requests (`omniproxy-tui replay`): nobody else can send through it."""
         from proxycore import certs
         from proxycore.addons.scope import Sampler, Scope, skip_host_matcher
         from proxycore.capture.queue import CaptureQueue
@@ -97,6 +116,7 @@ class Proxy:
             self.skip_host = skip_host_matcher(opts.skip_hosts) if opts.skip_hosts else None
             scripted = [a for path in opts.scripts for a in load_script(path)]
             guards = self._access_addons()
+            self.rules.load(opts.rules, {f: getattr(opts, f) for f in FLAG_KINDS})
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         # Built-in addons around the user's: access decides first (a refused request reaches no
@@ -107,6 +127,8 @@ class Proxy:
         if not opts.mitm or self.skip_host is not None:
             first.append(PassthroughAddon(opts.mitm, self.skip_host))
         self.addons.addons[:0] = first
+        self._rules_at = len(first)
+        self._rules_changed(bool(self.rules.active))
         self.addons.add(*scripted)
         if opts.intercept:
             try:
@@ -139,6 +161,9 @@ class Proxy:
             except Exception as exc:
                 raise StartupError(f"cannot open capture target: {exc}") from None
 
+        if not listen:
+            self._sweeper = loop.create_task(self._sweep())
+            return
         try:
             self._server = await loop.create_server(
                 lambda: ClientConnection(self), opts.host, opts.port, reuse_address=True, backlog=1024)

@@ -249,3 +249,24 @@ async def test_ctrl_r_says_rules_are_not_available(origin, workdir) -> None:
         await pilot.press("escape")
         await pilot.press("a")
         assert (await asyncio.wait_for(task, 30)).status_code == 200
+
+
+async def test_ctrl_r_turns_the_edit_into_a_rule_for_later_flows(origin, workdir) -> None:
+    from proxycore.control.commands import registry
+
+    if "rules.from_flow" not in registry:
+        pytest.skip("rewrite rules are not in this build")
+    app = make_app(intercept="~q & ~u /echo")
+    async with app.run_test(size=NARROW) as pilot:
+        task = start(app, "GET", origin.url("/echo"))
+        flow = await paused(pilot)
+        editor = await open_editor(pilot)
+        editor.set_text(editor.text.replace("\n\n", "\nX-Debug: from-breakpoint\n\n", 1))
+        await pilot.press("ctrl+r")  # applies the edit, then makes rules of it
+        await until(pilot, lambda: not isinstance(app.screen, EditorScreen), "the editor to close")
+        assert flow.modified and len(app.engine.rules) == 1
+        await pilot.press("a")
+        assert ["X-Debug", "from-breakpoint"] in (await asyncio.wait_for(task, 30)).json()["headers"]
+        await pilot.press("I")  # breakpoints off: the next request is not paused, the rule edits it
+        later = (await asyncio.wait_for(start(app, "GET", origin.url("/echo")), 30)).json()
+        assert ["X-Debug", "from-breakpoint"] in later["headers"]
