@@ -47,7 +47,8 @@ class InterceptPrompt(ModalScreen[str | None]):
     InterceptPrompt > Vertical { width: 90%; max-width: 100; height: auto; border: round $accent;
                                  background: $surface; padding: 0 1; }
     InterceptPrompt #ip-title { text-style: bold; color: $text-accent; }
-    InterceptPrompt Input { border: none; height: 1; padding: 0; background: $boost; }
+    InterceptPrompt Input, InterceptPrompt Input:focus { border: none; height: 1; padding: 0;
+                                                          background: $boost; }
     InterceptPrompt #ip-error { color: $text-error; height: auto; }
     InterceptPrompt #ip-hint { color: $text-muted; height: auto; }
     """
@@ -80,7 +81,8 @@ class InterceptPrompt(ModalScreen[str | None]):
                 parse(text)
         except FilterError as exc:
             self.error = exc
-            box.update(Text(f"{text}\n{' ' * exc.position}^ {exc.message}"))
+            # the caret sits under the column of the input above (no padding on either)
+            box.update(Text(f"{' ' * exc.position}^ {exc.message}"))
             return False
         self.error = None
         box.update("")

@@ -1,4 +1,5 @@
-"""SVG snapshots of the breakpoint screens at 80×24 and 160×48: the inbox (B) and the editor (e).
+"""SVG snapshots of the breakpoint screens at 80×24 and 160×48: the inbox (B), the editor (e) and
+the intercept filter prompt (i).
 
 Deterministic like tests/ui/test_snapshots.py: no proxy, synthetic flows, and the paused entries
 placed in the engine's intercept controller with fixed wait times and a frozen inbox clock.
@@ -16,12 +17,13 @@ from snapshot_kit import (  # noqa: F401 (snapshot, fixed_environment: fixtures 
     make_app,
     size_params,
     snapshot,
+    type_text,
     until,
 )
-from textual.widgets import TextArea
+from textual.widgets import Input, TextArea
 
 from omniproxy_tui.app import OmniProxyApp
-from omniproxy_tui.widgets.breakpoints import EditorScreen, InboxScreen
+from omniproxy_tui.widgets.breakpoints import EditorScreen, InboxScreen, InterceptPrompt
 from proxycore.addons.intercept import Paused
 from proxycore.flows.flow import INTERCEPTED
 
@@ -105,3 +107,19 @@ def test_editor_validation_error(snap_compare, size: tuple[int, int]) -> None:
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
 
+
+
+@pytest.mark.parametrize("size", size_params())
+def test_intercept_prompt_syntax_error(snap_compare, size: tuple[int, int]) -> None:
+    """i: the intercept filter prompt pointing at a syntax error as it is typed."""
+
+    async def run_before(pilot) -> None:
+        app: OmniProxyApp = pilot.app
+        await feed(pilot)
+        await pilot.press("i")
+        await until(pilot, lambda: isinstance(app.screen, InterceptPrompt), "the prompt")
+        app.screen.query_one(Input).cursor_blink = False
+        await type_text(pilot, "~d api.example.com & ~c")
+        await until(pilot, lambda: app.screen.error is not None, "the syntax error")
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
