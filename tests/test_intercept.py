@@ -282,3 +282,25 @@ async def test_ids_reach_paused_flows_the_view_does_not_show(make_proxy, origin)
             registry.call(ctx, "flow.resume")  # @focus: nothing
         assert registry.call(ctx, "flow.resume", str(flow.id)) == "resumed 1 flow"
         assert (await asyncio.wait_for(task, 30)).status_code == 200
+
+
+async def test_replay_cli_ignores_breakpoints_from_the_config(make_proxy, origin, tmp_path, capsys,
+                                                              monkeypatch) -> None:
+    """`omniproxy-tui replay` has no UI: an intercept filter from the config or the environment
+    must not hold its requests forever."""
+    from omniproxy_tui.cli import run as cli_run
+    from proxycore.flows.serialize import write_flows
+
+    proxy = await make_proxy()
+    done: list = []
+    proxy.subscribe(lambda kind, flow: done.append(flow) if kind == "done" else None)
+    async with client(proxy) as c:
+        await c.get(origin.url("/json"))
+    await wait_for(lambda: done, what="a captured flow")
+    path = tmp_path / "one.flows"
+    write_flows(path, done)
+    monkeypatch.setenv("OMNIPROXY_INTERCEPT", "~q")
+    code = await asyncio.wait_for(asyncio.to_thread(cli_run, ["replay", str(path)]), 60)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert len(origin.requests) == 2
