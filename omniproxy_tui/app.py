@@ -12,7 +12,11 @@ commands in `proxycore.control.commands`; keys and the palette only pick which c
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections import deque
@@ -22,7 +26,7 @@ from functools import partial
 from typing import Any, ClassVar
 
 from textual import events, on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.css.query import NoMatches
@@ -34,6 +38,7 @@ from omniproxy_tui.gcpolicy import GcPolicy
 from omniproxy_tui.textual_fixes import apply as apply_textual_fixes
 from omniproxy_tui.textual_fixes import focus_now
 from omniproxy_tui.widgets.bars import HeaderBar, KeyBar, StatusLine, capture_label, throttle_label
+from omniproxy_tui.widgets.breakpoints import EditorScreen, InboxScreen, InterceptPrompt
 from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
 from omniproxy_tui.widgets.dialogs import ConfirmScreen, ExportScreen
 from omniproxy_tui.widgets.filterbar import FilterBar
@@ -66,6 +71,22 @@ DETAIL_FOLLOW_INTERVAL = 0.5
 # is a third of the work at 160 columns with the detail pane beside it.
 COUNTERS_INTERVAL = 0.5
 FILTER_TOGGLE_KEY = "t"
+# Breakpoints (mitmproxy's keys): listed in their own help section
+INTERCEPT_BINDINGS: list[BindingType] = [
+    Binding("i", "intercept_prompt", "Intercept", show=False,
+            tooltip="Set the intercept filter (~q requests only, ~s responses only)", id="intercept.set"),
+    Binding("I", "say('intercept.toggle')", "Intercept on/off", show=False,
+            tooltip="Breakpoints off / on without losing the filter", id="intercept.toggle"),
+    Binding("B", "inbox", "Inbox", show=False, tooltip="Paused flows, how long each waited", id="intercept.inbox"),
+    Binding("e", "edit", "Edit", show=False, tooltip="Edit the paused request or response", id="flow.edit"),
+    Binding("a", "say('flow.resume')", "Resume", show=False, tooltip="Resume the paused flow", id="flow.resume"),
+    Binding("A", "say('flow.resume_all')", "Resume all", show=False, tooltip="Resume every paused flow",
+            id="flow.resume_all"),
+    Binding("X", "say('flow.kill')", "Kill", show=False,
+            tooltip="Kill the paused flow (the client's connection is closed)", id="flow.kill"),
+    Binding("V", "say('flow.revert')", "Revert", show=False, tooltip="Undo the edits of the flow",
+            id="flow.revert"),
+]
 
 
 @dataclass
@@ -123,7 +144,7 @@ class MainScreen(Screen):
                 id="rules"),
         Binding("T", "throttle", "Throttle", show=False,
                 tooltip="Throttle: pick a network preset, custom values or off", id="throttle"),
-    ]
+    ] + INTERCEPT_BINDINGS
 
     DEFAULT_CSS = """
     MainScreen { layout: vertical; }
@@ -173,6 +194,22 @@ class MainScreen(Screen):
 
     def action_filter(self) -> None:
         self.query_one(FilterBar).open()
+
+    def action_say(self, name: str) -> None:
+        self.app_.run_command(name, quiet=False)
+
+    def action_intercept_prompt(self) -> None:
+        self.app_.prompt_intercept()
+
+    def action_inbox(self) -> None:
+        self.app_.open_inbox()
+
+    def action_edit(self) -> None:
+        flow = self.app_.view.focus
+        if flow is None:
+            self.app_.notify("no flow selected", severity="warning")
+            return
+        self.app_.edit_flow(flow)
 
     def action_clear(self) -> None:
         self.app_.confirm_clear()
@@ -474,7 +511,9 @@ class OmniProxyApp(App[int]):
         except Exception:
             return
         opts = self.options
+        ctl = self.engine.intercept
         header.set_info(flows=self.view.total, rate=self.flow_rate(), intercepted=len(self._intercepted),
+                        breakpoints=ctl is not None and ctl.active,
                         address=self._address, state=self._state, mode="MITM" if opts.mitm else "no-MITM",
                         capture=capture_label(opts.output, opts.db), throttle=throttle_label(self.engine.throttle))
 
@@ -693,6 +732,87 @@ class OmniProxyApp(App[int]):
             "other secret headers; with sensitive data keeps them (share that file with care).",
             {"s": "sanitized", "w": "with sensitive data"}), answer)
 
+    # ---------------------------------------------------------------- breakpoints
+
+    def prompt_intercept(self) -> None:
+        ctl = self.engine.intercept
+        if ctl is None:
+            self.notify("breakpoints need a running proxy", severity="warning")
+            return
+
+        def answer(expr: str | None) -> None:
+            if expr is not None:
+                self.run_command("intercept.set", expr, quiet=False)
+                self._update_header()
+
+        self.push_screen(InterceptPrompt(ctl.expr), answer)
+
+    def open_inbox(self) -> None:
+        if not isinstance(self.screen, InboxScreen):
+            self.push_screen(InboxScreen())
+
+    def _can_edit(self, flow: Flow) -> bool:
+        ctl = self.engine.intercept
+        if flow.is_finished or (ctl is not None and ctl.is_paused(flow)):
+            return True
+        self.notify(f"flow #{flow.id} is in flight: only paused or finished flows can be edited "
+                    "(set breakpoints with i)", severity="warning")
+        return False
+
+    def edit_flow(self, flow: Flow, text: str | None = None) -> None:
+        """The editor on the flow's paused part (or, for a finished flow, its response or request)."""
+        if self._can_edit(flow):
+            self.push_screen(EditorScreen(flow, text))
+
+    async def edit_flow_external(self, flow: Flow) -> None:
+        """E in the detail view: straight to $EDITOR; a broken result opens the editor on it."""
+        if not self._can_edit(flow):
+            return
+        from proxycore.flows.rawedit import EditError, check_text, edit_part, flow_to_text
+
+        part = edit_part(flow)
+        text = await self.run_external_editor(flow_to_text(flow, part))
+        if text is None:
+            return
+        try:
+            check_text(flow, text, part)
+        except EditError as exc:
+            screen = EditorScreen(flow, text)
+            self.push_screen(screen)
+            screen.call_after_refresh(screen.show_error, exc)
+            return
+        self.run_command("flow.edit.apply", text, part, str(flow.id), quiet=False)
+
+    async def run_external_editor(self, text: str) -> str | None:
+        """Hand `text` to $EDITOR (the UI suspends meanwhile; the proxy keeps running on the loop)
+        and return what it saved; None when it failed or exited non-zero."""
+        editor = os.environ.get("EDITOR") or os.environ.get("VISUAL") or "vi"
+        folder = tempfile.mkdtemp(prefix="omniproxy-edit-")  # 0700: the text may hold secrets
+        path = os.path.join(folder, "message.http")
+        try:
+            from proxycore.safefile import write_atomic
+
+            write_atomic(path, text.encode("utf-8", "surrogateescape"))
+            argv = [*shlex.split(editor), path]
+            try:
+                # The loop keeps running while the editor has the terminal (the proxy must not
+                # stop): no repaint may reach the stopped driver meanwhile, its writer would block
+                # the loop once its queue is full. batch_update holds them until we are back.
+                with self.batch_update(), self.suspend():
+                    rc = await _wait_editor(argv)
+            except SuspendNotSupported:  # no terminal to hand over (headless runs, tests)
+                rc = await _wait_editor(argv)
+            if rc != 0:
+                self.notify(f"$EDITOR ({editor}) exited with {rc}: edit discarded", severity="warning")
+                return None
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "surrogateescape")
+        except (OSError, ValueError, TimeoutError) as exc:
+            self.notify(f"$EDITOR ({editor}) failed: {exc}", severity="error")
+            return None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def copy_text(self, text: str) -> None:
         """OSC 52 (works over SSH and in tmux) plus the local clipboard when there is one."""
         self.copy_to_clipboard(text)
@@ -705,11 +825,17 @@ class OmniProxyApp(App[int]):
         if isinstance(self.screen, HelpScreen):
             return
         sections = [
-            ("Flow list", binding_rows(MainScreen.BINDINGS)),
+            ("Flow list", binding_rows([b for b in MainScreen.BINDINGS if b not in INTERCEPT_BINDINGS])),
             ("Moving", binding_rows(FlowTable.BINDINGS)),
             ("Anywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette (every command, themes)")]),
             ("Filter bar", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),
                             ("↑ ↓", "filter history"), (FILTER_TOGGLE_KEY, "(in the list) filter off / on")]),
+            ("Breakpoints", binding_rows(INTERCEPT_BINDINGS) + [
+                ("E", "(detail) edit the paused flow in $EDITOR"),
+                ("u", "(detail) an edited flow: edited / original / diff"),
+                ("ctrl+s", "(editor) check and apply · esc cancel"),
+                ("ctrl+e", "(editor) edit in $EDITOR, re-checked on return"),
+                ("ctrl+r", "(editor) turn the edit into a rewrite rule")]),
             ("Rewrite rules (R)", binding_rows(RulesScreen.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
@@ -746,6 +872,18 @@ class OmniProxyApp(App[int]):
 
 
 _SAVES = ("export.har", "export.har.sensitive", "export.ndjson")  # writing all flows counts as saved
+
+
+EDITOR_TIMEOUT = 6 * 3600.0  # a generous bound on one editing session
+
+
+async def _wait_editor(argv: list[str]) -> int:
+    proc = await asyncio.create_subprocess_exec(*argv)
+    try:
+        return await asyncio.wait_for(proc.wait(), EDITOR_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        raise
 
 
 def _pyperclip_copy(text: str) -> None:

@@ -151,6 +151,9 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, **params: Any) -> i
     _warn_unknown_env()
     options = _effective_options(ctx)
     if no_ui:
+        if options.intercept:  # a paused flow nobody can resume is a hung client
+            raise UserError("--intercept needs the terminal UI: with --no-ui nothing can resume a paused "
+                            "flow (no control API yet)")
         from proxycore.headless import run_headless_sync
 
         return run_headless_sync(options)

@@ -256,6 +256,15 @@ class Options:
                                kind="url", secret=True, example="http://user:pass@proxy.corp:3128",
                                flag="--upstream", metavar="URL",
                                flag_help="Upstream proxy: http://[user:pass@]host:port.")
+    # ---------------------------------------------------------------- breakpoints (proxycore/addons/intercept.py)
+    intercept: str | None = opt(None, "intercept.filter", "pause flows matching this filter expression (~q: "
+                                "requests only, ~s: responses only); null = no breakpoints", kind="path",
+                                example='"~d api.example.com & ~m post"', flag="--intercept", metavar="FILTER",
+                                flag_help="Pause flows matching this filter (~q requests only, ~s responses "
+                                "only, else both) until resumed in the UI.")
+    intercept_timeout: float = opt(0.0, "intercept.timeout", "seconds a paused flow waits before it resumes by "
+                                   "itself (0 = waits for the user)", minimum=0.0, flag="--intercept-timeout",
+                                   metavar="SECONDS")
     # ---------------------------------------------------------------- rewrite rules
     # proxycore/addons/rules.py; the syntax of each spec is mitmproxy's (first character: separator)
     modify_headers: list[str] = opt([], "rewrite.modifyHeaders", "set a header: /[filter]/name/value "

@@ -28,8 +28,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import httpx  # noqa: E402
+from textual.widgets import TextArea  # noqa: E402
 
 from omniproxy_tui.app import OmniProxyApp  # noqa: E402
+from omniproxy_tui.widgets.breakpoints import EditorScreen, InboxScreen  # noqa: E402
 from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail  # noqa: E402
 from omniproxy_tui.widgets.help import HelpScreen  # noqa: E402
 from proxycore.certs import CertificateAuthority  # noqa: E402
@@ -198,6 +200,36 @@ async def show_response_tab(pilot) -> None:
     await pilot.pause()
 
 
+async def breakpoints(pilot, http: Origin, shot: Callable[[str], None]) -> None:
+    """i sets an intercept filter, a POST pauses, B lists it, e opens it in the editor; then it is
+    resumed and breakpoints are switched off again (last, so the other screenshots never show it)."""
+    app: OmniProxyApp = pilot.app
+    await pilot.resize_terminal(*NARROW)
+    await until(pilot, lambda: not app.is_wide, "the narrow layout")
+    await pilot.press("i", *["space" if c == " " else c for c in "~m post & ~q"], "enter")
+    await until(pilot, lambda: app.engine.intercept is not None and app.engine.intercept.active, "breakpoints on")
+
+    async def post() -> None:
+        async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{app.proxy.address[1]}", trust_env=False,
+                                     timeout=30) as client:
+            await client.post(f"http://127.0.0.1:{http.port}/api/orders", json={"sku": "WID-42", "qty": 1})
+
+    order = asyncio.ensure_future(post())
+    await until(pilot, lambda: len(app._intercepted) == 1, "the paused POST")
+    await pilot.press("B")
+    await until(pilot, lambda: isinstance(app.screen, InboxScreen) and app.screen._rows, "the inbox")
+    shot("inbox-80x24.svg")
+    await pilot.press("e")
+    await until(pilot, lambda: isinstance(app.screen, EditorScreen), "the editor")
+    app.screen.query_one(TextArea).cursor_blink = False
+    await pilot.pause()
+    shot("editor-80x24.svg")
+    await pilot.press("escape", "a", "escape")  # editor closed, resumed from the inbox, back to the list
+    await asyncio.wait_for(order, TIMEOUT)
+    await pilot.press("i", "ctrl+u", "enter")
+    await until(pilot, lambda: not app.engine.intercept.active, "breakpoints off")
+
+
 async def capture(out: Path, home: Path) -> list[Path]:
     ca_dir = home / "origin-ca"
     ca_dir.mkdir(parents=True)
@@ -251,6 +283,7 @@ async def capture(out: Path, home: Path) -> list[Path]:
             await until(pilot, lambda: app.screen.query_one(FlowDetail).has_focus_within, "the detail pane")
             await show_response_tab(pilot)
             shot("main-160x48.svg")
+            await breakpoints(pilot, http, shot)
             await app.shutdown()
     finally:
         await http.stop()

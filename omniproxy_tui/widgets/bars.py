@@ -80,6 +80,7 @@ class HeaderBar(Widget):
         self.flows = 0
         self.rate = 0.0
         self.intercepted = 0
+        self.breakpoints = False  # an intercept filter is active
         self.state = "starting"
         self.throttle = ""  # throttle_label(): the profile and live throughput, '' when off
         self._last: tuple | None = None
@@ -88,7 +89,7 @@ class HeaderBar(Widget):
         for k, v in values.items():
             setattr(self, k, v)
         snapshot = (self.address, self.mode, self.capture, self.flows, round(self.rate), self.intercepted,
-                    self.state, self.throttle)
+                    self.state, self.throttle, self.breakpoints)
         if snapshot != self._last:
             self._last = snapshot
             self.refresh()
@@ -104,6 +105,8 @@ class HeaderBar(Widget):
         right.append("/s", muted)
         if self.intercepted:
             right.append(f"  ⏸ {self.intercepted}", warn)
+        elif self.breakpoints:  # breakpoints on, nothing paused yet
+            right.append("  ⏸ 0", muted)
         right.append(" ")
         left = Text()
         left.append(" OmniProxy ", st("bar--brand"))

@@ -89,9 +89,13 @@ def _add_body(doc: Document, view: ContentView | None, msg: Request | Response, 
                      S_WARN))
 
 
-def request_document(flow: Flow, view: ContentView | None, pending_full: bool = False) -> Document:
+def request_document(flow: Flow, view: ContentView | None, pending_full: bool = False,
+                     note: Text | None = None) -> Document:
     req = flow.request
     doc = Document()
+    if note is not None:  # an edited flow: which version this is
+        doc.add(note)
+        doc.add("")
     first = Text()
     first.append(req.method, "bold")
     first.append(f" {clean_line(req.url)} ")
@@ -112,9 +116,13 @@ def _add_rules(doc: Document, flow: Flow) -> None:
         doc.add(Text.assemble(("changed by rule: ", S_WARN), clean_line(label)), hang=4)
 
 
-def response_document(flow: Flow, view: ContentView | None, pending_full: bool = False) -> Document:
+def response_document(flow: Flow, view: ContentView | None, pending_full: bool = False,
+                      note: Text | None = None) -> Document:
     doc = Document()
     resp = flow.response
+    if note is not None:
+        doc.add(note)
+        doc.add("")
     if resp is None:
         if flow.error:
             doc.add(Text(f"No response: {flow.error}", S_ERROR))
@@ -133,6 +141,34 @@ def response_document(flow: Flow, view: ContentView | None, pending_full: bool =
     _add_headers(doc, resp.headers)
     add_set_cookies(doc, resp)
     _add_body(doc, view, resp, resp.headers.get("content-type"), pending_full)
+    return doc
+
+
+EDIT_VIEWS = ("edited", "original", "diff")
+
+
+def edit_note(mode: str) -> Text:
+    t = Text("✎ edited · showing ", S_WARN)
+    t.append(mode, "bold reverse")
+    t.append(" · u: edited / original / diff · V reverts", S_DIM)
+    return t
+
+
+def diff_document(before: str, after: str, note: Text) -> Document:
+    """The original and the edited message as raw HTTP text, unified-diff style."""
+    import difflib
+
+    doc = Document()
+    doc.add(note)
+    doc.add("")
+    lines = list(difflib.unified_diff(before.split("\n"), after.split("\n"), "original", "edited",
+                                      lineterm="", n=3))
+    if not lines:
+        doc.add(Text("(no difference)", S_DIM))
+    for line in lines:
+        style = "green" if line.startswith("+") else "red" if line.startswith("-") else \
+            "cyan" if line.startswith("@@") else ""
+        doc.add(Text(clean_line(line), style))
     return doc
 
 
@@ -268,7 +304,9 @@ def _signature(flow: Flow) -> tuple:
     """Cheap change detector so refresh_flow at 10 Hz rebuilds only when something changed."""
     r, q, t = flow.response, flow.request, flow.timings
     resp = None if r is None else (r.status, len(r.headers), id(r.body), len(r.body), r.body_size)
-    return (flow.state, flow.error, flow.modified, len(q.headers), id(q.body), len(q.body), q.body_size,
+    return (flow.state, flow.error, flow.modified, flow.original_request is None, flow.original_response is None,
+            q.method, q.target, id(q.headers), id(r.headers) if r is not None else None,
+            len(q.headers), id(q.body), len(q.body), q.body_size,
             resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
             flow.client_tls is None, flow.server_addr, len(flow.rules_applied))
 
@@ -310,6 +348,13 @@ class FlowDetail(Widget):
                 tooltip="Next flow of the list (as filtered)"),
         Binding("K", "step_flow(-1)", "Prev flow", show=False, id="detail.prev_flow",
                 tooltip="Previous flow of the list (as filtered)"),
+        # breakpoints (see omniproxy_tui/widgets/breakpoints.py)
+        Binding("e", "edit", "Edit", show=False, id="detail.edit"),
+        Binding("E", "edit_external", "$EDITOR", show=False, id="detail.edit_external"),
+        Binding("u", "cycle_edit_view", "Edited/original/diff", show=False, id="detail.edit_view"),
+        Binding("a", "flow_command('flow.resume')", "Resume", show=False, id="detail.resume"),
+        Binding("X", "flow_command('flow.kill')", "Kill", show=False, id="detail.kill"),
+        Binding("V", "flow_command('flow.revert')", "Revert", show=False, id="detail.revert"),
     ]
 
     class StepFlow(Message):
@@ -332,6 +377,7 @@ class FlowDetail(Widget):
         self._built_for: dict[str, int] = {}  # tab -> id of the flow its document shows
         self.status_text = ""
         self._error_text = ""
+        self._edit_views: dict[int, str] = {}  # flow id -> "edited" | "original" | "diff"
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-error")
@@ -443,7 +489,11 @@ class FlowDetail(Widget):
         self._stale.discard(tab)
         fid, mode = flow.id, self._mode()
         pending = (fid, tab) in self._pending
-        if tab == "request":
+        original = flow.original_request if tab == "request" else \
+            flow.original_response if tab == "response" else None
+        if original is not None:
+            doc = self._edited_document(tab, original, mode, pending)
+        elif tab == "request":
             doc = request_document(flow, self._content("request", flow.request, mode), pending)
         elif tab == "response":
             doc = response_document(flow, self._content("response", flow.response, mode), pending)
@@ -455,6 +505,57 @@ class FlowDetail(Widget):
         # the scroll position is kept only for the flow it belongs to
         self.view(tab).set_document(doc, keep_scroll and self._built_for.get(tab) == fid)
         self._built_for[tab] = fid
+
+    def _edited_document(self, tab: str, original: Request | Response, mode: str, pending: bool) -> Document:
+        """An edited message: as edited, as it was, or the difference (u cycles)."""
+        import copy
+
+        from proxycore.flows.rawedit import request_to_text, response_to_text
+
+        flow = self.flow
+        assert flow is not None
+        shown = self._edit_views.get(flow.id, "edited")
+        note = edit_note(shown)
+        if shown == "diff":
+            if tab == "request":
+                return diff_document(request_to_text(original), request_to_text(flow.request), note)
+            assert flow.response is not None and isinstance(original, Response)
+            return diff_document(response_to_text(original), response_to_text(flow.response), note)
+        if shown == "original":
+            old = copy.copy(flow)
+            if tab == "request":
+                old.request = original  # type: ignore[assignment]
+                return request_document(old, self._content("request-original", original, mode), pending, note)
+            old.response = original  # type: ignore[assignment]
+            return response_document(old, self._content("response-original", original, mode), pending, note)
+        if tab == "request":
+            return request_document(flow, self._content("request", flow.request, mode), pending, note)
+        return response_document(flow, self._content("response", flow.response, mode), pending, note)
+
+    def action_cycle_edit_view(self) -> None:
+        flow = self.flow
+        if flow is None or (flow.original_request is None and flow.original_response is None):
+            self.notify("This flow was not edited", timeout=2)
+            return
+        shown = self._edit_views.get(flow.id, "edited")
+        self._edit_views[flow.id] = EDIT_VIEWS[(EDIT_VIEWS.index(shown) + 1) % len(EDIT_VIEWS)]
+        if flow.original_request is None and self.active_tab == "request":
+            self.action_show_tab("response")
+        elif flow.original_response is None and self.active_tab == "response":
+            self.action_show_tab("request")
+        self._rebuild(keep_scroll=False)
+
+    def action_edit(self) -> None:
+        if self.flow is not None:
+            self.app.edit_flow(self.flow)  # type: ignore[attr-defined]
+
+    async def action_edit_external(self) -> None:
+        if self.flow is not None:
+            await self.app.edit_flow_external(self.flow)  # type: ignore[attr-defined]
+
+    def action_flow_command(self, name: str) -> None:
+        if self.flow is not None:
+            self.app.run_command(name, str(self.flow.id), quiet=False)  # type: ignore[attr-defined]
 
     def _update_status(self) -> None:
         flow, tab = self.flow, self.active_tab

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -157,7 +158,8 @@ async def replay_requests(options: Options, requests: list[Request], concurrency
     from proxycore.proxy.replay import replay_all
     from proxycore.proxy.server import Proxy
 
-    proxy = Proxy(options)
+    # breakpoints from the config file would hold replays nobody can resume here (no UI)
+    proxy = Proxy(dataclasses.replace(options, intercept=None) if options.intercept else options)
     await proxy.start(listen=False)
     try:
         await replay_all(proxy, requests, concurrency, report)

@@ -22,6 +22,7 @@ from proxycore.flows.store import StoreCallback
 from proxycore.options import Options
 
 if TYPE_CHECKING:
+    from proxycore.addons.intercept import Intercept
     from proxycore.addons.rules import RuleSet
     from proxycore.control.commands import CommandContext
     from proxycore.proxy.server import Proxy
@@ -92,6 +93,11 @@ class EngineClient(ABC):
 
         ctx.engine = self
         return registry.call(ctx, name, *_positional(name, args, kwargs))
+
+    @property
+    def intercept(self) -> Intercept | None:
+        """The breakpoints controller (filter, paused flows), None when this engine has none."""
+        return None
 
     @property
     def rules(self) -> RuleSet | None:
@@ -221,6 +227,10 @@ class LocalEngine(EngineClient):
         """Publish a flow as the proxy's connection code would ("add", "update", "done"), without
         a proxy running: tests, demos and snapshots feed the UI through the real store with it."""
         self.proxy.publish(kind, flow)
+
+    @property
+    def intercept(self) -> Intercept | None:
+        return self.proxy.intercept
 
     @property
     def address(self) -> tuple[str, int]:

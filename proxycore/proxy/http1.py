@@ -658,6 +658,9 @@ class ClientConnection(TunnelMixin, Endpoint):
         if not req.stream and ex.has_body:
             if not await self._read_whole_request(ex):
                 return
+        elif not req.stream and not ex.has_body:
+            # a bodiless request held whole for a hook (a breakpoint's edit may give it a body)
+            ex.whole_request = ex.whole_body = True
         chain = addons.request
         if chain:
             if chain.is_async:

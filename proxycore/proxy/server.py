@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from proxycore.addons.core import EventsAddon, PassthroughAddon, ScopeAddon
 from proxycore.addons.hooks import Addons, load_script
+from proxycore.addons.intercept import Intercept
 from proxycore.addons.rules import FLAG_KINDS, RulesAddon, RuleSet
 from proxycore.errors import StartupError
 from proxycore.flows.flow import Flow
@@ -66,6 +67,9 @@ class Proxy:
         self.via_token = f"omniproxy-{secrets.token_hex(4)}"  # Via token: finds loops through --upstream
         self.pool = Pool(None, None, options, self.via_token)
         self.addons = Addons(self.report_error)
+        # breakpoints: the controller always exists (commands reach it), its hooks only while on
+        self.intercept = Intercept(self.addons, self.publish, timeout=options.intercept_timeout,
+                                   body_limit=options.body_buffer_limit)
         # Rewrite rules: loaded at start; the addon is registered only while a rule is enabled
         self.rules = RuleSet(options.rules_path)
         self.rules.on_change = self._rules_changed
@@ -129,6 +133,11 @@ class Proxy:
         self._rules_at = len(first)
         self._rules_changed(bool(self.rules.active))
         self.addons.add(*scripted)
+        if opts.intercept:
+            try:
+                self.intercept.set_filter(opts.intercept)
+            except ValueError as exc:
+                raise StartupError(f"--intercept {opts.intercept!r}: {exc}") from None
         self.addons.add(EventsAddon(self), last=True, trusted=True)
         try:
             if opts.mitm:
@@ -235,6 +244,7 @@ class Proxy:
     async def stop(self) -> None:
         """Stop accepting, close client connections, drain the capture pipeline."""
         self.throttle.set(None)  # what throttled connections still hold goes out before they close
+        self.intercept.stop()  # paused flows are killed: nobody is left to resume them
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
