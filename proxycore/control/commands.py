@@ -607,5 +607,7 @@ def _rules_from_flow(ctx: CommandContext, selector: str) -> str:
 # --------------------------------------------------------------------------- other areas' commands
 
 # Commands defined in their own modules register themselves on import.
-from proxycore.control import intercept_cmds  # noqa: E402,F401  (breakpoints)
-from proxycore.control import throttle_commands  # noqa: E402,F401  (throttle.*)
+from proxycore.control import (
+    intercept_cmds,  # noqa: E402,F401  (breakpoints)
+    throttle_commands,  # noqa: E402,F401  (throttle.*)
+)
