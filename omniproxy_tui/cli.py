@@ -137,9 +137,15 @@ def _warn_unknown_env() -> None:
 @click.option("--config", "config", metavar="FILE",
               help="Config file [default: ~/.omniproxy/config.yaml when present].")
 @click.option("--no-ui", is_flag=True, help="Run headless: one log line per flow on stderr, no terminal UI.")
+@click.option("-r", "--read", "read", metavar="FILE",
+              help="Open a capture in the UI (flow file from w, HAR, NDJSON/IR, JSON or a --db SQLite database); "
+                   "the proxy still runs and new flows join them.")
+@click.option("-n", "--no-server", "no_server", is_flag=True,
+              help="Do not start the proxy (with -r: only look at the capture).")
 @click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, no_ui: bool, **params: Any) -> int | None:
+def cli(ctx: click.Context, config: str | None, no_ui: bool, read: str | None, no_server: bool,
+        **params: Any) -> int | None:
     """OmniProxy TUI: an HTTP(S) proxy that shows and captures every exchange.
 
     Without a command, runs the proxy (with the terminal UI, or headless with --no-ui).
@@ -149,14 +155,33 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, **params: Any) -> i
     if ctx.invoked_subcommand is not None:
         return None
     _warn_unknown_env()
+    if no_ui and (read is not None or no_server):
+        raise UserError(f"{'-r/--read' if read is not None else '-n/--no-server'} needs the UI; "
+                        "to convert a capture use: omniproxy-tui export IN -o OUT")
     options = _effective_options(ctx)
     if no_ui:
         from proxycore.headless import run_headless_sync
 
         return run_headless_sync(options)
+    batches = _open_capture(read) if read is not None else None
     from omniproxy_tui.app import run_app  # here, not at the top: --no-ui never loads Textual
 
-    return run_app(options)
+    return run_app(options, read=read, read_batches=batches, listen=not no_server)
+
+
+def _open_capture(path: str) -> Any:
+    """The capture's flows in batches, its first batch already read: an unreadable or garbled file
+    is a one-line error before the UI starts; the rest is read in the UI, off its event loop."""
+    import itertools
+
+    from proxycore.capture.load import CaptureError, iter_capture
+
+    it = iter_capture(path)
+    try:
+        first = next(it, None)
+    except CaptureError as exc:
+        raise UserError(str(exc)) from None
+    return itertools.chain([first] if first else [], it)
 
 
 # ---------------------------------------------------------------- ca
