@@ -421,8 +421,8 @@ def _resolve(ctx: CommandContext, path: str, ext: str) -> Path:
     if not path:
         return default_export_path(ext, ctx.cwd)
     p = Path(path).expanduser()
-    if not p.is_absolute() and ctx.cwd is not None:
-        p = ctx.cwd / p
+    if not p.is_absolute():  # absolute, so the message after a save says exactly where
+        p = (ctx.cwd if ctx.cwd is not None else Path.cwd()) / p
     return p
 
 
