@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_app import make_app, screen_text, send, until, workdir  # noqa: F401 - fixture by name
+from test_app import make_app, screen_text, send, until
 
 from omniproxy_tui.app import OmniProxyApp
 from omniproxy_tui.cli import _open_capture
@@ -21,6 +21,15 @@ from proxycore.flows.serialize import flow_to_dict, read_flows, write_flows
 from proxycore.options import Options
 
 NARROW = (80, 24)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current directory, where `w` saves under its default name."""
+    d = tmp_path / "cwd"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    return d
 
 
 async def some_flows(pilot, origin, n: int = 4) -> list[Flow]:
@@ -199,7 +208,3 @@ def test_lossless_reload_reads_what_was_saved(tmp_path: Path) -> None:
     write_flows(tmp_path / "x.flows", [f])
     assert [flow_to_dict(g) for g in read_capture(tmp_path / "x.flows")] == [flow_to_dict(f)]
 
-
-@pytest.fixture(autouse=True)
-def _no_textual_devtools(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TEXTUAL", raising=False)
