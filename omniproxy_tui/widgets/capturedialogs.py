@@ -77,8 +77,10 @@ class SaveScreen(_PathDialog):
     """Path and format for saving flows; dismisses with (format, path) or None."""
 
     DEFAULT_CSS = _DIALOG_CSS.format(name="SaveScreen") + """
-    SaveScreen Input { width: 72; max-width: 100%; margin: 1 0 0 0; }
-    SaveScreen #save-format { width: auto; max-width: 76; margin: 1 0; }
+    SaveScreen > Vertical { width: 76; max-width: 96%; }
+    SaveScreen Vertical > .wrap { width: 100%; }
+    SaveScreen Input { width: 100%; margin: 1 0 0 0; }
+    SaveScreen #save-format { margin: 1 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab", "next_format", "Next format", show=False, priority=True),
@@ -97,10 +99,10 @@ class SaveScreen(_PathDialog):
         n, total = self.count, self.total
         which = f"{n:,} shown flow{'s' * (n != 1)}" + (f" (of {total:,})" if total != n else "")
         with Vertical():
-            yield Static(f"Save {which}", classes="dialog-title", markup=False)
+            yield Static(f"Save {which}", classes="dialog-title wrap", markup=False)
             yield Input(f"{self.default_stem}.{SAVE_FORMATS[self.fmt][1]}", id="save-path",
                         suggester=PathSuggester(self.cwd), select_on_focus=False)
-            yield Static(id="save-format")
+            yield Static(id="save-format", classes="wrap")
             yield Static("[b]⏎[/b] save   [b]tab[/b] format   [b]→[/b] complete   [b]esc[/b] cancel",
                          classes="dialog-keys")
 
@@ -115,7 +117,7 @@ class SaveScreen(_PathDialog):
         for key, (label, _, _) in SAVE_FORMATS.items():
             parts.append(f"[reverse b] {label} [/]" if key == self.fmt else f" {label} ")
         keeps = SAVE_FORMATS[self.fmt][2]
-        self.query_one("#save-format", Static).update(f"Format: {' '.join(parts)}\n[dim]{keeps}[/dim]")
+        self.query_one("#save-format", Static).update(f"Format {''.join(parts)}\n[dim]{keeps}[/dim]")
 
     def _set_format(self, fmt: str) -> None:
         old_ext = "." + SAVE_FORMATS[self.fmt][1]
@@ -153,7 +155,9 @@ class LoadScreen(_PathDialog):
     """Asks which capture to open; dismisses with ("load", path) or None."""
 
     DEFAULT_CSS = _DIALOG_CSS.format(name="LoadScreen") + """
-    LoadScreen Input { width: 72; max-width: 100%; margin: 1 0; }
+    LoadScreen > Vertical { width: 76; max-width: 96%; }
+    LoadScreen Vertical > .wrap { width: 100%; }
+    LoadScreen Input { width: 100%; margin: 1 0; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("tab", "complete", "Complete", show=False, priority=True)]
 
@@ -165,8 +169,8 @@ class LoadScreen(_PathDialog):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("Open a capture", classes="dialog-title")
-            yield Static("Flow file (w), HAR, NDJSON/IR, JSON or a --db SQLite database: its flows join the list.",
-                         classes="dialog-keys", markup=False)
+            yield Static("A flow file (w), HAR, NDJSON/IR, JSON or a --db SQLite database: its flows join "
+                         "the list.", classes="dialog-keys wrap", markup=False)
             yield Input(self.value, placeholder="path of the file", id="load-path",
                         suggester=PathSuggester(self.cwd))
             yield Static("[b]⏎[/b] open   [b]tab[/b]/[b]→[/b] complete   [b]esc[/b] cancel", classes="dialog-keys")
