@@ -12,6 +12,7 @@ commands in `proxycore.control.commands`; keys and the palette only pick which c
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as _dt
 import signal
 import sys
@@ -51,6 +52,7 @@ from proxycore.control.commands import (
     CommandContext,
     CommandError,
     Job,
+    JobCancelled,
     default_export_path,
     export_formats,
     load_job,
@@ -95,9 +97,32 @@ class AppContext(CommandContext):
         self.app.notify(message, severity=severity)
 
     def run_on_loop(self, fn: Callable[[], Any]) -> Any:
-        # a job's worker thread waits for the loop to take each batch: loading never runs ahead
-        # of what the UI has taken in, so at most one batch is in flight
-        return self.app.call_from_thread(self.app.run_loading, fn)
+        # A job's worker thread waits for the loop to take each batch: loading never runs ahead of
+        # what the UI has taken in, so at most one batch is in flight. Not App.call_from_thread:
+        # it waits forever, and once the app is leaving, the loop may never run the call; the
+        # thread must notice and stop (the process waits for it on exit).
+        app = self.app
+        loop = app._loop
+        if app.is_leaving or loop is None or loop.is_closed():
+            raise JobCancelled("the app is closing")
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def call() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(app.run_loading(fn))
+            except BaseException as exc:  # handed to the waiting thread
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(call)
+        while True:
+            try:
+                return fut.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                if app.is_leaving or loop.is_closed() or not loop.is_running():
+                    fut.cancel()
+                    raise JobCancelled("the app is closing") from None
 
 
 class MainScreen(Screen):
@@ -261,7 +286,8 @@ class OmniProxyApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
     ]
     # commands whose free-form argument is typed in the UI rather than in the palette
-    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "rules.list": "open_rules"}
+    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "rules.list": "open_rules",
+                                                      "capture.load": "choose_load"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
                  tick_hz: float = TICK_HZ, read: str | None = None,
@@ -340,6 +366,11 @@ class OmniProxyApp(App[int]):
             path, batches = self._read, self._read_batches
             self._read = self._read_batches = None
             self.load_capture(path, batches)
+
+    @property
+    def is_leaving(self) -> bool:
+        """Quitting: the engine is stopping or stopped, or the app's exit was asked for."""
+        return self._stopped or self._exit
 
     @property
     def proxy(self) -> EngineClient:
@@ -654,6 +685,8 @@ class OmniProxyApp(App[int]):
         def work() -> None:
             try:
                 message = job.fn()
+            except JobCancelled:
+                return  # the app is leaving: nobody to tell
             except Exception as exc:  # a full disk or unwritable directory: tell, don't crash
                 self.call_from_thread(self.notify, f"{job.label} failed: {exc}", severity="error", timeout=10)
                 return
@@ -739,7 +772,7 @@ class OmniProxyApp(App[int]):
             self.notify(f"unknown save format {fmt!r}", severity="warning")
             return
         self.run_command(SAVE_COMMANDS[fmt], path, selector, quiet=False, after=after,
-                         covers_all=selector == "@all")
+                         covers_all=True if selector == "@all" else None)
 
     def choose_load(self) -> None:
         """`L`: open a capture from inside the app."""

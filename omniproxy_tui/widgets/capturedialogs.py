@@ -38,7 +38,7 @@ class PathSuggester(Suggester):
         self.cwd = cwd
 
     async def get_suggestion(self, value: str) -> str | None:
-        if not value or value.endswith(os.sep) and not value.strip():
+        if not value.strip():
             return None
         expanded = os.path.expanduser(value)
         folder, _, stem = expanded.rpartition(os.sep)

@@ -99,6 +99,10 @@ class Command:
         return " ".join(parts)
 
 
+class JobCancelled(Exception):
+    """A job stopped because its caller went away (the app is quitting): nothing to report."""
+
+
 @dataclass
 class Job:
     """Work a command wants done off the event loop; `fn()` returns the message for the user."""

@@ -104,6 +104,7 @@ async def test_w_then_r_round_trips_losslessly_with_edits(origin, workdir) -> No
         await until(pilot, lambda: any("wrote 4 flows" in n.message and str(files[0]) in n.message
                                        for n in app._notifications), "the notification: how many, where")
         assert [flow_to_dict(f) for f in read_flows(files[0])] == before
+        assert not app.needs_quit_confirmation()  # every flow is in the file now
     app = OmniProxyApp(Options(port=0, host="127.0.0.1"), read=str(files[0]))
     async with app.run_test(size=NARROW) as pilot:
         await until(pilot, lambda: app.view.total == 4, "the reopened flows")
