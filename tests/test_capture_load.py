@@ -14,7 +14,7 @@ from conftest import proxy_url
 from origin import PNG
 
 from omniproxy_tui.cli import run as cli_run
-from proxycore.capture.load import CaptureError, IdAllocator, detect_capture, read_capture
+from proxycore.capture.load import CaptureError, IdAllocator, detect_capture, read_capture, record_to_flow
 from proxycore.flows.flow import DONE, Flow, Request, next_id
 from proxycore.flows.serialize import flow_to_dict, write_flows
 
@@ -138,3 +138,47 @@ def test_loaded_ids_stay_unique_against_new_flows() -> None:
     assert ids[3] == start + 50
     assert len(set(ids) | {start + 10, start + 11, new.id}) == 7
     assert Flow(Request("GET", "http", "a.test", 80, "/n")).id > max(ids)
+
+
+def _record(**response) -> dict:
+    return {"id": 7, "request": {"method": "GET", "url": "https://a.test:8443/x?q=1", "host": "a.test:8443"},
+            "response": {"status": 200, "statusText": "200 OK", **response},
+            "startTime": "2026-01-01T12:00:00.000000+00:00", "durationMs": 12.5,
+            "timings": {"connectMs": 1.0, "tlsMs": 2.0, "sendMs": 0.5, "waitMs": 8.0, "receiveMs": 1.0}}
+
+
+def test_record_bodies_and_content_encoding() -> None:
+    import base64
+    import gzip as gz
+
+    raw = gz.compress(b"\x00\x01binary")
+    # still gzip (the recorder could not undo it): the header stays, the bytes are the wire's
+    f = record_to_flow(_record(headers={"content-encoding": "gzip"}, body=base64.b64encode(raw).decode(),
+                               bodyEncoding="base64"))
+    assert f.response.body == raw and f.response.headers.get("content-encoding") == "gzip"
+    # decoded already (a browser's HAR): the header no longer describes the bytes, so it goes
+    f = record_to_flow(_record(headers={"content-encoding": "gzip"},
+                               body=base64.b64encode(b"\x00\x01binary").decode(), bodyEncoding="base64"))
+    assert f.response.body == b"\x00\x01binary" and "content-encoding" not in f.response.headers
+    # text decoded by the recorder (bodyEncoding names the coding it undid)
+    f = record_to_flow(_record(headers={"content-encoding": "br", "content-type": "application/json"},
+                               body={"a": [1, 2]}, bodyText='{"a": [1, 2]}', bodyEncoding="br"))
+    assert f.response.body == b'{"a": [1, 2]}' and "content-encoding" not in f.response.headers
+    # skipped binary: empty, with the size seen on the wire
+    f = record_to_flow(_record(body="[binary content]", isBinary=True, size=14300))
+    assert f.response.body == b"" and f.response.body_size == 14300
+    t = f.timings
+    assert (f.id, f.request.host, f.request.port, f.request.target) == (7, "a.test", 8443, "/x?q=1")
+    assert t.duration_ms == 12.5 and round((t.first_byte - t.request_sent) * 1000, 3) == 8.0
+
+
+def test_sqlite_path_with_uri_characters(tmp_path) -> None:
+    import sqlite3
+
+    p = tmp_path / "a#b?c.db"
+    conn = sqlite3.connect(p)
+    conn.execute("CREATE TABLE flows (id INTEGER PRIMARY KEY, record TEXT NOT NULL)")
+    conn.execute("INSERT INTO flows (record) VALUES (?)", (json.dumps(_record()),))
+    conn.commit()
+    conn.close()
+    assert [f.request.url for f in read_capture(p)] == ["https://a.test:8443/x?q=1"]

@@ -30,7 +30,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from proxycore.flows.flow import DONE, ERROR, Flow, Headers, Request, Response, TLSInfo, next_id, reserve_ids
 
@@ -125,8 +125,10 @@ def _body(msg: dict, headers: Headers) -> bytes:
         if data and "content-encoding" in headers:
             from proxycore.encoding import decode_body
 
-            _, err = decode_body(data, headers.get("content-encoding"), max_size=1, allow_truncated=True)
-            decoded = err is not None and "too large" not in err  # undecodable: already decoded
+            # browsers and our recorder store bodies decoded; only bytes that are not in the coding
+            # the header names (not merely big or cut short) mean the header no longer applies
+            _, err = decode_body(data, headers.get("content-encoding"), max_size=64)
+            decoded = err is not None and err.startswith("cannot decode")
     elif isinstance(body, str):
         text = msg.get("bodyText") if isinstance(msg.get("bodyText"), str) else body
         data = text.encode("utf-8", "surrogatepass")
@@ -286,7 +288,7 @@ def _records_as_flows(p: str, records: Iterable[dict]) -> Iterator[Flow]:
 def _sqlite_records(p: str) -> Iterator[dict]:
     try:
         # read-only, so opening a database another process is writing never changes it
-        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{quote(os.path.abspath(p))}?mode=ro", uri=True)
     except sqlite3.Error as e:
         raise CaptureError(f"{p}: cannot open the database ({e})") from None
     try:
