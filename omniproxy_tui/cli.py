@@ -12,9 +12,9 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -33,6 +33,9 @@ from proxycore.config import (
     unknown_env_vars,
 )
 from proxycore.options import LIST_KINDS, Options
+
+if TYPE_CHECKING:
+    from proxycore.flows.flow import Flow
 
 PROG = "omniproxy-tui"
 
@@ -169,7 +172,7 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, read: str | None, n
     return run_app(options, read=read, read_batches=batches, listen=not no_server)
 
 
-def _open_capture(path: str) -> Any:
+def _open_capture(path: str) -> Iterator[list[Flow]]:
     """The capture's flows in batches, its first batch already read: an unreadable or garbled file
     is a one-line error before the UI starts; the rest is read in the UI, off its event loop."""
     import itertools
