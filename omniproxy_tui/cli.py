@@ -166,10 +166,20 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, read: str | None, n
         from proxycore.headless import run_headless_sync
 
         return run_headless_sync(options)
+    if read is not None and options.output and _same_file(read, options.output):
+        # -o truncates its file as the proxy starts: the capture would be gone before it is read
+        raise UserError(f"-r and -o both name {read}: -o would overwrite the capture; write to another file")
     batches = _open_capture(read) if read is not None else None
     from omniproxy_tui.app import run_app  # here, not at the top: --no-ui never loads Textual
 
     return run_app(options, read=read, read_batches=batches, listen=not no_server)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
 
 
 def _open_capture(path: str) -> Iterator[list[Flow]]:

@@ -110,10 +110,15 @@ def test_garbled_and_unreadable_files_are_one_line_errors(tmp_path, capsys) -> N
 
 def test_read_with_no_ui_is_a_one_line_error(tmp_path, capsys) -> None:
     p = tmp_path / "x.ndjson"
-    p.write_text("")
+    p.write_text('{"id": 1, "request": {"method": "GET", "url": "http://a/"}}\n')
     assert cli_run(["--no-ui", "-r", str(p)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs the UI" in err
+    # -o on the file being read would truncate it as the proxy starts: refused, the file untouched
+    assert cli_run(["-r", str(p), "-o", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "overwrite" in err
+    assert p.read_text().startswith('{"id": 1')
 
 
 def _flow(fid: int) -> Flow:
