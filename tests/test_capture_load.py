@@ -187,3 +187,46 @@ def test_sqlite_path_with_uri_characters(tmp_path) -> None:
     conn.commit()
     conn.close()
     assert [f.request.url for f in read_capture(p)] == ["https://a.test:8443/x?q=1"]
+
+
+def test_cli_r_n_opens_the_capture_in_the_terminal_ui(tmp_path) -> None:
+    """The real command in a pseudo-terminal: `-r FILE -n` shows the flows without a proxy; q leaves."""
+    import pty
+    import re
+    import select
+    import subprocess
+    import sys
+    import time
+
+    flows = [_flow(1), _flow(2)]
+    write_flows(tmp_path / "two.flows", flows)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "omniproxy_tui.cli", "-r", "two.flows", "-n"], cwd=tmp_path,
+                            stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm-256color",
+                                                                         "COLUMNS": "100", "LINES": "30"})
+    os.close(slave)
+    screen = ""
+
+    def wait_for(text: str, timeout: float = 30.0) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + timeout
+        while text not in re.sub(r"\x1b\[[0-9;?<>=]*[A-Za-z]", "", screen):
+            left = deadline - time.monotonic()
+            if left <= 0 or proc.poll() is not None:
+                raise AssertionError(f"no {text!r} on the terminal; got {screen[-2000:]!r}")
+            if select.select([master], [], [], min(left, 0.5))[0]:
+                try:
+                    screen += os.read(master, 65536).decode("utf-8", "replace")
+                except OSError:
+                    break
+
+    try:
+        wait_for("not proxying")
+        wait_for("loaded 2 flows")
+        os.write(master, b"q")  # loaded flows are in a file already: no question
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)

@@ -209,3 +209,22 @@ def test_lossless_reload_reads_what_was_saved(tmp_path: Path) -> None:
     write_flows(tmp_path / "x.flows", [f])
     assert [flow_to_dict(g) for g in read_capture(tmp_path / "x.flows")] == [flow_to_dict(f)]
 
+
+
+async def test_palette_offers_load_and_lossless_save(workdir) -> None:
+    f = Flow(Request("GET", "http", "a.test", 80, "/p"))
+    f.state = "done"
+    write_flows(workdir / "p.flows", [f])
+    app = OmniProxyApp(Options(port=0, host="127.0.0.1"), start_proxy=False)
+    async with app.run_test(size=NARROW) as pilot:
+        await pilot.press("ctrl+p", *"capture.load")
+        await until(pilot, lambda: "capture.load" in screen_text(app), "the palette hit")
+        await pilot.press("enter")  # the argument is a path: the L prompt asks for it
+        await until(pilot, lambda: isinstance(app.screen, LoadScreen), "the load prompt")
+        await pilot.press(*"p.flows", "enter")
+        await until(pilot, lambda: app.view.total == 1, "the loaded flow")
+        await pilot.press("ctrl+p", *"export.flows")
+        await until(pilot, lambda: "export.flows" in screen_text(app), "the palette hit")
+        await pilot.press("enter")  # no argument: today's timestamped name
+        saved = await until(pilot, lambda: list(workdir.glob("omniproxy-*.flows")), "the flow file")
+        assert [g.request.path for g in read_flows(saved[0])] == ["/p"]
