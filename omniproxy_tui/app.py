@@ -333,6 +333,7 @@ class OmniProxyApp(App[int]):
         self.last_job_message = ""
         self.no_server = False  # -n/--no-server: run without a proxy (set before run())
         self._loading = False  # a load is handing flows to the store (see run_loading)
+        self._leaving = False  # exit() was called
         self._loaded_ids: set[int] = set()  # loaded flows not yet folded into the view
 
     # ---------------------------------------------------------------- lifecycle
@@ -370,7 +371,11 @@ class OmniProxyApp(App[int]):
     @property
     def is_leaving(self) -> bool:
         """Quitting: the engine is stopping or stopped, or the app's exit was asked for."""
-        return self._stopped or self._exit
+        return self._stopped or self._leaving
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        self._leaving = True  # a load in a worker thread stops at its next batch (AppContext.run_on_loop)
+        super().exit(*args, **kwargs)
 
     @property
     def proxy(self) -> EngineClient:
