@@ -32,6 +32,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from proxycore.capture.har import reason_phrase
+from proxycore.capture.record import BINARY_PLACEHOLDER
+from proxycore.encoding import decode_body
 from proxycore.flows.flow import DONE, ERROR, Flow, Headers, Request, Response, TLSInfo, next_id, reserve_ids
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -108,8 +111,6 @@ def _headers(msg: dict) -> Headers:
 def _body(msg: dict, headers: Headers) -> bytes:
     """The body bytes the record kept. Bodies in records are decoded (Content-Encoding undone), so a
     Content-Encoding header that no longer describes them is dropped: the UI would try to undo it."""
-    from proxycore.capture.record import BINARY_PLACEHOLDER
-
     body = msg.get("body")
     enc = msg.get("bodyEncoding")
     decoded = bool(enc) and enc != "base64"
@@ -123,8 +124,6 @@ def _body(msg: dict, headers: Headers) -> bytes:
         except (binascii.Error, ValueError):
             raise ValueError("body: invalid base64") from None
         if data and "content-encoding" in headers:
-            from proxycore.encoding import decode_body
-
             # browsers and our recorder store bodies decoded; only bytes that are not in the coding
             # the header names (not merely big or cut short) mean the header no longer applies
             _, err = decode_body(data, headers.get("content-encoding"), max_size=64)
@@ -200,8 +199,6 @@ def _request(req: dict) -> Request:
 
 
 def _response(resp: dict) -> Response:
-    from proxycore.capture.har import reason_phrase
-
     status = resp.get("status")
     if not isinstance(status, int) or isinstance(status, bool):
         raise ValueError("response: missing status")
