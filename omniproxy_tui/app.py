@@ -12,17 +12,21 @@ commands in `proxycore.control.commands`; keys and the palette only pick which c
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import datetime as _dt
 import os
 import shlex
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import events, on
@@ -39,6 +43,7 @@ from omniproxy_tui.textual_fixes import apply as apply_textual_fixes
 from omniproxy_tui.textual_fixes import focus_now
 from omniproxy_tui.widgets.bars import HeaderBar, KeyBar, StatusLine, capture_label, throttle_label
 from omniproxy_tui.widgets.breakpoints import EditorScreen, InboxScreen, InterceptPrompt
+from omniproxy_tui.widgets.capturedialogs import SAVE_FORMATS, LoadScreen, SaveScreen
 from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
 from omniproxy_tui.widgets.dialogs import ConfirmScreen, ExportScreen
 from omniproxy_tui.widgets.filterbar import FilterBar
@@ -48,7 +53,18 @@ from omniproxy_tui.widgets.palette import FlowCommands
 from omniproxy_tui.widgets.rules import RulesScreen
 from omniproxy_tui.widgets.throttlepanel import ThrottlePanel
 from proxycore.control.client import EngineClient, LocalEngine
-from proxycore.control.commands import CommandContext, CommandError, Job, export_formats, registry
+from proxycore.control.commands import (
+    SAVE_COMMANDS,
+    CommandContext,
+    CommandError,
+    Job,
+    JobCancelled,
+    default_export_path,
+    export_formats,
+    load_job,
+    registry,
+    save_format_for,
+)
 from proxycore.errors import StartupError
 from proxycore.flows.flow import INTERCEPTED, Flow
 from proxycore.flows.view import FlowView
@@ -102,6 +118,34 @@ class AppContext(CommandContext):
     def notify(self, message: str, severity: str = "information") -> None:
         self.app.notify(message, severity=severity)
 
+    def run_on_loop(self, fn: Callable[[], Any]) -> Any:
+        # A job's worker thread waits for the loop to take each batch: loading never runs ahead of
+        # what the UI has taken in, so at most one batch is in flight. Not App.call_from_thread:
+        # it waits forever, and once the app is leaving, the loop may never run the call; the
+        # thread must notice and stop (the process waits for it on exit).
+        app = self.app
+        loop = app._loop
+        if app.is_leaving or loop is None or loop.is_closed():
+            raise JobCancelled("the app is closing")
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def call() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(app.run_loading(fn))
+            except BaseException as exc:  # handed to the waiting thread
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(call)
+        while True:
+            try:
+                return fut.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                if app.is_leaving or loop.is_closed() or not loop.is_running():
+                    fut.cancel()
+                    raise JobCancelled("the app is closing") from None
+
 
 class MainScreen(Screen):
     """Header, flow table (+ detail pane when wide), filter bar, status line, footer."""
@@ -128,8 +172,10 @@ class MainScreen(Screen):
         Binding("c", "copy_curl", "Copy as curl", show=False, tooltip="Copy the flow as a curl command",
                 id="copy_curl"),
         Binding("H", "export_har", "HAR", tooltip="Save shown flows as HAR 1.2", id="har"),
-        Binding("w", "save('export.ndjson')", "Save NDJSON", show=False,
-                tooltip="Save shown flows as NDJSON records", id="ndjson"),
+        Binding("w", "save_flows", "Save", show=False,
+                tooltip="Save shown flows: lossless (reopen with -r or L), NDJSON or HAR", id="save"),
+        Binding("L", "load_capture", "Load", show=False,
+                tooltip="Open a capture (flow file, HAR, NDJSON, JSON, --db SQLite)", id="load"),
         Binding("o", "command('view.sort.cycle')", "Sort", show=False,
                 tooltip="Sort by time, method, url, size, duration, status", id="sort"),
         Binding("v", "command('view.sort.reverse')", "Reverse sort", show=False, tooltip="Reverse the order",
@@ -237,6 +283,12 @@ class MainScreen(Screen):
     def action_throttle(self) -> None:
         self.app_.open_throttle()
 
+    def action_save_flows(self) -> None:
+        self.app_.choose_save()
+
+    def action_load_capture(self) -> None:
+        self.app_.choose_load()
+
     def action_switch_pane(self) -> None:
         main = self.query_one("#main")
         table = self.query_one(FlowTable)
@@ -278,11 +330,18 @@ class OmniProxyApp(App[int]):
     ]
     # commands whose free-form argument is typed in the UI rather than in the palette
     INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "rules.list": "open_rules",
-                                                      "throttle.custom": "open_throttle"}
+                                                      "throttle.custom": "open_throttle",
+                                                      "capture.load": "choose_load"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
-                 tick_hz: float = TICK_HZ) -> None:
+                 tick_hz: float = TICK_HZ, read: str | None = None,
+                 read_batches: Iterator[list[Flow]] | None = None) -> None:
         super().__init__()
+        # -r FILE: opened once the screen is up; `read_batches` is the file already opened (and its
+        # first batch read) by the CLI, so a garbled file was a one-line error before the UI started
+        self._read = read
+        self._read_batches = read_batches
+        self.exit_notes: list[str] = []  # printed by run_app once the terminal is restored
         self.options = options
         # the engine owns the flows and enforces --max-flows; the view mirrors it (same bound)
         self.view = FlowView(options.max_flows)
@@ -315,6 +374,11 @@ class OmniProxyApp(App[int]):
         self.gc_policy = GcPolicy()
         self._address = f"{options.host}:{options.port}"
         self._state = "starting" if start_proxy else "running"
+        self.last_job_message = ""
+        self.no_server = False  # -n/--no-server: run without a proxy (set before run())
+        self._loading = False  # a load is handing flows to the store (see run_loading)
+        self._leaving = False  # exit() was called
+        self._loaded_ids: set[int] = set()  # loaded flows not yet folded into the view
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -328,6 +392,9 @@ class OmniProxyApp(App[int]):
         self._loop = asyncio.get_running_loop()
         if self._start_proxy:
             await self._start()
+        elif self.no_server:  # -n: nothing listens; the header says so, q and SIGTERM still leave cleanly
+            self._state = "not proxying (-n)"
+            self._install_stop_signals()
 
     def on_mount(self) -> None:
         # Runs before the main screen is composed: no widget queries here.
@@ -340,6 +407,19 @@ class OmniProxyApp(App[int]):
                 f"  curl -x http://{self._address} http://example.com/")
         self.update_layout()
         self.sync_view(scroll=True)
+        if self._read is not None:
+            path, batches = self._read, self._read_batches
+            self._read = self._read_batches = None
+            self.load_capture(path, batches)
+
+    @property
+    def is_leaving(self) -> bool:
+        """Quitting: the engine is stopping or stopped, or the app's exit was asked for."""
+        return self._stopped or self._leaving
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        self._leaving = True  # a load in a worker thread stops at its next batch (AppContext.run_on_loop)
+        super().exit(*args, **kwargs)
 
     @property
     def proxy(self) -> EngineClient:
@@ -428,10 +508,14 @@ class OmniProxyApp(App[int]):
         by the event (the store knows flows by id), never by the flow object."""
         if kind == "added":
             self._pending_add.append(flow)
+            if self._loading:
+                self._loaded_ids.add(flow_id)
         elif kind == "updated":
             self._pending_upd[flow_id] = flow
         else:  # "removed": dropped by --max-flows, or deleted
             self._pending_del.add(flow_id)
+            if self._loaded_ids:
+                self._loaded_ids.discard(flow_id)
             self._pending_upd.pop(flow_id, None)
             self._intercepted.discard(flow_id)
             return
@@ -467,7 +551,13 @@ class OmniProxyApp(App[int]):
         if adds:
             view.add_many(adds)
             self._adds_total += len(adds)
-            self._unsaved = True
+            loaded = self._loaded_ids
+            if not loaded:
+                self._unsaved = True
+            else:  # flows read from a file are saved already
+                if any(f.id not in loaded for f in adds):
+                    self._unsaved = True
+                loaded.difference_update(f.id for f in adds)
         if updates:
             view.update_many(updates.values())
         now = self._clock()
@@ -619,7 +709,7 @@ class OmniProxyApp(App[int]):
     # ---------------------------------------------------------------- commands
 
     def run_command(self, name: str, *args: Any, quiet: bool = True,
-                    after: Callable[[], Any] | None = None) -> Any:
+                    after: Callable[[], Any] | None = None, covers_all: bool | None = None) -> Any:
         """Run a named command; errors become notifications, jobs run in a worker thread."""
         try:
             result = self.engine.run_command(name, self.ctx, *args)
@@ -627,7 +717,7 @@ class OmniProxyApp(App[int]):
             self.notify(str(exc), severity="warning")
             return None
         if isinstance(result, Job):
-            self._run_job(result, name, after)
+            self._run_job(result, name, after, covers_all)
         elif result and (not quiet or name.startswith("export.")):
             self.notify(str(result))
         self.sync_view(scroll=True)
@@ -645,20 +735,24 @@ class OmniProxyApp(App[int]):
             self.notify(str(result))
         self.sync_view(scroll=True)
 
-    def _run_job(self, job: Job, name: str, after: Callable[[], Any] | None) -> None:
-        covers_all = len(self.view) == self.view.total
+    def _run_job(self, job: Job, name: str, after: Callable[[], Any] | None, covers_all: bool | None = None) -> None:
+        if covers_all is None:
+            covers_all = len(self.view) == self.view.total
         adds_at_start = self._adds_total
 
         def done(message: str) -> None:
             if covers_all and self._adds_total == adds_at_start and name in _SAVES:
                 self._unsaved = False
-            self.notify(message, title="Saved", timeout=8)
+            self.last_job_message = message
+            self.notify(message, title="Saved" if name in _SAVES else "Done", timeout=8)
             if after is not None:
                 after()
 
         def work() -> None:
             try:
                 message = job.fn()
+            except JobCancelled:
+                return  # the app is leaving: nobody to tell
             except Exception as exc:  # a full disk or unwritable directory: tell, don't crash
                 self.call_from_thread(self.notify, f"{job.label} failed: {exc}", severity="error", timeout=10)
                 return
@@ -812,6 +906,61 @@ class OmniProxyApp(App[int]):
             return None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+    def choose_save(self) -> None:
+        """`w`: save the shown flows; the dialog asks for the path (today's timestamped name) and
+        the format (lossless by default)."""
+        n = len(self.view)
+        if n == 0:
+            self.notify("no flows to save", severity="warning")
+            return
+        now = _dt.datetime.fromtimestamp(self._clock())
+        default = default_export_path("flows", self.ctx.cwd, now)
+        here = self.ctx.cwd if self.ctx.cwd is not None else Path.cwd()
+        stem = str(default.with_suffix("")) if default.parent != here else default.stem
+
+        def answer(result: tuple[str, str] | None) -> None:
+            if result:
+                fmt, path = result
+                self.save_flows(path, fmt)
+
+        self.push_screen(SaveScreen(n, self.view.total, stem, cwd=self.ctx.cwd), answer)
+
+    def save_flows(self, path: str, fmt: str | None = None, selector: str = "@shown",
+                   after: Callable[[], Any] | None = None) -> None:
+        """Write flows to `path` in `fmt` (None: from the extension, else lossless), off the loop."""
+        fmt = fmt or save_format_for(path) or "flows"
+        if fmt not in SAVE_FORMATS:
+            self.notify(f"unknown save format {fmt!r}", severity="warning")
+            return
+        self.run_command(SAVE_COMMANDS[fmt], path, selector, quiet=False, after=after,
+                         covers_all=True if selector == "@all" else None)
+
+    def choose_load(self) -> None:
+        """`L`: open a capture from inside the app."""
+
+        def answer(result: tuple[str, str] | None) -> None:
+            if result:
+                self.load_capture(result[1])
+
+        self.push_screen(LoadScreen(self.ctx.cwd), answer)
+
+    def load_capture(self, path: str, batches: Iterator[list[Flow]] | None = None) -> None:
+        """Open a capture: parsed in a worker thread, handed to the engine's store in batches."""
+        try:
+            job = load_job(self.ctx, path, batches)
+        except CommandError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self._run_job(job, "capture.load", None)
+
+    def run_loading(self, fn: Callable[[], Any]) -> Any:
+        """Run a load's hand-over on the loop, noting the flows it adds: they are in a file already,
+        so they alone do not make quitting ask to save."""
+        self._loading = True
+        try:
+            return fn()
+        finally:
+            self._loading = False
 
     def copy_text(self, text: str) -> None:
         """OSC 52 (works over SSH and in tmux) plus the local clipboard when there is one."""
@@ -857,7 +1006,12 @@ class OmniProxyApp(App[int]):
             if key == "y":
                 await self.shutdown()
             elif key == "h":
-                self.run_command("export.har", quiet=False, after=lambda: self.call_later(self.shutdown))
+                # every flow, not only those the filter shows; where they went is printed on exit
+                def saved() -> None:
+                    self.exit_notes.append(self.last_job_message)
+                    self.call_later(self.shutdown)
+
+                self.run_command("export.har", "", "@all", quiet=False, after=saved, covers_all=True)
 
         n = self.view.total
         dialog = ConfirmScreen("Quit OmniProxy?", f"{n:,} flow{'s' * (n != 1)} are only in memory (no -o/--db "
@@ -871,7 +1025,7 @@ class OmniProxyApp(App[int]):
         self.exit(0)
 
 
-_SAVES = ("export.har", "export.har.sensitive", "export.ndjson")  # writing all flows counts as saved
+_SAVES = ("export.har", "export.har.sensitive", "export.ndjson", "export.flows")  # writing all flows counts as saved
 
 
 EDITOR_TIMEOUT = 6 * 3600.0  # a generous bound on one editing session
@@ -895,7 +1049,8 @@ def _pyperclip_copy(text: str) -> None:
         pass
 
 
-def run_app(options: Options) -> int:
+def run_app(options: Options, *, read: str | None = None, read_batches: Iterator[list[Flow]] | None = None,
+            listen: bool = True) -> int:
     """Run the UI until quit. A StartupError is re-raised after the terminal is restored, so the
     CLI prints its one line and exits 2."""
     try:
@@ -905,7 +1060,8 @@ def run_app(options: Options) -> int:
     except ImportError:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = OmniProxyApp(options)
+    app = OmniProxyApp(options, start_proxy=listen, read=read, read_batches=read_batches)
+    app.no_server = not listen
     try:
         rc = app.run(loop=loop)
     finally:
@@ -916,4 +1072,6 @@ def run_app(options: Options) -> int:
             loop.close()
     if app.startup_error is not None:
         raise app.startup_error
+    for note in app.exit_notes:  # e.g. where "save and quit" wrote the flows
+        print(note, file=sys.stderr)
     return rc if isinstance(rc, int) else 0

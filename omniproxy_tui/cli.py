@@ -12,9 +12,9 @@ import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -33,6 +33,9 @@ from proxycore.config import (
     unknown_env_vars,
 )
 from proxycore.options import LIST_KINDS, Options
+
+if TYPE_CHECKING:
+    from proxycore.flows.flow import Flow
 
 PROG = "omniproxy-tui"
 
@@ -137,9 +140,15 @@ def _warn_unknown_env() -> None:
 @click.option("--config", "config", metavar="FILE",
               help="Config file [default: ~/.omniproxy/config.yaml when present].")
 @click.option("--no-ui", is_flag=True, help="Run headless: one log line per flow on stderr, no terminal UI.")
+@click.option("-r", "--read", "read", metavar="FILE",
+              help="Open a capture in the UI (flow file from w, HAR, NDJSON/IR, JSON or a --db SQLite database); "
+                   "the proxy still runs and new flows join them.")
+@click.option("-n", "--no-server", "no_server", is_flag=True,
+              help="Do not start the proxy (with -r: only look at the capture).")
 @click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, no_ui: bool, **params: Any) -> int | None:
+def cli(ctx: click.Context, config: str | None, no_ui: bool, read: str | None, no_server: bool,
+        **params: Any) -> int | None:
     """OmniProxy TUI: an HTTP(S) proxy that shows and captures every exchange.
 
     Without a command, runs the proxy (with the terminal UI, or headless with --no-ui).
@@ -149,6 +158,9 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, **params: Any) -> i
     if ctx.invoked_subcommand is not None:
         return None
     _warn_unknown_env()
+    if no_ui and (read is not None or no_server):
+        raise UserError(f"{'-r/--read' if read is not None else '-n/--no-server'} needs the UI; "
+                        "to convert a capture use: omniproxy-tui export IN -o OUT")
     options = _effective_options(ctx)
     if no_ui:
         if options.intercept:  # a paused flow nobody can resume is a hung client
@@ -157,9 +169,35 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, **params: Any) -> i
         from proxycore.headless import run_headless_sync
 
         return run_headless_sync(options)
+    if read is not None and options.output and _same_file(read, options.output):
+        # -o truncates its file as the proxy starts: the capture would be gone before it is read
+        raise UserError(f"-r and -o both name {read}: -o would overwrite the capture; write to another file")
+    batches = _open_capture(read) if read is not None else None
     from omniproxy_tui.app import run_app  # here, not at the top: --no-ui never loads Textual
 
-    return run_app(options)
+    return run_app(options, read=read, read_batches=batches, listen=not no_server)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
+def _open_capture(path: str) -> Iterator[list[Flow]]:
+    """The capture's flows in batches, its first batch already read: an unreadable or garbled file
+    is a one-line error before the UI starts; the rest is read in the UI, off its event loop."""
+    import itertools
+
+    from proxycore.capture.load import CaptureError, iter_capture
+
+    it = iter_capture(path)
+    try:
+        first = next(it, None)
+    except CaptureError as exc:
+        raise UserError(str(exc)) from None
+    return itertools.chain([first] if first else [], it)
 
 
 # ---------------------------------------------------------------- ca

@@ -99,12 +99,17 @@ class Command:
         return " ".join(parts)
 
 
+class JobCancelled(Exception):
+    """A job stopped because its caller went away (the app is quitting): nothing to report."""
+
+
 @dataclass
 class Job:
     """Work a command wants done off the event loop; `fn()` returns the message for the user."""
 
     label: str
     fn: Callable[[], str]
+    count: int = 0  # flows handled so far (a load counts them as it goes)
 
 
 @dataclass
@@ -125,6 +130,12 @@ class CommandContext:
 
     def notify(self, message: str, severity: str = "information") -> None:
         self.messages.append((severity, message))
+
+    def run_on_loop(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the event loop's thread and return its result; called by jobs running in a
+        worker thread (a load hands each batch of flows over with it). Here: at once, in the
+        caller's thread, which is what tests and headless callers want."""
+        return fn()
 
 
 class CommandRegistry:
@@ -434,8 +445,8 @@ def _resolve(ctx: CommandContext, path: str, ext: str) -> Path:
     if not path:
         return default_export_path(ext, ctx.cwd)
     p = Path(path).expanduser()
-    if not p.is_absolute() and ctx.cwd is not None:
-        p = ctx.cwd / p
+    if not p.is_absolute():  # absolute, so the message after a save says exactly where
+        p = (ctx.cwd if ctx.cwd is not None else Path.cwd()) / p
     return p
 
 
@@ -604,10 +615,90 @@ def _rules_from_flow(ctx: CommandContext, selector: str) -> str:
     return f"added {len(made)} rule{'s' * (len(made) != 1)}: " + "; ".join(r.label for r in made)
 
 
+# --------------------------------------------------------------------------- flow files (lossless)
+
+FLOWS_EXT = "flows"  # the lossless flow file's default extension
+
+
+@command("export.flows", "Save the shown flows losslessly (every field, edits, marks and comments; reopen "
+         "with -r or L) (default ./omniproxy-YYYYMMDD-HHMMSS.flows)",
+         Arg("path", str, "file to write", ""), Arg("flows", str, "flow selector", "@shown"))
+def _export_flows(ctx: CommandContext, path: str, selector: str) -> Job:
+    flows = _shown_or_selected(ctx, selector)
+    target = _resolve(ctx, path, FLOWS_EXT)
+
+    def work() -> str:
+        from proxycore.flows.serialize import write_flows
+
+        n = write_flows(target, flows)  # through proxycore.safefile: atomic, 0600, no symlinks
+        return f"wrote {n} flow{'s' * (n != 1)} to {target} (lossless)"
+
+    return Job(f"flows → {target.name}", work)
+
+
+def save_format_for(path: str) -> str | None:
+    """The save format a file name asks for ("flows", "ndjson" or "har"), None when it says nothing."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext == "har":
+        return "har"
+    if ext in ("ndjson", "jsonl", "ir"):
+        return "ndjson"
+    if ext == FLOWS_EXT:
+        return "flows"
+    return None
+
+
+SAVE_COMMANDS = {"flows": "export.flows", "ndjson": "export.ndjson", "har": "export.har"}
+
+
+def load_job(ctx: CommandContext, path: str, batches: Iterator[list[Flow]] | None = None) -> Job:
+    """The job that opens a capture into the engine's store: parsing in the job's thread, each batch
+    handed to the loop (`ctx.run_on_loop`), where the flows get ids unique in this process and go
+    to the store (which applies --max-flows). `batches`: the file already opened (-r), else opened here.
+    A missing or unrecognisable file is a CommandError at once."""
+    from proxycore.capture.load import KIND_NAMES, CaptureError, IdAllocator, detect_capture, iter_capture
+
+    if ctx.engine is None:
+        raise CommandError("capture.load: no engine to load flows into")
+    engine = ctx.engine
+    if not path.strip():
+        raise CommandError("capture.load: which file?")
+    p = _resolve(ctx, path.strip(), "")
+    try:
+        kind = detect_capture(p)  # a wrong path or a file of another kind is told at once
+    except CaptureError as exc:
+        raise CommandError(str(exc)) from None
+    alloc = IdAllocator()
+
+    def add(batch: list[Flow]) -> None:  # on the loop's thread, where ids are handed out
+        alloc.place(batch)
+        for f in batch:
+            engine.add_flow(f)
+
+    def work() -> str:
+        n = 0
+        try:
+            for batch in (batches if batches is not None else iter_capture(p)):
+                ctx.run_on_loop(lambda b=batch: add(b))
+                n += len(batch)
+                job.count = n
+        except CaptureError as exc:
+            if not n:
+                raise
+            return f"loaded {n} flows from {p}, then stopped: {exc}"
+        return f"loaded {n} flow{'s' * (n != 1)} from {p} ({KIND_NAMES.get(kind, kind)})"
+
+    job = Job(f"load {p.name}", work)
+    return job
+
+
+@command("capture.load", "Open a capture (flow file, HAR, NDJSON/IR, JSON or a --db SQLite database): its flows "
+         "join the list", Arg("path", str, "file to read"))
+def _capture_load(ctx: CommandContext, path: str) -> Job:
+    return load_job(ctx, path)
+
+
 # --------------------------------------------------------------------------- other areas' commands
 
 # Commands defined in their own modules register themselves on import.
-from proxycore.control import (
-    intercept_cmds,  # noqa: E402,F401  (breakpoints)
-    throttle_commands,  # noqa: E402,F401  (throttle.*)
-)
+from proxycore.control import intercept_cmds, throttle_commands  # noqa: E402,F401,I001

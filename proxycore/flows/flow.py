@@ -30,6 +30,15 @@ def reserve_ids(highest: int) -> None:
     _ids = itertools.count(max(nxt, highest + 1))
 
 
+def next_id() -> int:
+    """The id the next new flow will get (nothing is used up): loaders tell with it which ids
+    this process has not handed out yet."""
+    global _ids
+    nxt = next(_ids)
+    _ids = itertools.count(nxt)
+    return nxt
+
+
 def _s(b: bytes) -> str:
     return b.decode("latin-1")
 

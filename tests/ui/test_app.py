@@ -390,7 +390,9 @@ async def test_w_saves_ndjson_and_quit_then_needs_no_confirmation(origin, workdi
         await send(app, origin, "/json", "/status/404")
         await until(pilot, lambda: app.view.total == 2 and all(f.response for f in app.view.shown()), "2 flows")
         assert app.needs_quit_confirmation()
-        await pilot.press("w")
+        await pilot.press("w")  # the save dialog: tab picks NDJSON, Enter saves under the default name
+        await until(pilot, lambda: type(app.screen).__name__ == "SaveScreen", "the save dialog")
+        await pilot.press("tab", "enter")
         files = await until(pilot, lambda: list(workdir.glob("omniproxy-*.ndjson")), "the NDJSON file")
         await until(pilot, lambda: not app.needs_quit_confirmation(), "saved state")
         records = [json.loads(ln) for ln in files[0].read_text().splitlines()]
