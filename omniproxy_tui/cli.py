@@ -156,7 +156,8 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, **params: Any) -> i
         return run_headless_sync(options)
     from omniproxy_tui.app import run_app  # here, not at the top: --no-ui never loads Textual
 
-    return run_app(options)
+    # the options screen (O) saves to the file the options came from
+    return run_app(options, config_path=Path(config).expanduser() if config else None)
 
 
 # ---------------------------------------------------------------- ca
