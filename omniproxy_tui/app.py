@@ -272,7 +272,8 @@ class OmniProxyApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
     ]
     # commands whose free-form argument is typed in the UI rather than in the palette
-    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter"}
+    INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "flow.comment": "prompt_comment",
+                                                      "option.set": "open_options", "option.reset": "open_options"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
                  tick_hz: float = TICK_HZ, config_path: Path | None = None) -> None:

@@ -62,4 +62,5 @@ class EventLog:
 
     def clear(self) -> None:
         self._events.clear()
+        self.dropped = 0
         self.version += 1

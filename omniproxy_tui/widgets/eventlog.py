@@ -36,6 +36,7 @@ class EventLogScreen(Screen[None]):
         Binding("escape,q,E", "close", "Back", id="eventlog.back"),
         Binding("l", "cycle_level", "Level", tooltip="Show all events, warnings and errors, or errors only",
                 id="eventlog.level"),
+        Binding("z", "clear", "Clear", tooltip="Clear the event log (as mitmproxy's z there)", id="eventlog.clear"),
         Binding("j,down", "scroll(1)", "Down", show=False),
         Binding("k,up", "scroll(-1)", "Up", show=False),
         Binding("g,home", "edge(0)", "Top", show=False),
@@ -88,6 +89,10 @@ class EventLogScreen(Screen[None]):
     def action_cycle_level(self) -> None:
         order = (INFO, WARN, ERROR)
         self.min_level = order[(order.index(self.min_level) + 1) % len(order)]
+        self._redraw()
+
+    def action_clear(self) -> None:
+        self.log_.clear()
         self._redraw()
 
     def action_scroll(self, step: int) -> None:

@@ -227,6 +227,8 @@ async def test_event_log_shows_start_up_facts_and_engine_errors(origin, cwd) -> 
         await pilot.press("l", "l")  # errors only
         await until(pilot, lambda: "listening on" not in screen_text(app), "errors only")
         assert "disk full" in screen_text(app)
+        await pilot.press("z")  # clear it
+        await until(pilot, lambda: "No warnings or errors." in screen_text(app), "the log cleared")
         await pilot.press("escape")
         await on_main(pilot)
 
