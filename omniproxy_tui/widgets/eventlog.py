@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -72,17 +73,20 @@ class EventLogScreen(Screen[None]):
         dropped = f", {log.dropped:,} older dropped" if log.dropped else ""
         self.query_one("#eventlog-title", Static).update(
             f"Event log: {len(entries):,} event{'s' * (len(entries) != 1)} ({level_name}{dropped})")
-        text = Text(no_wrap=False)
+        body: Table | Text
         if not entries:
-            text.append("No events." if self.min_level == INFO else "No warnings or errors.", "dim")
-        styles = {lvl: self.get_component_rich_style(f"eventlog--{lvl}") for lvl in _LEVEL_LABEL}
-        for i, e in enumerate(entries):
-            if i:
-                text.append("\n")
-            text.append(time.strftime("%H:%M:%S ", time.localtime(e.time)), "dim")
-            text.append(_LEVEL_LABEL[e.level] + " ", styles[e.level])
-            text.append(e.message)
-        self.query_one("#eventlog-body", Static).update(text)
+            body = Text("No events." if self.min_level == INFO else "No warnings or errors.", "dim")
+        else:
+            # a table, so a long message wraps under itself rather than under the time
+            body = Table(show_header=False, box=None, padding=(0, 1, 0, 0), expand=True)
+            body.add_column(no_wrap=True, style="dim")
+            body.add_column(no_wrap=True)
+            body.add_column(ratio=1, overflow="fold")
+            styles = {lvl: self.get_component_rich_style(f"eventlog--{lvl}") for lvl in _LEVEL_LABEL}
+            for e in entries:
+                body.add_row(time.strftime("%H:%M:%S", time.localtime(e.time)),
+                             Text(_LEVEL_LABEL[e.level], styles[e.level]), Text(e.message))
+        self.query_one("#eventlog-body", Static).update(body)
         if at_end:
             self.call_after_refresh(scroll.scroll_end, animate=False)
 

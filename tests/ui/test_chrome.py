@@ -479,3 +479,14 @@ def test_timing_of_a_flow_that_never_connected() -> None:
     doc = timing_document(pending)
     assert any("No timings yet" in doc.plain(i) for i in range(len(doc)))
 
+
+
+async def test_prompt_takes_keys_the_flow_list_binds(cwd) -> None:
+    """q ? E : ; Z - [ typed in a prompt are text, not the flow list's keys."""
+    app = make_demo_app()
+    async with app.run_test(size=NARROW) as pilot:
+        await feed(pilot)
+        await open_screen(pilot, "semicolon", PromptScreen)
+        await pilot.press(*"quick?E:;Z-[", "enter")
+        await on_main(pilot)
+        assert app.view.focus.comment == "quick?E:;Z-["
