@@ -210,7 +210,9 @@ class CommandRegistry:
 registry = CommandRegistry()
 command = registry.command
 
-_SELECTOR = Arg("flows", str, "@focus, @shown, @all, @marked, @unmarked, @hidden or flow ids", "@focus")
+SELECTORS = ("@focus", "@shown", "@all", "@marked", "@unmarked", "@hidden")
+_SELECTOR = Arg("flows", str, "@focus, @shown, @all, @marked, @unmarked, @hidden or flow ids", "@focus",
+                complete=lambda: SELECTORS)
 
 
 def _flows(ctx: CommandContext, selector: str) -> list[Flow]:

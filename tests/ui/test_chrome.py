@@ -141,6 +141,13 @@ async def test_command_prompt_completes_runs_remembers_and_reports_errors(cwd) -
         await on_main(pilot)
         assert app.view.sort_key == "size"
 
+        # flow selectors complete too
+        await open_screen(pilot, "colon", PromptScreen)
+        await pilot.press(*"flow.mark @ma", "tab")
+        await until(pilot, lambda: app.screen.input.value == "flow.mark @marked ", "the selector")
+        await pilot.press("escape")
+        await on_main(pilot)
+
         # history: ↑ brings back the last command run
         await open_screen(pilot, "colon", PromptScreen)
         await pilot.press("up")
