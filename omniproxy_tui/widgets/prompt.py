@@ -211,7 +211,7 @@ def command_completer(registry: CommandRegistry) -> Completer:
         index = len(done) - 1
         if index >= len(cmd.args):
             return start, []
-        return start, [c for c in cmd.args[index].completions() if c.startswith(current)]
+        return start, [c for c in cmd.args[index].completions(done[1:]) if c.startswith(current)]
 
     return complete
 

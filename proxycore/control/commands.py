@@ -46,15 +46,16 @@ class Arg:
     help: str = ""
     default: Any = _REQUIRED
     choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None
-    # values offered by completion (the `:` prompt) without restricting what is accepted
-    complete: Callable[[], Sequence[str]] | None = None
+    # values offered by completion (the `:` prompt) without restricting what is accepted; called
+    # with the arguments typed before this one (an option's value depends on the option's name)
+    complete: Callable[..., Sequence[str]] | None = None
 
     @property
     def required(self) -> bool:
         return self.default is _REQUIRED
 
-    def completions(self) -> list[str]:
-        return self.choice_list() or (list(self.complete()) if self.complete is not None else [])
+    def completions(self, before: Sequence[str] = ()) -> list[str]:
+        return self.choice_list() or (list(self.complete(*before)) if self.complete is not None else [])
 
     def choice_list(self) -> list[str]:
         c = self.choices
@@ -212,7 +213,7 @@ command = registry.command
 
 SELECTORS = ("@focus", "@shown", "@all", "@marked", "@unmarked", "@hidden")
 _SELECTOR = Arg("flows", str, "@focus, @shown, @all, @marked, @unmarked, @hidden or flow ids", "@focus",
-                complete=lambda: SELECTORS)
+                complete=lambda *_: SELECTORS)
 
 
 def _flows(ctx: CommandContext, selector: str) -> list[Flow]:

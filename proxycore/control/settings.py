@@ -123,13 +123,26 @@ def _apply(ctx: CommandContext, key: Key, value: Any, remove: bool) -> str:
     return f"{key.path} = {shown} (saved to {path}; takes effect at the next start)"
 
 
-def _option_names() -> list[str]:
+def _option_names(*_: str) -> list[str]:
     return [k.field for k in KEYS]
+
+
+def _option_values(name: str = "", *_: str) -> list[str]:
+    """What completion offers for an option's value: on/off, its choices, its default."""
+    key = BY_FIELD.get(name)
+    if key is None:
+        return []
+    if key.kind == "bool":
+        return ["true", "false"]
+    if key.choices:
+        return list(key.choices)
+    default = format_value(key, key.default)
+    return [default] if default else []
 
 
 @command("option.set", "Set an option (checked, applied live where the engine allows, saved to the config file)",
          Arg("name", str, "option name, e.g. connect_timeout", complete=_option_names),
-         Arg("value", str, "the value as in the config file (lists: a,b)", ""))
+         Arg("value", str, "the value as in the config file (lists: a,b)", "", complete=_option_values))
 def _option_set(ctx: CommandContext, name: str, text: str) -> str:
     key = option_key(name)
     return _apply(ctx, key, parse_value(key, text), remove=False)

@@ -148,6 +148,13 @@ async def test_command_prompt_completes_runs_remembers_and_reports_errors(cwd) -
         await pilot.press("escape")
         await on_main(pilot)
 
+        # an option's value completes from what the option allows
+        await open_screen(pilot, "colon", PromptScreen)
+        await pilot.press(*"option.set ssl_ins", "tab", "f", "tab")
+        await until(pilot, lambda: app.screen.input.value == "option.set ssl_insecure false ", "the value")
+        await pilot.press("escape")
+        await on_main(pilot)
+
         # history: ↑ brings back the last command run
         await open_screen(pilot, "colon", PromptScreen)
         await pilot.press("up")
