@@ -504,3 +504,35 @@ async def test_prompt_takes_keys_the_flow_list_binds(cwd) -> None:
         await pilot.press(*"quick?E:;Z-[", "enter")
         await on_main(pilot)
         assert app.view.focus.comment == "quick?E:;Z-["
+
+
+async def test_sizes_and_counts_are_written_one_way(cwd) -> None:
+    """912B / 6.2k / 14k in the table, the detail title and the body title alike; counts with separators."""
+    app = make_demo_app()
+    async with app.run_test(size=NARROW) as pilot:
+        await feed(pilot)
+        json_row = next(r for r in row_lines(app) if r.lstrip().startswith("101 "))
+        png_row = next(r for r in row_lines(app) if r.lstrip().startswith("104 "))
+        assert " 368B " in json_row and " 14k " in png_row
+        await pilot.press("home", "enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), "the detail")
+        await pilot.press("2")
+        await until(pilot, lambda: "JSON · 368B" in screen_text(app), "the body title")
+        assert "200  368B" in screen_text(app).splitlines()[0]
+        assert " KiB" not in screen_text(app) and " B " not in screen_text(app)
+        await pilot.press("escape")
+        await on_main(pilot)
+        # counts: thousands separators in the header, the status line and the dialogs
+        extra: list[Flow] = []  # kept alive here, as snapshot_kit.feed keeps its flows
+        for i in range(1_190):
+            f = Flow(Request("GET", "http", "example.com", 80, f"/n/{i}", headers=Headers()),
+                     client_addr=("127.0.0.1", 1))
+            f.id = 1_000 + i  # clear of the demo flows' fixed ids (101-110)
+            f.response = Response(200, "OK", headers=Headers(), body=b"")
+            f.state = DONE
+            extra.append(f)
+            app.on_flow_event("done", f)
+        await until(pilot, lambda: "[1,200/1,200]" in screen_text(app), "the status line count")
+        assert "1,200 flows" in screen_text(app).splitlines()[0]
+        await open_screen(pilot, "z", ConfirmScreen)
+        assert "Remove all 1,200 flows" in screen_text(app)
