@@ -38,6 +38,7 @@ from textual.reactive import Reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
+from omniproxy_tui import clipboard, uistate
 from omniproxy_tui.gcpolicy import GcPolicy
 from omniproxy_tui.textual_fixes import apply as apply_textual_fixes
 from omniproxy_tui.textual_fixes import focus_now
@@ -46,10 +47,13 @@ from omniproxy_tui.widgets.breakpoints import EditorScreen, InboxScreen, Interce
 from omniproxy_tui.widgets.capturedialogs import SAVE_FORMATS, LoadScreen, SaveScreen
 from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
 from omniproxy_tui.widgets.dialogs import ConfirmScreen, ExportScreen
+from omniproxy_tui.widgets.eventlog import EventLogScreen
 from omniproxy_tui.widgets.filterbar import FilterBar
 from omniproxy_tui.widgets.flowtable import FlowTable
 from omniproxy_tui.widgets.help import HelpScreen, binding_rows
+from omniproxy_tui.widgets.options import OptionsScreen
 from omniproxy_tui.widgets.palette import FlowCommands
+from omniproxy_tui.widgets.prompt import PromptScreen, command_completer, command_help
 from omniproxy_tui.widgets.rules import RulesScreen
 from omniproxy_tui.widgets.throttlepanel import ThrottlePanel
 from proxycore.control.client import EngineClient, LocalEngine
@@ -79,6 +83,8 @@ TICK_HZ = 15
 # repaint at once.
 PAINT_HZ_UNDER_LOAD = ((4000, 3), (1000, 5))
 WIDE = 140  # columns from which the detail sits beside the table instead of on its own screen
+PANE_WIDTHS = (30, 35, 40, 45, 50, 55, 60, 65, 70)  # the side pane's width (% of the screen): [ and ]
+PANE_WIDTH = 45
 # While the table follows a stream of new flows, the pane beside it shows the newest one at most this
 # often (s): redrawing it on every repaint costs more than the table and nobody can read it that fast.
 DETAIL_FOLLOW_INTERVAL = 0.5
@@ -111,9 +117,15 @@ class AppContext(CommandContext):
 
     app: Any = None
 
-    def copy_to_clipboard(self, text: str) -> None:
+    def copy_to_clipboard(self, text: str) -> str:
+        """Copy through every route that reaches a clipboard; refuse (the message says why and
+        how to fix it) when none does, instead of announcing a copy that went nowhere."""
+        found = clipboard.routes()
+        if not found:
+            raise CommandError(f"not copied: {clipboard.NO_CLIPBOARD_HINT}")
         self.clipboard = text
-        self.app.copy_text(text)
+        self.app.copy_text(text, local="local clipboard" in found)
+        return " and ".join(found)
 
     def notify(self, message: str, severity: str = "information") -> None:
         self.app.notify(message, severity=severity)
@@ -155,7 +167,7 @@ class MainScreen(Screen):
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f", "filter", "Filter", tooltip="Filter the flows (live; ? in the bar for syntax)", id="filter"),
+        Binding("f", "filter", "Filter", tooltip="Filter the flows (live; syntax: the Filter language table below)", id="filter"),
         Binding(FILTER_TOGGLE_KEY, "command('view.filter.toggle')", "Filter on/off",
                 tooltip="Switch the filter off and on without losing it", id="filter.toggle"),
         Binding("m", "command('flow.mark')", "Mark", show=False, tooltip="Mark / unmark the flow", id="mark"),
@@ -190,6 +202,22 @@ class MainScreen(Screen):
                 id="rules"),
         Binding("T", "throttle", "Throttle", show=False,
                 tooltip="Throttle: pick a network preset, custom values or off", id="throttle"),
+        Binding("Z", "clear_unmarked", "Clear unmarked", show=False,
+                tooltip="Clear all flows except the marked ones (asks first)", id="clear_unmarked"),
+        Binding("semicolon", "comment", "Comment", show=False, key_display=";",
+                tooltip="Comment the flow (~comment filters on it)", id="comment"),
+        Binding("colon", "prompt", "Command", show=False, key_display=":",
+                tooltip="Command prompt: any command, Tab completes, ↑↓ history", id="prompt"),
+        Binding("O", "options", "Options", show=False, tooltip="Options: view, change, save to the config file",
+                id="options"),
+        Binding("E", "event_log", "Events", show=False, tooltip="Event log: start-up facts, warnings, errors",
+                id="event_log"),
+        Binding("minus", "toggle_pane", "Side pane", show=False, key_display="-",
+                tooltip="Show / hide the detail pane beside the table (wide terminals)", id="side_pane"),
+        Binding("left_square_bracket", "resize_pane(-1)", "Narrower pane", show=False, key_display="[",
+                tooltip="Make the side pane narrower", id="pane_narrower"),
+        Binding("right_square_bracket", "resize_pane(1)", "Wider pane", show=False, key_display="]",
+                tooltip="Make the side pane wider", id="pane_wider"),
     ] + INTERCEPT_BINDINGS
 
     DEFAULT_CSS = """
@@ -269,6 +297,27 @@ class MainScreen(Screen):
     def action_export_har(self) -> None:
         self.app_.choose_har()
 
+    def action_clear_unmarked(self) -> None:
+        self.app_.confirm_clear_unmarked()
+
+    def action_comment(self) -> None:
+        self.app_.prompt_comment()
+
+    def action_prompt(self) -> None:
+        self.app_.prompt_command()
+
+    def action_options(self) -> None:
+        self.app_.open_options()
+
+    def action_event_log(self) -> None:
+        self.app_.open_event_log()
+
+    def action_toggle_pane(self) -> None:
+        self.app_.toggle_side_pane()
+
+    def action_resize_pane(self, step: int) -> None:
+        self.app_.resize_side_pane(step)
+
     def action_save(self, name: str) -> None:
         self.app_.run_command(name, quiet=False)
 
@@ -325,17 +374,20 @@ class OmniProxyApp(App[int]):
     TITLE = "OmniProxy"
     COMMANDS = App.COMMANDS | {FlowCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding("q", "quit", "Quit", id="quit", tooltip="Quit (asks when flows are only in memory); in the "
+                "detail, the options and the event log q goes back"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
     ]
     # commands whose free-form argument is typed in the UI rather than in the palette
     INTERACTIVE_COMMANDS: ClassVar[dict[str, str]] = {"view.filter.set": "open_filter", "rules.list": "open_rules",
                                                       "throttle.custom": "open_throttle",
-                                                      "capture.load": "choose_load"}
+                                                      "capture.load": "choose_load",
+                                                      "flow.comment": "prompt_comment",
+                                                      "option.set": "open_options", "option.reset": "open_options"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
                  tick_hz: float = TICK_HZ, read: str | None = None,
-                 read_batches: Iterator[list[Flow]] | None = None) -> None:
+                 read_batches: Iterator[list[Flow]] | None = None, config_path: Path | None = None) -> None:
         super().__init__()
         # -r FILE: opened once the screen is up; `read_batches` is the file already opened (and its
         # first batch read) by the CLI, so a garbled file was a one-line error before the UI started
@@ -346,7 +398,17 @@ class OmniProxyApp(App[int]):
         # the engine owns the flows and enforces --max-flows; the view mirrors it (same bound)
         self.view = FlowView(options.max_flows)
         self.engine: EngineClient = LocalEngine(options, on_error=self._engine_error)
-        self.ctx = AppContext(view=self.view, options=options, app=self, engine=self.engine)
+        self.ctx = AppContext(view=self.view, options=options, app=self, engine=self.engine,
+                              config_path=config_path)
+        self.command_history: list[str] = []  # the : prompt's, newest last (bounded by the prompt)
+        self.comment_history: list[str] = []
+        # remembered across runs (~/.omniproxy/ui.json): theme, side pane shown and its width
+        saved = uistate.load()
+        if isinstance(saved.get("theme"), str) and saved["theme"] in self.available_themes:
+            self.theme = saved["theme"]
+        self.side_pane = saved.get("side_pane") is not False
+        width = saved.get("pane_width")
+        self.pane_width = width if width in PANE_WIDTHS else PANE_WIDTH
         self.startup_error: Exception | None = None
         self._signals: list[int] = []  # stop signals whose handlers this app installed
         self.stopped_by_signal: str | None = None
@@ -399,6 +461,14 @@ class OmniProxyApp(App[int]):
     def on_mount(self) -> None:
         # Runs before the main screen is composed: no widget queries here.
         self.set_interval(1 / self._tick_hz, self._tick, name="flow-refresh")
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        # find the clipboard routes now (may ask tmux), not on the first copy
+        self.run_worker(clipboard.routes, thread=True, group="clipboard", exit_on_error=False)
+
+    def _theme_changed(self, theme: Any) -> None:
+        error = uistate.save(theme=theme.name)
+        if error:
+            self.notify(error, severity="warning")
 
     def main_screen_ready(self) -> None:
         if self._start_proxy:  # the empty table says how to send it a first flow
@@ -639,16 +709,47 @@ class OmniProxyApp(App[int]):
 
     @property
     def is_wide(self) -> bool:
-        return self.size.width >= WIDE
+        """The detail sits beside the table: wide enough, and the side pane not switched off (-)."""
+        return self.size.width >= WIDE and self.side_pane
 
     def update_layout(self) -> None:
         try:
             main = self.get_screen_main().query_one("#main")
+            detail = main.query_one("#detail")
         except Exception:
             return
-        main.set_class(self.is_wide, "wide")
+        wide = self.is_wide
+        if not wide and detail.has_focus_within:
+            focus_now(main.query_one(FlowTable))
+        main.set_class(wide, "wide")
+        detail.styles.width = f"{self.pane_width}%"
         self._detail_flow = None
         self._schedule_detail()
+
+    def toggle_side_pane(self) -> None:
+        if self.size.width < WIDE:
+            self.notify(f"the side pane needs a terminal {WIDE} columns wide (this one: {self.size.width}); "
+                        "⏎ opens the detail", severity="warning")
+            return
+        self.side_pane = not self.side_pane
+        self._remember(side_pane=self.side_pane)
+        self.update_layout()
+
+    def resize_side_pane(self, step: int) -> None:
+        if not self.is_wide:
+            self.notify("no side pane shown (- shows it on wide terminals)", severity="warning")
+            return
+        i = PANE_WIDTHS.index(self.pane_width) + step
+        if not 0 <= i < len(PANE_WIDTHS):
+            return
+        self.pane_width = PANE_WIDTHS[i]
+        self._remember(pane_width=self.pane_width)
+        self.update_layout()
+
+    def _remember(self, **changes: Any) -> None:
+        error = uistate.save(**changes)
+        if error:
+            self.notify(error, severity="warning")
 
     def _schedule_detail(self, throttle: bool = False) -> None:
         """Bring the pane beside the table up to date with the focused flow, after the next frame:
@@ -723,17 +824,71 @@ class OmniProxyApp(App[int]):
         self.sync_view(scroll=True)
         return result
 
-    def run_command_line(self, line: str) -> None:
+    def run_command_line(self, line: str, notify_error: bool = True) -> str | None:
+        """Run a typed command line (the : prompt, the palette). Returns the one-line error, or None
+        when it ran (its message is a notification)."""
+        self.ctx.engine = self.engine
         try:
             result = registry.execute(self.ctx, line)
         except CommandError as exc:
-            self.notify(str(exc), severity="warning")
-            return
+            if notify_error:
+                self.notify(str(exc), severity="warning")
+            return str(exc)
         if isinstance(result, Job):
             self._run_job(result, line.split()[0], None)
         elif result:
             self.notify(str(result))
         self.sync_view(scroll=True)
+        return None
+
+    def run_command_checked(self, name: str, *args: Any) -> str | None:
+        """Run a named command for a prompt: its message as a notification, its error returned
+        (the prompt shows it under the input and stays open)."""
+        try:
+            result = self.engine.run_command(name, self.ctx, *args)
+        except CommandError as exc:
+            return str(exc)
+        if isinstance(result, Job):
+            self._run_job(result, name, None)
+        elif result:
+            self.notify(str(result))
+        self.sync_view(scroll=True)
+        return None
+
+    def prompt_command(self) -> None:
+        """The : prompt: any command with its arguments; Tab completes, ↑↓ history."""
+
+        def submit(line: str) -> str | None:
+            return self.run_command_line(line, notify_error=False) if line.strip() else None
+
+        self.push_screen(PromptScreen(
+            ":", submit, complete=command_completer(registry), history=self.command_history,
+            help="a command and its arguments · Tab completes · ↑↓ history · ⏎ run · esc cancel",
+            describe=lambda text: command_help(registry, text), placeholder="e.g. view.sort size"))
+
+    def prompt_comment(self) -> None:
+        """; comments the focused flow (prefilled with its comment; empty removes it)."""
+        flow = self.view.focus
+        if flow is None:
+            self.notify("no flow selected", severity="warning")
+            return
+
+        def submit(text: str) -> str | None:
+            error = self.run_command_checked("flow.comment", text, str(flow.id))
+            if error is None and flow is self._detail_flow:
+                self._detail_stale = True  # the pane beside the table shows the comment too
+                self._schedule_detail()
+            return error
+
+        self.push_screen(PromptScreen(
+            f"comment #{flow.id}: ", submit, value=flow.comment, history=self.comment_history,
+            help="⏎ keep (empty: remove the comment) · esc cancel · ~comment filters on it"))
+
+    def open_options(self) -> None:
+        self.push_screen(OptionsScreen(self))
+
+    def open_event_log(self) -> None:
+        self.push_screen(EventLogScreen(self.engine.events))
 
     def _run_job(self, job: Job, name: str, after: Callable[[], Any] | None, covers_all: bool | None = None) -> None:
         if covers_all is None:
@@ -794,6 +949,23 @@ class OmniProxyApp(App[int]):
 
         self.push_screen(ConfirmScreen("Clear all flows?", f"Remove all {n:,} flows from the view. Capture "
                                        "files and databases keep them.", {"y": "clear", "n": "keep"}), answer)
+
+    def confirm_clear_unmarked(self) -> None:
+        """Z: clear all but the marked flows, asking first as z does."""
+        n = self.view.total
+        marked = sum(1 for f in self.view.all_flows() if f.marked)
+        if n - marked == 0:
+            self.notify("nothing to clear: every flow is marked" if n else "nothing to clear")
+            return
+
+        def answer(key: str | None) -> None:
+            if key == "y":
+                self.run_command("view.clear_unmarked", quiet=False)
+
+        gone = n - marked
+        self.push_screen(ConfirmScreen(
+            "Clear unmarked flows?", f"Remove {gone:,} flow{'s' * (gone != 1)}, keep {marked:,} marked. "
+            "Capture files and databases keep them all.", {"y": "clear", "n": "keep"}), answer)
 
     def choose_export(self) -> None:
         flow = self.view.focus
@@ -906,6 +1078,7 @@ class OmniProxyApp(App[int]):
             return None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
     def choose_save(self) -> None:
         """`w`: save the shown flows; the dialog asks for the path (today's timestamped name) and
         the format (lossless by default)."""
@@ -962,10 +1135,11 @@ class OmniProxyApp(App[int]):
         finally:
             self._loading = False
 
-    def copy_text(self, text: str) -> None:
-        """OSC 52 (works over SSH and in tmux) plus the local clipboard when there is one."""
+    def copy_text(self, text: str, local: bool = True) -> None:
+        """OSC 52 (works over SSH, and in tmux with set-clipboard on) plus the local clipboard when
+        there is one."""
         self.copy_to_clipboard(text)
-        if not self.is_headless:
+        if local and not self.is_headless:
             self.run_worker(partial(_pyperclip_copy, text), thread=True, group="clipboard", exit_on_error=False)
 
     # ---------------------------------------------------------------- help / quit
@@ -976,9 +1150,21 @@ class OmniProxyApp(App[int]):
         sections = [
             ("Flow list", binding_rows([b for b in MainScreen.BINDINGS if b not in INTERCEPT_BINDINGS])),
             ("Moving", binding_rows(FlowTable.BINDINGS)),
+            ("Detail (⏎ on a flow)", [("1 2 3 4", "Request, Response, Timing, Raw tab"),
+                                      ("tab shift+tab", "next / previous tab")]
+             + [r for r in binding_rows(FlowDetail.BINDINGS) if r[0] not in "1234"]
+             + [("j k g G space", "scroll"), ("esc q", "back to the flow list (q does not quit here)")]),
             ("Anywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette (every command, themes)")]),
-            ("Filter bar", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),
-                            ("↑ ↓", "filter history"), (FILTER_TOGGLE_KEY, "(in the list) filter off / on")]),
+            ("Filter bar (f)", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),
+                                ("↑ ↓", "filter history"), (FILTER_TOGGLE_KEY, "(in the list) filter off / on"),
+                                ("syntax", "the Filter language table below (in the bar ? is typed as ?)")]),
+            ("Prompts (: ; and option values)", [("tab", "complete (again: next candidate)"),
+                                                 ("↑ ↓", "history"), ("⏎", "run / keep"), ("esc", "cancel")]),
+            ("Options (O)", binding_rows(OptionsScreen.BINDINGS)),
+            ("Event log (E)", binding_rows(EventLogScreen.BINDINGS) + [("j k g G", "scroll")]),
+            ("Status line", [("[shown/total]", "flows the filter and marked-only let through / flows kept "
+                              "(mitmproxy shows cursor/total there; our cursor is the highlighted row)"),
+                             ("sizes", "bytes in powers of 1024: 912B 6.2k 3.4M; counts with separators: 1,234")]),
             ("Breakpoints", binding_rows(INTERCEPT_BINDINGS) + [
                 ("E", "(detail) edit the paused flow in $EDITOR"),
                 ("u", "(detail) an edited flow: edited / original / diff"),
@@ -1050,7 +1236,7 @@ def _pyperclip_copy(text: str) -> None:
 
 
 def run_app(options: Options, *, read: str | None = None, read_batches: Iterator[list[Flow]] | None = None,
-            listen: bool = True) -> int:
+            listen: bool = True, config_path: Path | None = None) -> int:
     """Run the UI until quit. A StartupError is re-raised after the terminal is restored, so the
     CLI prints its one line and exits 2."""
     try:
@@ -1060,7 +1246,7 @@ def run_app(options: Options, *, read: str | None = None, read_batches: Iterator
     except ImportError:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = OmniProxyApp(options, start_proxy=listen, read=read, read_batches=read_batches)
+    app = OmniProxyApp(options, start_proxy=listen, read=read, read_batches=read_batches, config_path=config_path)
     app.no_server = not listen
     try:
         rc = app.run(loop=loop)

@@ -175,7 +175,9 @@ def cli(ctx: click.Context, config: str | None, no_ui: bool, read: str | None, n
     batches = _open_capture(read) if read is not None else None
     from omniproxy_tui.app import run_app  # here, not at the top: --no-ui never loads Textual
 
-    return run_app(options, read=read, read_batches=batches, listen=not no_server)
+    # the options screen (O) saves to the file the options came from
+    return run_app(options, read=read, read_batches=batches, listen=not no_server,
+                   config_path=Path(config).expanduser() if config else None)
 
 
 def _same_file(a: str, b: str) -> bool:

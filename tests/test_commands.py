@@ -140,7 +140,7 @@ def test_export_clip_formats(ctx: CommandContext) -> None:
     msg = registry.execute(ctx, "export.clip curl")
     assert ctx.clipboard.startswith("curl")
     assert "http://example.com/c" in ctx.clipboard  # the focused (newest) flow
-    assert msg == f"copied curl ({len(ctx.clipboard.encode())} bytes)"
+    assert msg == f"copied curl ({len(ctx.clipboard.encode()):,} bytes) to the clipboard"
     registry.execute(ctx, "export.clip raw_response")
     assert ctx.clipboard.startswith("HTTP/1.1 500")
     registry.execute(ctx, "export.clip raw_request @shown")

@@ -170,11 +170,11 @@ def test_multipart_parts_with_headers_sizes_and_text_values():
     v = view_body(body, 'multipart/form-data; boundary="XyZ"')
     lines = plain(v)
     assert v.name == "multipart"
-    assert lines[0] == '── part 1  name="title"  (text/plain, 12 B)'
+    assert lines[0] == '── part 1  name="title"  (text/plain, 12B)'
     assert lines[2:4] == ["  Hello", "  world"]
     assert lines[4].startswith('── part 2  name="pic"  filename="a.png"  (image/png, ')
     assert "  PNG image, 16 × 8" in lines
-    assert lines[-1] == "  <binary, 3 B>"
+    assert lines[-1] == "  <binary, 3B>"
 
 
 def test_multipart_without_boundary_falls_back_with_error():

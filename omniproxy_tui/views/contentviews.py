@@ -30,6 +30,7 @@ from omniproxy_tui.views.prettyprint import (
     json_pretty,
     xml_pretty,
 )
+from proxycore.humanize import human_size  # one way to write sizes everywhere (README: Sizes)
 
 try:  # written by the engine team; the views still work (undecoded) without it
     from proxycore.encoding import decode_body as _decode_body
@@ -151,16 +152,6 @@ def charset_of(content_type: str | None, default: str = "utf-8") -> str:
 def _decode_text(data: bytes, charset: str, final: bool) -> str:
     # incremental decoding drops a multi-byte character cut by the prefix instead of a U+FFFD
     return codecs.getincrementaldecoder(charset)(errors="replace").decode(data, final=final)
-
-
-def human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}"
-    return f"{n} B"  # pragma: no cover
 
 
 def _prefixes(data: bytes, capped: bool) -> Iterator[tuple[bytes, bool]]:

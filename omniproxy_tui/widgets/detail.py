@@ -30,7 +30,7 @@ from omniproxy_tui.widgets.detail_sections import (
     add_set_cookies,
 )
 from omniproxy_tui.widgets.lineview import Document, LineView
-from proxycore.flows.flow import INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
+from proxycore.flows.flow import ERROR, INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 
 TABS = ("request", "response", "timing", "raw")
 TAB_TITLES = {"request": "Request", "response": "Response", "timing": "Timing", "raw": "Raw"}
@@ -102,6 +102,8 @@ def request_document(flow: Flow, view: ContentView | None, pending_full: bool = 
     first.append(req.http_version, S_DIM)
     doc.add(first)
     _add_rules(doc, flow)
+    if flow.comment:  # set with ; in the flow list
+        doc.add(Text.assemble(("¶ comment ", S_NAME), clean_line(flow.comment)), hang=10)
     doc.add("")
     _add_headers(doc, req.headers)
     add_query(doc, req)
@@ -191,6 +193,24 @@ def timing_phases(t: Timings) -> list[tuple[str, float, float]]:
     return out
 
 
+def _no_phases(flow: Flow) -> Text:
+    """What the Timing tab says when no phase completed: a failed flow says what it got to."""
+    t = flow.timings
+    if not (flow.error or flow.state == ERROR or t.end is not None):
+        return Text("No timings yet: the flow is in flight", S_DIM)
+    if t.connect_start is not None and t.connect_end is None:
+        reached = "connecting to the server did not complete"
+    elif t.connect_end is not None:
+        reached = "connected; no response arrived"
+    elif flow.passthrough:
+        reached = "tunnelled without interception: no HTTP phases"
+    else:
+        reached = "no connection to the server was made"
+    after = f" after {_ms(t.end - t.start)}" if t.end is not None else ""
+    return Text(f"Failed{after}: {reached}" if flow.error or flow.state == ERROR
+                else f"Ended{after}: {reached}", S_WARN)
+
+
 def _add_tls(doc: Document, title: str, tls: TLSInfo | None, with_cert: bool) -> None:
     doc.add(Text(title, S_TITLE))
     if tls is None:
@@ -223,7 +243,7 @@ def timing_document(flow: Flow) -> Document:
     end = t.end or max((e for _, _, e in phases), default=t.start)
     total = max(end - t.start, 1e-9)
     if not phases:
-        doc.add(Text("No timings yet", S_DIM))
+        doc.add(_no_phases(flow))
     styles = dict(_PHASES)
     for name, s, e in phases:
         x0 = min(BAR_WIDTH - 1, int((s - t.start) / total * BAR_WIDTH))
@@ -235,6 +255,8 @@ def timing_document(flow: Flow) -> Document:
         doc.add(line)
     if t.end is not None:
         doc.add(Text.assemble(("total   ", S_TITLE), (f"{_ms(t.end - t.start):>12}", S_TITLE)))
+    if flow.error:
+        doc.add(Text(f"error: {flow.error}", S_ERROR), hang=7)
     doc.add("")
     doc.add(Text("Connection", S_TITLE))
     for name, value in (("client", _addr(flow.client_addr)), ("server", _addr(flow.server_addr)),
@@ -297,6 +319,8 @@ def flow_summary(flow: Flow) -> Text:
         t.append("  → err", S_ERROR)
     if flow.timings.duration_ms is not None:
         t.append(f"  {flow.timings.duration_ms:,.0f} ms", S_DIM)
+    if flow.comment:
+        t.append(f"  ¶ {clean_line(flow.comment)}", S_NAME)
     return t
 
 
@@ -304,8 +328,8 @@ def _signature(flow: Flow) -> tuple:
     """Cheap change detector so refresh_flow at 10 Hz rebuilds only when something changed."""
     r, q, t = flow.response, flow.request, flow.timings
     resp = None if r is None else (r.status, len(r.headers), id(r.body), len(r.body), r.body_size)
-    return (flow.state, flow.error, flow.modified, flow.original_request is None, flow.original_response is None,
-            q.method, q.target, id(q.headers), id(r.headers) if r is not None else None,
+    return (flow.state, flow.error, flow.modified, flow.comment, flow.original_request is None,
+            flow.original_response is None, q.method, q.target, id(q.headers), id(r.headers) if r is not None else None,
             len(q.headers), id(q.body), len(q.body), q.body_size,
             resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
             flow.client_tls is None, flow.server_addr, len(flow.rules_applied))
@@ -697,7 +721,8 @@ class DetailScreen(Screen):
     """Full-screen detail of one flow (narrow terminals): Esc/q back, Tab/1-4 switch tabs."""
 
     DEFAULT_CSS = """
-    DetailScreen #detail-title { height: 1; padding: 0 1; background: $boost; text-wrap: nowrap;
+    /* a long URL wraps (up to 3 lines) rather than pushing the status and size out of sight */
+    DetailScreen #detail-title { height: auto; max-height: 3; padding: 0 1; background: $boost;
                                  text-overflow: ellipsis; }
     """
     BINDINGS = [

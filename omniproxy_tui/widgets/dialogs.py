@@ -15,12 +15,13 @@ from textual.widgets.option_list import Option
 _DIALOG_CSS = """
     {name} {{ align: center middle; background: $background 60%; }}
     {name} > Vertical {{
-        width: auto; min-width: 40; max-width: 90%; height: auto; max-height: 90%;
+        width: 76; max-width: 96%; height: auto; max-height: 90%;
         border: round $accent; background: $surface; padding: 0 1;
     }}
-    {name} .dialog-title {{ text-style: bold; color: $text-accent; width: auto; }}
-    {name} .dialog-body {{ width: auto; max-width: 76; margin: 1 0; }}
-    {name} .dialog-keys {{ color: $text-muted; width: auto; }}
+    /* 100% of the box, never wider: at 80 columns a body as wide as its text was cut mid-word */
+    {name} .dialog-title {{ text-style: bold; color: $text-accent; width: 100%; }}
+    {name} .dialog-body {{ width: 100%; margin: 1 0; }}
+    {name} .dialog-keys {{ color: $text-muted; width: 100%; }}
 """
 
 

@@ -92,16 +92,27 @@ class Column:
         self.right = right
 
 
+# The path is cut before the time and then the content type go: a column is added only while the
+# path keeps at least this many cells (beside the side pane the table keeps its time column).
+MIN_PATH = 24
+
+
 def layout_columns(width: int, id_width: int = 4) -> list[Column]:
-    """Columns for a table `width` cells wide; narrow tables drop time and content type."""
+    """Columns for a table `width` cells wide: the path gives way first, then type, then time."""
     if width >= 140:
         host_w, time_w, type_w = 28, 12, 16
     elif width >= 100:
         host_w, time_w, type_w = 22, 8, 10
-    elif width >= 84:  # e.g. the table beside the detail pane on a 160-column terminal
-        host_w, time_w, type_w = 16, 0, 8
     else:
-        host_w, time_w, type_w = 16, 0, 0
+        host_w, time_w, type_w = 16, 8, 8
+    base = id_width + 7 + host_w + 3 + 5 + 5 + 2 + 7  # id method host sts size dur marks + 7 spaces
+    path = width - base
+    if path - (time_w + 1) < MIN_PATH:
+        time_w = 0
+    else:
+        path -= time_w + 1
+    if path - (type_w + 1) < MIN_PATH:
+        type_w = 0
     cols = [Column("id", "#", id_width, right=True)]
     if time_w:
         cols.append(Column("time", "time", time_w))
@@ -117,12 +128,14 @@ def layout_columns(width: int, id_width: int = 4) -> list[Column]:
 
 
 def flow_marks(flow: Flow) -> str:
-    """Up to two state symbols: ⏸ intercepted, ● marked, ↺ replayed, ✎ modified, ⇄ tunnel."""
+    """Up to two state symbols: ⏸ intercepted, ● marked, ¶ commented, ↺ replayed, ✎ modified, ⇄ tunnel."""
     out = ""
     if flow.state == INTERCEPTED:
         out += "⏸"
     if flow.marked:
         out += "●"
+    if flow.comment:
+        out += "¶"
     if flow.is_replay:
         out += "↺"
     if flow.modified:
@@ -379,7 +392,7 @@ class FlowTable(ScrollView, can_focus=True):
         resp, req = flow.response, flow.request
         return (flow.id, width, flow.state, resp.status if resp is not None else None,
                 resp.body_size if resp is not None else None, flow.timings.end, flow.error is not None,
-                flow.marked, flow.is_replay, flow.modified, flow.passthrough, req.method, req.host, req.port,
+                flow.marked, bool(flow.comment), flow.is_replay, flow.modified, flow.passthrough, req.method, req.host, req.port,
                 req.target)
 
     def _row_segments(self, flow: Flow, cols: list[Column], width: int) -> list[Segment]:

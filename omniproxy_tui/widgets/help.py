@@ -17,7 +17,7 @@ from textual.widgets import Static
 from proxycore.control.commands import registry
 from proxycore.flows.filter import help_text
 
-_KEY_NAMES = {"question_mark": "?", "enter": "⏎", "escape": "esc", "up": "↑", "down": "↓", "pageup": "PgUp",
+_KEY_NAMES = {"question_mark": "?", "slash": "/", "enter": "⏎", "escape": "esc", "up": "↑", "down": "↓", "pageup": "PgUp",
               "pagedown": "PgDn", "home": "Home", "end": "End"}
 
 
@@ -76,8 +76,14 @@ class HelpScreen(ModalScreen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "close", "Close", show=False),
-        Binding("j", "scroll(1)", show=False),
-        Binding("k", "scroll(-1)", show=False),
+        # one line per press, without animation: an animated scroll restarted by each repeated key
+        # moved a few lines for ten presses
+        Binding("j,down", "scroll(1)", show=False),
+        Binding("k,up", "scroll(-1)", show=False),
+        Binding("pagedown,space,ctrl+f", "page(1)", show=False),
+        Binding("pageup,ctrl+b", "page(-1)", show=False),
+        Binding("g,home", "edge(0)", show=False),
+        Binding("G,end", "edge(1)", show=False),
     ]
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
@@ -87,7 +93,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll() as vs:
             vs.border_title = "OmniProxy keys"
-            vs.border_subtitle = "esc closes · ↑↓ scroll"
+            vs.border_subtitle = "esc closes · ↑↓ j k scroll · space PgDn page"
             for title, rows in self.sections:
                 yield Static(_table(title, rows))
             yield Static(_table("Filter language (f)", help_text()))
@@ -103,3 +109,11 @@ class HelpScreen(ModalScreen[None]):
 
     def action_scroll(self, step: int) -> None:
         self.query_one(VerticalScroll).scroll_relative(y=step, animate=False)
+
+    def action_page(self, direction: int) -> None:
+        vs = self.query_one(VerticalScroll)
+        vs.scroll_relative(y=direction * max(1, vs.scrollable_content_region.height - 1), animate=False)
+
+    def action_edge(self, end: int) -> None:
+        vs = self.query_one(VerticalScroll)
+        vs.scroll_end(animate=False) if end else vs.scroll_home(animate=False)

@@ -23,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.selection import Selection
 from textual.strip import Strip
 
+from omniproxy_tui.views.colors import for_light
 from omniproxy_tui.views.contentviews import HexLines, StyledLines
 
 MAX_MATCHES = 10_000
@@ -232,6 +233,10 @@ class LineView(ScrollView, can_focus=True):
             self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # the theme changed: rows are drawn with its colours
+
     def on_resize(self) -> None:
         if self._avail() != self._width:
             self._relayout()
@@ -361,6 +366,8 @@ class LineView(ScrollView, can_focus=True):
                 piece.stylize(sel, max(0, s0 - start), s1 - start)
         # Text.render() drops the base style of a Text without spans: apply it to every segment
         segments = list(Segment.apply_style(piece.render(self.app.console), piece.style))
+        if not self.app.current_theme.dark:  # the syntax colours are for dark backgrounds
+            segments = for_light(segments)
         strip = Strip(segments).apply_offsets(start, i)
         if indent:
             pad = Segment(" " * indent, base + Style.from_meta({"offset": (start, i)}))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proxycore.errors import StartupError
+from proxycore.eventlog import EventLog
 from proxycore.flows.flow import Flow
 from proxycore.flows.store import StoreCallback
 from proxycore.options import Options
@@ -108,8 +109,19 @@ class EngineClient(ABC):
     def throttle(self) -> Throttle | None:
         """The engine's throttling state (proxycore.throttle), None when this engine has none."""
         return None
+    # ---------------------------------------------------------------- options
+    @abstractmethod
+    def set_option(self, field: str, value: Any) -> bool:
+        """Apply an already validated option value to the running engine (see
+        proxycore.control.settings). Returns False, changing nothing, for an option the engine only
+        reads at start: it takes effect at the next start (from the config file)."""
 
     # ---------------------------------------------------------------- facts the UI shows
+    @property
+    @abstractmethod
+    def events(self) -> EventLog:
+        """The engine's event log: start-up facts, warnings, errors (bounded, oldest first)."""
+
     @property
     @abstractmethod
     def address(self) -> tuple[str, int]:
@@ -222,6 +234,20 @@ class LocalEngine(EngineClient):
 
     def replay_clear(self) -> int:
         return self._replayer.clear() if self._replayer is not None else 0
+    def set_option(self, field: str, value: Any) -> bool:
+        from proxycore.control.settings import LIVE_OPTIONS
+
+        if field not in LIVE_OPTIONS:
+            return False
+        setattr(self.options, field, value)  # the proxy reads this very object
+        pool = self.proxy.pool
+        if field in ("connect_timeout", "response_timeout", "body_idle_timeout", "max_head_size"):
+            setattr(pool, field, value)  # the upstream pool keeps its own copies
+        return True
+
+    @property
+    def events(self) -> EventLog:
+        return self.proxy.events
 
     def inject(self, kind: str, flow: Flow) -> None:
         """Publish a flow as the proxy's connection code would ("add", "update", "done"), without

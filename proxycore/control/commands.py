@@ -46,10 +46,16 @@ class Arg:
     help: str = ""
     default: Any = _REQUIRED
     choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None
+    # values offered by completion (the `:` prompt) without restricting what is accepted; called
+    # with the arguments typed before this one (an option's value depends on the option's name)
+    complete: Callable[..., Sequence[str]] | None = None
 
     @property
     def required(self) -> bool:
         return self.default is _REQUIRED
+
+    def completions(self, before: Sequence[str] = ()) -> list[str]:
+        return self.choice_list() or (list(self.complete(*before)) if self.complete is not None else [])
 
     def choice_list(self) -> list[str]:
         c = self.choices
@@ -124,9 +130,16 @@ class CommandContext:
     # The engine that owns the flows (None: the view is all there is, as in most tests). Deleting
     # or clearing flows in the view frees them there too; a duplicate is kept there too.
     engine: EngineClient | None = None
+    # where option.set saves (None: ~/.omniproxy/config.yaml), and the saved values that wait for a
+    # restart (the engine reads them only at start)
+    config_path: Path | None = None
+    pending_options: dict[str, Any] = field(default_factory=dict)
 
-    def copy_to_clipboard(self, text: str) -> None:
+    def copy_to_clipboard(self, text: str) -> str:
+        """Copy `text`; returns where it went (for the message). Raises CommandError when it could
+        go nowhere (the UI without a reachable clipboard)."""
         self.clipboard = text
+        return "the clipboard"
 
     def notify(self, message: str, severity: str = "information") -> None:
         self.messages.append((severity, message))
@@ -209,7 +222,9 @@ class CommandRegistry:
 registry = CommandRegistry()
 command = registry.command
 
-_SELECTOR = Arg("flows", str, "@focus, @shown, @all, @marked, @unmarked, @hidden or flow ids", "@focus")
+SELECTORS = ("@focus", "@shown", "@all", "@marked", "@unmarked", "@hidden")
+_SELECTOR = Arg("flows", str, "@focus, @shown, @all, @marked, @unmarked, @hidden or flow ids", "@focus",
+                complete=lambda *_: SELECTORS)
 
 
 def _flows(ctx: CommandContext, selector: str) -> list[Flow]:
@@ -232,14 +247,14 @@ def export_formats() -> list[str]:
 def _flow_mark(ctx: CommandContext, selector: str) -> str:
     flows = _flows(ctx, selector)
     state = ctx.view.toggle_mark(flows)
-    return f"{'marked' if state else 'unmarked'} {len(flows)} flow{'s' * (len(flows) != 1)}"
+    return f"{'marked' if state else 'unmarked'} {len(flows):,} flow{'s' * (len(flows) != 1)}"
 
 
 @command("flow.unmark_all", "Remove every mark")
 def _flow_unmark_all(ctx: CommandContext) -> str:
     flows = ctx.view.marked()
     ctx.view.set_marked(flows, False)
-    return f"unmarked {len(flows)} flow{'s' * (len(flows) != 1)}"
+    return f"unmarked {len(flows):,} flow{'s' * (len(flows) != 1)}"
 
 
 @command("flow.delete", "Delete flows from the view (capture files keep them)", _SELECTOR)
@@ -248,17 +263,30 @@ def _flow_delete(ctx: CommandContext, selector: str) -> str:
     n = ctx.view.delete(flows)
     if ctx.engine is not None:
         ctx.engine.remove_flows([f.id for f in flows])
-    return f"deleted {n} flow{'s' * (n != 1)}"
+    return f"deleted {n:,} flow{'s' * (n != 1)}"
 
 
-@command("flow.duplicate", "Duplicate flows into the view", _SELECTOR)
+@command("flow.comment", "Set the comment of flows (empty: remove it)",
+         Arg("text", str, "the comment", ""), _SELECTOR)
+def _flow_comment(ctx: CommandContext, text: str, selector: str) -> str:
+    flows = _flows(ctx, selector)
+    text = text.strip()
+    for f in flows:
+        f.comment = text
+    ctx.view.update_many(flows)  # ~comment filters on it: the flow may now (not) match
+    ctx.view.version += 1
+    n = len(flows)
+    return f"{'commented' if text else 'removed the comment of'} {n:,} flow{'s' * (n != 1)}"
+
+
+@command("flow.duplicate", "Duplicate flows into the view (marked under marked-only, so it shows)", _SELECTOR)
 def _flow_duplicate(ctx: CommandContext, selector: str) -> str:
     flows = _flows(ctx, selector)
     for f in flows:
         dup = ctx.view.duplicate(f)
         if ctx.engine is not None:
             ctx.engine.add_flow(dup)
-    return f"duplicated {len(flows)} flow{'s' * (len(flows) != 1)}"
+    return f"duplicated {len(flows):,} flow{'s' * (len(flows) != 1)}"
 
 
 # --------------------------------------------------------------------------- replay
@@ -333,7 +361,17 @@ def _view_clear(ctx: CommandContext) -> str:
     n = ctx.view.clear()
     if ctx.engine is not None:
         ctx.engine.clear_flows()
-    return f"cleared {n} flow{'s' * (n != 1)}"
+    return f"cleared {n:,} flow{'s' * (n != 1)}"
+
+
+@command("view.clear_unmarked", "Remove every flow except the marked ones")
+def _view_clear_unmarked(ctx: CommandContext) -> str:
+    gone = [f for f in ctx.view.all_flows() if not f.marked]
+    n = ctx.view.delete(gone)
+    if ctx.engine is not None:
+        ctx.engine.remove_flows([f.id for f in gone])
+    kept = ctx.view.total
+    return f"cleared {n:,} flow{'s' * (n != 1)}, kept {kept:,} marked"
 
 
 @command("view.filter.set", "Show only flows matching a filter expression (empty: no filter)",
@@ -346,7 +384,7 @@ def _view_filter_set(ctx: CommandContext, expr: str) -> str:
     except FilterError as exc:
         raise CommandError(f"filter: {exc}") from None
     v = ctx.view
-    return f"filter {v.filter_expr!r}: {len(v)}/{v.total}" if v.filter else f"no filter: {len(v)}/{v.total}"
+    return f"filter {v.filter_expr!r}: {len(v):,}/{v.total:,}" if v.filter else f"no filter: {len(v):,}/{v.total:,}"
 
 
 @command("view.filter.toggle", "Switch the filter off and on again without losing it")
@@ -355,7 +393,7 @@ def _view_filter_toggle(ctx: CommandContext) -> str:
     if v.filter is None:
         return "no filter set (press f to set one)"
     on = v.toggle_filter()
-    return f"filter {'on' if on else 'off'}: {len(v)}/{v.total}"
+    return f"filter {'on' if on else 'off'}: {len(v):,}/{v.total:,}"
 
 
 @command("view.marked_only", "Show only marked flows (toggle)", Arg("on", bool, "true, false or toggle", None))
@@ -425,8 +463,8 @@ def _export_clip(ctx: CommandContext, fmt: str, selector: str) -> str:
 
     flows = _flows(ctx, selector)
     text = "\n".join(EXPORT_FORMATS[fmt](f) for f in flows)
-    ctx.copy_to_clipboard(text)
-    return f"copied {fmt.replace('_', ' ')} ({len(text.encode('utf-8'))} bytes)"
+    where = ctx.copy_to_clipboard(text)
+    return f"copied {fmt.replace('_', ' ')} ({len(text.encode('utf-8')):,} bytes) to {where}"
 
 
 def default_export_path(ext: str, cwd: Path | None = None, now: _dt.datetime | None = None) -> Path:
@@ -486,7 +524,7 @@ def _har_job(ctx: CommandContext, path: str, selector: str, sensitive: bool) -> 
         ro = RecordOptions.from_options(opts, for_har=True, redact=not sensitive)
         write_har_atomic(target, records_to_har([flow_to_record(f, ro) for f in flows], _VERSION))
         kind = HAR_SENSITIVE if sensitive else f"{HAR_SANITIZED}: secret headers masked"
-        return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target} (HAR, {kind})"
+        return f"wrote {len(flows):,} flow{'s' * (len(flows) != 1)} to {target} (HAR, {kind})"
 
     return Job(f"HAR ({HAR_SENSITIVE if sensitive else HAR_SANITIZED}) → {target.name}", work)
 
@@ -520,7 +558,7 @@ def _export_ndjson(ctx: CommandContext, path: str, selector: str) -> Job:
             (ln if isinstance(ln, bytes) else ln.encode("utf-8")).rstrip(b"\n") + b"\n" for ln in lines)
         # atomic, 0600 when new, never through a symlink (proxycore.safefile)
         write_atomic(target, data)
-        return f"wrote {len(flows)} flow{'s' * (len(flows) != 1)} to {target}"
+        return f"wrote {len(flows):,} flow{'s' * (len(flows) != 1)} to {target}"
 
     return Job(f"NDJSON → {target.name}", work)
 
@@ -702,3 +740,5 @@ def _capture_load(ctx: CommandContext, path: str) -> Job:
 
 # Commands defined in their own modules register themselves on import.
 from proxycore.control import intercept_cmds, throttle_commands  # noqa: E402,F401,I001
+# the option commands live with the options code; registered here so `registry` always has them
+from proxycore.control import settings as _settings  # noqa: E402,F401

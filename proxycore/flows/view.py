@@ -518,6 +518,8 @@ class FlowView:
     def duplicate(self, flow: Flow) -> Flow:
         """Copy `flow` into the view (it sorts next to the original by time) and focus the copy."""
         dup = copy_flow(flow)
+        if self.marked_only:
+            dup.marked = True  # an unmarked copy would vanish at once: the user never saw it made
         follow, self.follow = self.follow, False
         self.add(dup)
         self.follow = follow

@@ -14,6 +14,7 @@ from proxycore.addons.hooks import Addons, load_script
 from proxycore.addons.intercept import Intercept
 from proxycore.addons.rules import FLAG_KINDS, RulesAddon, RuleSet
 from proxycore.errors import StartupError
+from proxycore.eventlog import EventLog
 from proxycore.flows.flow import Flow
 from proxycore.flows.store import FlowStore
 from proxycore.layers.tls import quiet_bad_sni
@@ -83,6 +84,8 @@ class Proxy:
         self.flows_seen = 0
         self.flows_captured = 0
         self._errors_reported: set[str] = set()
+        # start-up facts, warnings and errors for the UI's event log (E); bounded
+        self.events = EventLog()
         self.flows = FlowStore(keep_flows, on_error=self.report_error)
         # Who may use the proxy, for the start-up line ("clients: ...", "proxy auth: ..."); empty
         # for the default: listening on loopback, no authentication.
@@ -185,6 +188,36 @@ class Proxy:
         self.address = (sock[0], sock[1])
         self._sweeper = loop.create_task(self._sweep())
         self._unquiet = quiet_bad_sni(self.report_error)
+        self._log_startup_facts()
+
+    def _log_startup_facts(self) -> None:
+        """What a user asks first when nothing arrives: where the proxy listens, which CA to
+        trust, where flows are written, what was loaded."""
+        opts, ev = self.options, self.events
+        host, port = self.address[:2]
+        ev.info(f"listening on {f'[{host}]' if ':' in host else host}:{port}")
+        for fact in self.access_facts:
+            ev.info(fact)
+        if self.ca is not None:
+            ev.info(f"CA certificate: {self.ca.cert_path}")
+        else:
+            ev.info("HTTPS is tunnelled without interception (--no-mitm)")
+        if opts.skip_hosts:
+            ev.info(f"tunnelled untouched: {', '.join(opts.skip_hosts)}")
+        if opts.upstream:
+            from proxycore.config import mask_password
+
+            ev.info(f"upstream proxy: {mask_password(opts.upstream)}")
+        if opts.output:
+            ev.info(f"capture: {opts.output} ({opts.capture_format})")
+        if opts.db:
+            from proxycore.config import mask_password
+
+            ev.info(f"capture database: {mask_password(opts.db)}")
+        if not opts.output and not opts.db and not self.stdout_capture:
+            ev.info("no capture file or database: flows are kept in memory only")
+        for path in opts.scripts:
+            ev.info(f"addon script loaded: {path}")
 
     def _access_addons(self) -> list:
         """The access addons this configuration needs, and the start-up facts. Registered only when
@@ -210,6 +243,7 @@ class Proxy:
             def warn(message: str) -> None:
                 # not report_error: that remembers every message, and public addresses are many
                 # (the addon already logs each address once, in a bounded set)
+                self.events.warn(message)
                 if self.on_error is not None:
                     self.on_error(message)
                 else:
@@ -334,6 +368,7 @@ class Proxy:
         if message in self._errors_reported:
             return
         self._errors_reported.add(message)
+        self.events.error(message)
         if self.on_error is not None:
             self.on_error(message)
         else:

@@ -288,7 +288,9 @@ async def test_sort_cycle_reverse_and_follow(origin, workdir) -> None:
         assert "follow" in screen_text(app).splitlines()[-2]
 
 
-async def test_export_to_clipboard(origin, workdir) -> None:
+async def test_export_to_clipboard(origin, workdir, monkeypatch) -> None:
+    for var in ("TMUX", "STY"):  # a plain terminal: OSC 52 reaches its clipboard
+        monkeypatch.delenv(var, raising=False)
     app = make_app()
     async with app.run_test(size=NARROW) as pilot:
         await send(app, origin, "/echo?x=1", method="POST", content=b"hello=1")
@@ -299,7 +301,7 @@ async def test_export_to_clipboard(origin, workdir) -> None:
         await until(pilot, lambda: app.clipboard.startswith("curl"), "curl on the clipboard")
         assert url in app.clipboard and "hello=1" in app.clipboard
         n = len(app.clipboard.encode())
-        assert any(m.message == f"copied curl ({n} bytes)" for m in app._notifications)
+        assert any(m.message.startswith(f"copied curl ({n:,} bytes) to OSC 52") for m in app._notifications)
 
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, ExportScreen), "format chooser")

@@ -214,7 +214,7 @@ async def test_50_mib_body_opens_with_truncation_notice():
         assert "first 512 lines" in detail.status_text
         await pilot.press("end")
         await pilot.pause()
-        assert "… first 512 lines shown (50.0 MiB body) — press f for the whole body" in screen_text(app)
+        assert "… first 512 lines shown (50M body) — press f for the whole body" in screen_text(app)
 
 
 async def test_f_computes_the_whole_body_in_a_worker_and_keeps_the_scroll():
