@@ -508,6 +508,21 @@ class _H1Parser:
     def _quick_head(self, data: bytes, end: int, events: list[Event]) -> int:
         return self._finish_head(data, end, events)  # type: ignore[attr-defined]
 
+    def _start_body(self, framing: str, length: int | None, events: list[Event], end: int) -> int:
+        """After a head: the state that reads its body (or the message's end when it has none)."""
+        if framing == CHUNKED:
+            self._state = _CHUNKED
+            self._cstate = _C_SIZE
+            self._line = b""
+        elif framing == CLOSE:
+            self._state = _CLOSE
+        elif framing == LENGTH and length:
+            self._state = _LENGTH
+            self._remaining = length
+        else:
+            self._end_message(events, None)
+        return end
+
     def _framing_fields(self, headers: Headers):
         """(TE codings or None, Content-Length values or None, Connection tokens, has Upgrade)."""
         # The sink kept the few fields whose name length could make them framing fields; with
@@ -722,16 +737,7 @@ class H1Server(_H1Parser):
         events.append(RequestHead(method, self._sink.url.decode("latin-1"), version, headers, framing,
                                   length, keep_alive, upgrade))
         self._next_parser(keep_alive and not upgrade)
-        if framing == CHUNKED:
-            self._state = _CHUNKED
-            self._cstate = _C_SIZE
-            self._line = b""
-        elif length:
-            self._state = _LENGTH
-            self._remaining = length
-        else:
-            self._end_message(events, None)
-        return end
+        return self._start_body(framing, length, events, end)
 
     def _end_message(self, events: list[Event], trailers: Headers | None) -> None:
         events.append(EndOfMessage(trailers))
@@ -846,14 +852,7 @@ class H1Client(_H1Parser):
                 pass
         if not (sink.complete and keep_alive):
             self._parser = _lenient(self._parser_class(sink))
-        if framing == CLOSE:
-            self._state = _CLOSE
-        elif length:
-            self._state = _LENGTH
-            self._remaining = length
-        else:
-            self._end_message(events, None)
-        return end
+        return self._start_body(framing, length, events, end)
 
     def _finish_head(self, data: bytes, end: int, events: list[Event]) -> int:
         p = self._parser
@@ -887,18 +886,7 @@ class H1Client(_H1Parser):
         events.append(ResponseHead(status, reason, version, headers, framing, length, keep_alive,
                                    data[start:end] if start >= 0 else b""))
         self._next_parser(keep_alive)
-        if framing == CHUNKED:
-            self._state = _CHUNKED
-            self._cstate = _C_SIZE
-            self._line = b""
-        elif framing == CLOSE:
-            self._state = _CLOSE
-        elif framing == LENGTH and length:
-            self._state = _LENGTH
-            self._remaining = length
-        else:
-            self._end_message(events, None)
-        return end
+        return self._start_body(framing, length, events, end)
 
     def _switch(self, data: bytes, end: int, events: list[Event]) -> int:
         events.append(Switched(data[end:]))

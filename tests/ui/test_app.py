@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import jsonschema
-import pytest
 from rich.console import Console
 from textual import events
 from textual.app import App
@@ -76,14 +75,6 @@ async def send(app: OmniProxyApp, origin, *paths: str, method: str = "GET", cont
     async with proxy_client(app) as client:
         for p in paths:
             await client.request(method, origin.url(p), content=content)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "cwd"
-    d.mkdir()
-    monkeypatch.chdir(d)
-    return d
 
 
 def make_app(**options) -> OmniProxyApp:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from test_app import make_app, screen_text, send, until
 
 from omniproxy_tui.app import OmniProxyApp
@@ -21,15 +20,6 @@ from proxycore.flows.serialize import flow_to_dict, read_flows, write_flows
 from proxycore.options import Options
 
 NARROW = (80, 24)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The current directory, where `w` saves under its default name."""
-    d = tmp_path / "cwd"
-    d.mkdir()
-    monkeypatch.chdir(d)
-    return d
 
 
 async def some_flows(pilot, origin, n: int = 4) -> list[Flow]:

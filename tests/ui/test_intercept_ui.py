@@ -20,14 +20,6 @@ from omniproxy_tui.widgets.detail import DetailScreen
 from proxycore.flows.flow import INTERCEPTED
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "cwd"
-    d.mkdir()
-    monkeypatch.chdir(d)
-    return d
-
-
 def start(app, method: str, url: str, content: bytes | None = None) -> asyncio.Task:
     async def go() -> httpx.Response:
         async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{app.proxy.address[1]}", trust_env=False,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 from test_app import NARROW, make_app, screen_text, type_text, until
 
 from omniproxy_tui.app import OmniProxyApp
@@ -14,14 +13,6 @@ from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail
 from omniproxy_tui.widgets.help import HelpScreen
 from omniproxy_tui.widgets.rules import RulesScreen
 from proxycore.addons.rules import load_rules_file
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "cwd"
-    d.mkdir()
-    monkeypatch.chdir(d)
-    return d
 
 
 def client(app: OmniProxyApp) -> httpx.AsyncClient:
