@@ -11,6 +11,10 @@ import itertools
 import time
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxycore.flows.spill import SpilledBody
 
 _ids = itertools.count(1)
 
@@ -129,14 +133,18 @@ class Headers:
 class _Message:
     """Common body handling. The captured body may be held as the chunks it arrived in and joined
     only when somebody reads it: joining a 1 MiB body on the hot path costs a fresh allocation,
-    and most captured binary bodies are never read whole."""
+    and most captured binary bodies are never read whole. A body too big for memory is a
+    `SpilledBody` (proxycore.flows.spill) held in place of the chunks, read back on each access."""
 
     __slots__ = ("_body", "_chunks", "stream")
 
     @property
     def body(self) -> bytes:
-        if self._chunks is not None:
-            self._body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        chunks = self._chunks
+        if chunks is not None:
+            if chunks.__class__ is not list:  # spilled: read back, not kept (memory stays bounded)
+                return chunks.read()
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             self._chunks = None
         return self._body
 
@@ -145,15 +153,44 @@ class _Message:
         self._body = value
         self._chunks = None
 
-    def set_body_chunks(self, chunks: list[bytes]) -> None:
+    def set_body_chunks(self, chunks: list[bytes] | SpilledBody) -> None:
+        """The captured body: the chunks it arrived in, or its spill file."""
         self._body = b""
         self._chunks = chunks or None
 
     def body_head(self, n: int) -> bytes:
-        """The first n captured bytes, without joining the whole body."""
-        if self._chunks is not None and len(self._chunks[0]) >= n:
-            return self._chunks[0][:n]
+        """The first n captured bytes, without joining (or reading back) the whole body."""
+        chunks = self._chunks
+        if chunks is not None:
+            if chunks.__class__ is not list:
+                return chunks.read(n)
+            if len(chunks[0]) >= n:
+                return chunks[0][:n]
         return self.body[:n]
+
+    @property
+    def spilled(self) -> SpilledBody | None:
+        """The spill file holding the body, if it is in one."""
+        chunks = self._chunks
+        return chunks if chunks is not None and chunks.__class__ is not list else None
+
+    @property
+    def captured_size(self) -> int:
+        """len(self.body), without joining or reading it back."""
+        chunks = self._chunks
+        if chunks is None:
+            return len(self._body)
+        if chunks.__class__ is not list:
+            return chunks.size
+        return sum(map(len, chunks))
+
+    @property
+    def body_token(self) -> tuple[int, int]:
+        """Changes when the body is replaced: a cheap key for caches of views of it (reading
+        `body` to take its id would read a spilled body back)."""
+        chunks = self._chunks
+        return (id(chunks), chunks.size) if chunks is not None and chunks.__class__ is not list \
+            else (id(self.body), len(self._body))
 
 
 def _url_part(slot: str, doc: str = "") -> property:

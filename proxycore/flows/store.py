@@ -57,6 +57,9 @@ class FlowStore:
         # dropped by max_flows while in flight, their "done" is not news any more; with
         # max_flows=0, every flow in flight, so that its "done" is an update, not a new flow.
         self._gone_live: WeakValueDictionary[int, Flow] = WeakValueDictionary()
+        # Called with each flow the store drops, after the subscribers (the UI's proxy deletes the
+        # flow's spill files there).
+        self.on_removed: Callable[[Flow], None] | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -160,6 +163,8 @@ class FlowStore:
             if not (f.state == DONE or f.state == ERROR):
                 self._gone_live[fid] = f  # its "done" must not bring it back
             self._emit(REMOVED, f)
+            if self.on_removed is not None:
+                self.on_removed(f)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Drop flows (the user deleted them). Returns how many were kept."""
@@ -173,6 +178,8 @@ class FlowStore:
             if not (f.state == DONE or f.state == ERROR):
                 self._gone_live[fid] = f  # its "done" must not bring it back
             self._emit(REMOVED, f)
+            if self.on_removed is not None:
+                self.on_removed(f)
         return n
 
     def clear(self) -> int:
