@@ -232,3 +232,73 @@ def test_stale_spill_dirs_of_dead_processes_are_removed(tmp_path: Path) -> None:
     store.close()
     assert body.read() == b"hello world"  # the read-back cache: the one body being looked at
     del body
+
+
+# --------------------------------------------------------------------------- compact flows
+
+
+def _headers_flow() -> Flow:
+    from proxycore.flows.flow import Headers, Request, Response
+
+    req = Request("GET", "http", "example.com", 80, "/a?b=1",
+                  headers=Headers([(b"Host", b"example.com"), (b"Accept", b"*/*"), (b"X-Empty", b""),
+                                   (b"accept", b"text/html")]))
+    req.set_body_chunks([b"ab", b"cd"])
+    flow = Flow(req)
+    flow.response = Response(200, "OK", headers=Headers([(b"Content-Type", b"application/json"),
+                                                        (b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")]),
+                             body=b"{}")
+    flow.state = "done"
+    return flow
+
+
+def test_compact_flow_changes_nothing_a_reader_sees() -> None:
+    import copy
+
+    from proxycore.flows.flow import CompactHeaders, Headers, compact_flow
+    from proxycore.flows.serialize import flow_from_dict, flow_to_dict
+
+    flow, plain = _headers_flow(), _headers_flow()
+    plain.id = flow.id
+    before = flow_to_dict(flow)
+    compact_flow(flow)
+    h = flow.request.headers
+    assert isinstance(h, CompactHeaders) and isinstance(h, Headers)
+    assert flow_to_dict(flow) == before  # the lossless serialisation is unchanged
+    assert flow_from_dict(flow_to_dict(flow)).request.headers == plain.request.headers
+    assert h == plain.request.headers and plain.request.headers == h
+    assert len(h) == 4 and h.get("ACCEPT") == "*/*" and h.get_all("accept") == ["*/*", "text/html"]
+    assert h.get("x-empty") == "" and "host" in h and "nope" not in h
+    assert list(h.items()) == list(plain.request.headers.items())
+    assert flow.response.headers.get_all("set-cookie") == ["a=1", "b=2"]
+    assert flow.request.body == b"abcd" and flow.request.captured_size == 4
+    # fields is read-only; set/remove/assignment make the headers plain and work
+    assert isinstance(h.fields, tuple)
+    h.set("Accept", "x/y")
+    assert h.get_all("accept") == ["x/y"] and len(h) == 3
+    h.remove("x-empty")
+    assert [k for k, _ in h.items()] == ["Host", "Accept"]
+    h.fields = [(b"A", b"1")]
+    assert h.get("a") == "1"
+    c = copy.deepcopy(flow.response.headers)
+    c.fields.append((b"X", b"y"))  # a copy is plain again
+    assert c.get("x") == "y" and flow.response.headers.get("x") is None
+    # a NUL (never from a valid peer) keeps the headers plain
+    odd = Headers([(b"A", b"x\0y")])
+    assert CompactHeaders.pack(odd) is odd
+
+
+async def test_kept_flows_are_compact_headless_ones_untouched(big_origin, ui_proxy, make_proxy) -> None:
+    from proxycore.flows.flow import CompactHeaders
+
+    proxy = await ui_proxy()
+    await _get(proxy, big_origin.url("/small"))
+    flow = await wait_for(lambda: next((f for f in _flows(proxy) if f.is_finished), None), what="flow")
+    assert isinstance(flow.request.headers, CompactHeaders) and isinstance(flow.response.headers, CompactHeaders)
+    assert flow.response.headers.get("content-type") == "application/json"
+    headless = await make_proxy()
+    done: list[Flow] = []
+    headless.subscribe(lambda kind, f: done.append(f) if kind == "done" else None)
+    await _get(headless, big_origin.url("/small"))
+    await wait_for(lambda: done, what="flow")
+    assert not isinstance(done[0].response.headers, CompactHeaders)

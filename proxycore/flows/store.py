@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from weakref import WeakValueDictionary
 
-from proxycore.flows.flow import DONE, ERROR, Flow
+from proxycore.flows.flow import DONE, ERROR, Flow, compact_flow
 
 StoreCallback = Callable[[str, int, Flow], None]
 
@@ -60,6 +60,8 @@ class FlowStore:
         # Called with each flow the store drops, after the subscribers (the UI's proxy deletes the
         # flow's spill files there).
         self.on_removed: Callable[[Flow], None] | None = None
+        # Keep finished flows compactly (flow.compact_flow): the UI's store, which keeps them long.
+        self.compact = False
 
     # ------------------------------------------------------------------ queries
 
@@ -147,12 +149,16 @@ class FlowStore:
             return
         fid = flow.id
         if fid in self._flows:
+            if self.compact:
+                compact_flow(flow)
             self._emit(UPDATED, flow)
             return
         was_live = self._gone_live.pop(fid, None) is not None
         if not self.max_flows:
             self._emit(UPDATED if was_live else ADDED, flow)
         elif not was_live:
+            if self.compact:
+                compact_flow(flow)
             self.add(flow)
 
     def _evict(self) -> None:

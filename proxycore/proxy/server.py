@@ -97,6 +97,7 @@ class Proxy:
         # start-up facts, warnings and errors for the UI's event log (E); bounded
         self.events = EventLog()
         self.flows = FlowStore(keep_flows, on_error=self.report_error)
+        self.flows.compact = keep_flows > 0  # flows kept long (the UI's) are held compactly
         if self.spill is not None:
             from proxycore.flows.spill import release_flow
 
