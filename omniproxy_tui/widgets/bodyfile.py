@@ -80,7 +80,8 @@ class PathPrompt(ModalScreen["str | None"]):
                             background: $surface; padding: 0 1; }
     PathPrompt .dialog-title { text-style: bold; color: $text-accent; }
     PathPrompt .dialog-keys { color: $text-muted; }
-    PathPrompt Input { margin: 1 0 0 0; }
+    PathPrompt Input, PathPrompt Input:focus { border: none; height: 1; padding: 0 1; margin: 1 0; width: 1fr;
+                                              background: $boost; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", show=False)]
 
