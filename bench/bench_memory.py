@@ -166,11 +166,14 @@ def breakdown(flow: object) -> dict[str, int]:
     return out
 
 
-async def measure(kind: str, n: int, origin_port: int, big_size: int, want_breakdown: bool) -> dict:
+async def measure(kind: str, n: int, origin_port: int, big_size: int, want_breakdown: bool,
+                  spill_max_total: int | None) -> dict:
     from omniproxy_tui.app import OmniProxyApp
     from proxycore.options import Options
 
     opts = Options(port=0, host="127.0.0.1", max_flows=max(n, 1))
+    if spill_max_total is not None and hasattr(opts, "spill_max_total"):  # a tree without spilling: ignored
+        opts.spill_max_total = spill_max_total
     app = OmniProxyApp(opts)
     result: dict = {"kind": kind, "flows": n}
     async with app.run_test(size=(160, 48)) as pilot:
@@ -219,11 +222,13 @@ async def measure(kind: str, n: int, origin_port: int, big_size: int, want_break
 
 
 def run_child(tree: Path, kind: str, n: int, origin_port: int, big_size: int, want_breakdown: bool,
-              home: Path) -> dict:
+              home: Path, spill_max_total: str | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), OMNIPROXY_HOME=str(home))
     argv = [sys.executable, __file__, "--measure", kind, str(n), str(origin_port), str(big_size)]
     if want_breakdown:
         argv.append("--breakdown")
+    if spill_max_total:
+        argv += ["--spill-max-total", spill_max_total]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=7200)
     if out.returncode:
         raise SystemExit(f"{kind} {n}: failed\n{out.stderr[-2000:]}")
@@ -237,6 +242,8 @@ def main() -> int:
     ap.add_argument("--big-size", default="10MB")
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--breakdown", action="store_true")
+    ap.add_argument("--spill-max-total", help="--spill-max-total for the big-body run (default: the option's "
+                    "default, 4GiB: past it bodies are cut at --max-body-size and held in memory)")
     ap.add_argument("--tree", default=str(HERE.parent), help="the checkout to measure (default: this one)")
     ap.add_argument("--json")
     # internal modes
@@ -254,7 +261,8 @@ def main() -> int:
         return 0
     if args.measure:
         kind, n, op, bs = args.measure
-        res = asyncio.run(measure(kind, int(n), int(op), int(bs), args.breakdown))
+        cap = parse_size(args.spill_max_total) if args.spill_max_total else None
+        res = asyncio.run(measure(kind, int(n), int(op), int(bs), args.breakdown, cap))
         print(json.dumps(res))
         return 0
 
@@ -275,9 +283,10 @@ def main() -> int:
                 print(f"          {part:<18} {b:>6} B")
         if not args.skip_big:
             with tempfile.TemporaryDirectory(prefix="bench-mem-") as home:
-                r = run_child(tree, "big", args.big_flows, origin_port, big_size, False, Path(home))
+                r = run_child(tree, "big", args.big_flows, origin_port, big_size, False, Path(home),
+                              args.spill_max_total)
             results.append(r)
-            print(f"{args.big_flows:>7,} flows of {big_size / 1e6:.0f} MB: peak RSS {r['peak_rss_kib'] / 1024:.0f} MiB, "
+            print(f"{args.big_flows:>7,} flows of {big_size / 1048576:.0f} MiB: peak RSS {r['peak_rss_kib'] / 1024:.0f} MiB, "
                   f"RSS at the end {r['rss_kib'] / 1024:.0f} MiB, spilled {r['spill_bytes'] / 1e9:.2f} GB "
                   f"({r['seconds']} s)")
     finally:
