@@ -75,20 +75,23 @@ def valid_host(host: str) -> str:
 
 class _Capture:
     """A capped copy of a body: chunks kept by reference, joined once at the end. With a spill
-    store (the UI's proxy), a body growing past `limit` goes on into a spill file instead of being
-    cut, and is kept whole; if spilling is refused it is cut at the store's `fallback_cap`."""
+    store (the UI's proxy, `_SpillCapture`), a body growing past `limit` goes on into a spill file
+    instead of being cut, and is kept whole; if spilling is refused it is cut at the store's
+    `fallback_cap`."""
 
-    __slots__ = ("chunks", "size", "limit", "truncated", "head_only", "spill", "writer", "store")
+    __slots__ = ("chunks", "size", "limit", "truncated", "head_only")
+    # Class defaults, so that a capture without spilling (headless, the common case) is built
+    # exactly as before spilling existed; _SpillCapture has them as slots.
+    spill: SpillStore | None = None  # the store while spilling may still start
+    writer: SpillWriter | None = None  # the spill file being written
+    store: SpillStore | None = None
 
-    def __init__(self, limit: int, spill: SpillStore | None = None) -> None:
+    def __init__(self, limit: int) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.limit = limit
         self.truncated = False
         self.head_only = False
-        self.spill = spill  # the store while spilling may still start
-        self.writer: SpillWriter | None = None
-        self.store = spill
 
     def add(self, data: bytes) -> None:
         room = self.limit - self.size
@@ -152,9 +155,22 @@ class _Capture:
             self.writer.abandon()
             self.writer = None
         store = self.store
-        fresh = _Capture(self.limit if self.head_only or store is None else store.threshold, store)
+        fresh = _Capture(self.limit) if store is None else \
+            _SpillCapture(self.limit if self.head_only else store.threshold, store)
         fresh.head_only = self.head_only
         return fresh
+
+
+class _SpillCapture(_Capture):
+    """A capture that spills past its limit (see _Capture)."""
+
+    __slots__ = ("spill", "writer", "store")
+
+    def __init__(self, limit: int, spill: SpillStore) -> None:
+        _Capture.__init__(self, limit)
+        self.spill = spill
+        self.writer = None
+        self.store = spill
 
 
 def _trim_binary_capture(cap: _Capture, headers: Headers) -> None:
@@ -205,11 +221,14 @@ class Exchange:
         self.resp_chunked = False
         self.resp_framing = h1.NONE
         self.resp_keep_alive = False
-        spill = conn.proxy.spill
-        self.req_cap = _Capture(capture_limit, spill) if capture_limit is not None else None
+        if conn.proxy.spill is None:
+            self.req_cap = _Capture(capture_limit) if capture_limit is not None else None
+            self.resp_cap = _Capture(capture_limit) if capture_limit is not None else None
+        else:  # the UI's proxy: bodies kept whole, big ones in spill files
+            self.req_cap = _SpillCapture(capture_limit, conn.proxy.spill) if capture_limit is not None else None
+            self.resp_cap = _SpillCapture(capture_limit, conn.proxy.spill) if capture_limit is not None else None
         if has_body and self.req_cap is not None and not conn.proxy.retain_binary_bodies:
             _trim_binary_capture(self.req_cap, flow.request.headers)
-        self.resp_cap = _Capture(capture_limit, spill) if capture_limit is not None else None
         self.req_size = 0
         self.resp_size = 0
         self.client_keep_alive = True
