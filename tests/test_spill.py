@@ -302,3 +302,15 @@ async def test_kept_flows_are_compact_headless_ones_untouched(big_origin, ui_pro
     await _get(headless, big_origin.url("/small"))
     await wait_for(lambda: done, what="flow")
     assert not isinstance(done[0].response.headers, CompactHeaders)
+
+
+async def test_one_body_bigger_than_the_cap_is_cut_not_spilled_past_it(big_origin, ui_proxy,
+                                                                       omniproxy_home) -> None:
+    proxy = await ui_proxy(spill_threshold=1000, spill_max_total=5_000_000, max_body_size=4000)
+    r = await _get(proxy, big_origin.url("/big"))
+    assert r.content == BIG_JSON
+    flow = await wait_for(lambda: next((f for f in _flows(proxy) if f.is_finished), None), what="flow")
+    assert flow.response.spilled is None and flow.response.body_truncated
+    assert flow.response.body == BIG_JSON[:4000]
+    assert _spill_files(omniproxy_home) == [] and proxy.spill.total == 0
+    assert [e for e in ui_proxy.errors if "--spill-max-total" in e]

@@ -83,11 +83,17 @@ class SpillStore:
         atexit.register(self.close)
         return d
 
+    def over_cap(self, more: int) -> bool:
+        """True (and a warning, once) when `more` bytes would pass --spill-max-total."""
+        if self.total + more <= self.max_total:
+            return False
+        self._warn("cap", f"spill files reached --spill-max-total ({self.max_total:,} bytes); "
+                   "bigger bodies are kept cut at --max-body-size")
+        return True
+
     def open(self) -> SpillWriter | None:
         """A new spill file, or None (over the budget, or no usable directory: warned once)."""
-        if self.total >= self.max_total:
-            self._warn("cap", f"spill files reached --spill-max-total ({self.max_total:,} bytes); "
-                       "bigger bodies are kept cut at --max-body-size")
+        if self.over_cap(1):
             return None
         d = self._ensure_dir()
         if d is None:
@@ -157,7 +163,10 @@ class SpillWriter:
         self.size = 0
 
     def write(self, data: bytes) -> bool:
-        """False when the write failed (the file is then removed and the writer closed)."""
+        """False when the write failed or would pass --spill-max-total (the caller keeps what it
+        can and abandons the file)."""
+        if self.store.over_cap(len(data)):  # one huge body must not fill the disk either
+            return False
         try:
             view = memoryview(data)
             while view:
