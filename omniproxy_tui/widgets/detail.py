@@ -763,6 +763,7 @@ class FlowDetail(Widget):
             path = tmpdir / default_name(flow, msg, tmpdir)
             data, _ = await asyncio.to_thread(decoded_body, msg)
             await asyncio.to_thread(write_body, path, data)
+            path.chmod(0o400)  # a view, not an edit (as mitmproxy's external viewer)
             try:
                 await run_suspended(self.app, [*argv, str(path)])
             except OSError as exc:
