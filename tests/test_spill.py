@@ -314,3 +314,19 @@ async def test_one_body_bigger_than_the_cap_is_cut_not_spilled_past_it(big_origi
     assert flow.response.body == BIG_JSON[:4000]
     assert _spill_files(omniproxy_home) == [] and proxy.spill.total == 0
     assert [e for e in ui_proxy.errors if "--spill-max-total" in e]
+
+
+async def test_a_duplicate_keeps_its_body_when_the_original_is_deleted(big_origin, ui_proxy,
+                                                                       omniproxy_home) -> None:
+    from proxycore.flows.view import copy_flow
+
+    proxy = await ui_proxy(spill_threshold=1000)
+    await _get(proxy, big_origin.url("/big"))
+    flow = await wait_for(lambda: next((f for f in _flows(proxy) if f.is_finished), None), what="flow")
+    dup = copy_flow(flow)
+    assert dup.response.spilled is not None and dup.response.spilled is not flow.response.spilled
+    proxy.flows.remove([flow.id])
+    assert flow.response.body == b"" and dup.response.body == BIG_JSON
+    assert len(_spill_files(omniproxy_home)) == 1
+    await proxy.stop()
+    assert not (omniproxy_home / "spill").exists()

@@ -267,7 +267,19 @@ class SpilledBody:
         return self
 
     def __deepcopy__(self, memo: dict) -> SpilledBody:
-        return self
+        """A copy (a duplicated flow) must outlive the original's deletion: it gets its own name for
+        the same bytes, a hard link (nothing copied on disk). Where linking fails it shares."""
+        path = self.path
+        if path is None:
+            return self
+        twin = path.with_name(f"{path.stem}-{secrets.token_hex(4)}.body")
+        try:
+            os.link(path, twin)
+        except OSError:
+            return self
+        self.store.files += 1
+        self.store.total += self.size  # counted twice: the cap errs on the safe side
+        return SpilledBody(self.store, twin, self.size)
 
     def __repr__(self) -> str:
         return f"<SpilledBody {self.size} bytes at {self.path}>"
