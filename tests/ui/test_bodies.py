@@ -210,3 +210,25 @@ async def test_main_screen_v_still_reverses_the_sort(workdir) -> None:
         await pilot.press("v")
         await until(pilot, lambda: app.view.sort_reverse != before, "reversed sort")
         assert not isinstance(app.screen, PathPrompt)
+
+
+async def test_wide_layout_b_in_the_detail_pane_and_v_in_the_table(workdir) -> None:
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.engine.add_flow(_gzip_flow())
+        await until(pilot, lambda: app.view.focus is not None, "the flow")
+        before = app.view.sort_reverse
+        await pilot.press("v")  # the table has the focus: reverse the sort
+        await until(pilot, lambda: app.view.sort_reverse != before, "reversed sort")
+        await pilot.press("tab")
+        await until(pilot, lambda: app.screen.query_one(FlowDetail).has_focus_within, "detail pane focused")
+        await pilot.press("b")  # the Request tab: this request has no body
+        await until(pilot, lambda: any("no body to save" in n.message for n in app._notifications), "note")
+        await pilot.press("2")
+        await pilot.press("b")
+        prompt = await until(pilot, lambda: app.screen if isinstance(app.screen, PathPrompt) else None,
+                             "path prompt")
+        assert prompt.default == "users.json"
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PathPrompt), "prompt closed")
+        assert not (workdir / prompt.default).exists()
