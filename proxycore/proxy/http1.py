@@ -96,15 +96,9 @@ class _Capture:
     def add(self, data: bytes) -> None:
         room = self.limit - self.size
         if room <= 0:
-            if self.writer is not None:
-                self._write(data)
-                return
             self.truncated = not self.head_only
             return
         if len(data) > room:
-            if self.spill is not None and not self.head_only:
-                self._start_spill(data)
-                return
             data = data[:room]
             self.truncated = not self.head_only  # a head kept for detection is not "truncated"
         self.chunks.append(data)
@@ -155,8 +149,9 @@ class _Capture:
             self.writer.abandon()
             self.writer = None
         store = self.store
-        fresh = _Capture(self.limit) if store is None else \
-            _SpillCapture(self.limit if self.head_only else store.threshold, store)
+        if store is None:
+            return _Capture(self.limit)  # as before spilling existed
+        fresh = _SpillCapture(self.limit if self.head_only else store.threshold, store)
         fresh.head_only = self.head_only
         return fresh
 
@@ -171,6 +166,24 @@ class _SpillCapture(_Capture):
         self.spill = spill
         self.writer = None
         self.store = spill
+
+    def add(self, data: bytes) -> None:
+        """_Capture.add, but past the limit the body goes on into a spill file."""
+        room = self.limit - self.size
+        if room <= 0:
+            if self.writer is not None:
+                self._write(data)
+                return
+            self.truncated = not self.head_only
+            return
+        if len(data) > room:
+            if self.spill is not None and not self.head_only:
+                self._start_spill(data)
+                return
+            data = data[:room]
+            self.truncated = not self.head_only
+        self.chunks.append(data)
+        self.size += len(data)
 
 
 def _trim_binary_capture(cap: _Capture, headers: Headers) -> None:
