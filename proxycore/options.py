@@ -330,6 +330,18 @@ class Options:
     # ---------------------------------------------------------------- ui
     max_flows: int = opt(50000, "ui.maxFlows", "flows kept in memory by the UI (oldest dropped)", minimum=1,
                          flag="--max-flows", flag_help="Flows kept in the UI's memory.")
+    # Whole bodies in the UI (proxycore/flows/spill.py): past the threshold a body goes on into a
+    # spill file under <home>/spill instead of memory; maxBodySize then applies to captures only.
+    spill_threshold: int = opt(1048576, "ui.spillThreshold", "bodies larger than this are kept whole in a "
+                               "spill file under <home>/spill instead of memory (0 = never: cut at "
+                               "maxBodySize)", kind="size", minimum=0, flag="--spill-threshold",
+                               flag_help="Bodies larger than this go to a spill file under "
+                               "~/.omniproxy/spill, kept whole (0: cut at --max-body-size).")
+    spill_max_total: int = opt(4294967296, "ui.spillMaxTotal", "bytes of spill files at most; past it "
+                               "bodies are cut at maxBodySize", kind="size", minimum=0,
+                               flag="--spill-max-total",
+                               flag_help="Bytes of spill files at most (4GiB); past it bodies are cut at "
+                               "--max-body-size.")
 
     @property
     def ca_cert_path(self) -> Path:

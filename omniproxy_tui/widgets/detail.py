@@ -7,12 +7,19 @@ content views; `f` computes the whole body in a worker thread, `m` cycles the vi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
@@ -23,6 +30,7 @@ from textual.widgets import Input, Label, Static, TabbedContent, TabPane
 from omniproxy_tui.textual_fixes import focus_now
 from omniproxy_tui.views.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
 from omniproxy_tui.widgets.bars import KeyBar
+from omniproxy_tui.widgets.bodyfile import PathPrompt, decoded_body, default_name, write_body
 from omniproxy_tui.widgets.detail_sections import (
     add_cert_chain,
     add_query,
@@ -31,6 +39,7 @@ from omniproxy_tui.widgets.detail_sections import (
 )
 from omniproxy_tui.widgets.lineview import Document, LineView
 from proxycore.flows.flow import ERROR, INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
+from proxycore.safefile import SafeFileError
 
 TABS = ("request", "response", "timing", "raw")
 TAB_TITLES = {"request": "Request", "response": "Response", "timing": "Timing", "raw": "Raw"}
@@ -64,7 +73,7 @@ def _add_headers(doc: Document, headers: Headers) -> None:
 def _add_body(doc: Document, view: ContentView | None, msg: Request | Response, ctype: str | None,
               pending_full: bool) -> None:
     doc.add("")
-    if not msg.body and not msg.body_size:
+    if not msg.captured_size and not msg.body_size:
         doc.add(Text("(no body)", S_DIM))
         return
     assert view is not None
@@ -77,8 +86,8 @@ def _add_body(doc: Document, view: ContentView | None, msg: Request | Response, 
         facts.append(f"{ce} → {human_size(view.body_size)}")
     head.append(" · ".join(facts), S_DIM)
     doc.add(head)
-    if msg.body_truncated or msg.body_size > len(msg.body):
-        doc.add(Text(f"⚠ body captured partially: {human_size(len(msg.body))} of "
+    if msg.body_truncated or msg.body_size > msg.captured_size:
+        doc.add(Text(f"⚠ body captured partially: {human_size(msg.captured_size)} of "
                      f"{human_size(msg.body_size)} on the wire", S_WARN))
     if view.error:
         doc.add(Text(f"⚠ {view.error}", S_WARN))
@@ -296,7 +305,7 @@ def raw_document(flow: Flow, req_view: ContentView | None, resp_view: ContentVie
             doc.add_lines(view.lines)
             if view.truncated:
                 note = "computing…" if pending_full else "press f for all of it"
-                doc.add(Text(f"… first {len(view.lines):,} lines of {human_size(len(msg.body))} — {note}",
+                doc.add(Text(f"… first {len(view.lines):,} lines of {human_size(msg.captured_size)} — {note}",
                              S_WARN))
     if flow.error:
         doc.add("")
@@ -327,10 +336,11 @@ def flow_summary(flow: Flow) -> Text:
 def _signature(flow: Flow) -> tuple:
     """Cheap change detector so refresh_flow at 10 Hz rebuilds only when something changed."""
     r, q, t = flow.response, flow.request, flow.timings
-    resp = None if r is None else (r.status, len(r.headers), id(r.body), len(r.body), r.body_size)
+    # body_token, not id(body): a spilled body would be read back from its file on every look
+    resp = None if r is None else (r.status, len(r.headers), r.body_token, r.body_size)
     return (flow.state, flow.error, flow.modified, flow.comment, flow.original_request is None,
             flow.original_response is None, q.method, q.target, id(q.headers), id(r.headers) if r is not None else None,
-            len(q.headers), id(q.body), len(q.body), q.body_size,
+            len(q.headers), q.body_token, q.body_size,
             resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
             flow.client_tls is None, flow.server_addr, len(flow.rules_applied))
 
@@ -379,6 +389,10 @@ class FlowDetail(Widget):
         Binding("a", "flow_command('flow.resume')", "Resume", show=False, id="detail.resume"),
         Binding("X", "flow_command('flow.kill')", "Kill", show=False, id="detail.kill"),
         Binding("V", "flow_command('flow.revert')", "Revert", show=False, id="detail.revert"),
+        Binding("b", "save_body", "Save body", show=False, id="detail.save_body",
+                tooltip="Save the body shown (decoded, whole) to a file"),
+        Binding("v", "pager", "Pager", show=False, id="detail.pager",
+                tooltip="Open the body shown (decoded, whole) in $PAGER"),
     ]
 
     class StepFlow(Message):
@@ -459,16 +473,17 @@ class FlowDetail(Widget):
 
     def _content(self, part: str, msg: Request | Response | None, mode: str) -> ContentView | None:
         """The (cached) content view of a body; whole if `f` was pressed for that part."""
-        if msg is None or (not msg.body and not msg.body_size):
+        if msg is None or (not msg.captured_size and not msg.body_size):
             return None
         assert self.flow is not None
         full = (self.flow.id, part) in self._full
         ct, ce = msg.headers.get("content-type"), msg.headers.get("content-encoding")
-        key = (part, mode, full, id(msg.body), len(msg.body), ct, ce)
+        token = msg.body_token
+        key = (part, mode, full, token, ct, ce)
         view = self._views.get(key)
         if view is None and full:
             full = False  # still computing: show the capped view meanwhile
-            key = (part, mode, False, id(msg.body), len(msg.body), ct, ce)
+            key = (part, mode, False, token, ct, ce)
             view = self._views.get(key)
         if view is None:
             view = view_body(msg.body, ct, ce, mode=mode)
@@ -663,13 +678,15 @@ class FlowDetail(Widget):
         self._full.add((flow.id, tab))
         self._pending.add((flow.id, tab))
         self._rebuild(keep_scroll=True)
-        jobs = [(p, m.body, m.headers.get("content-type"), m.headers.get("content-encoding")) for p, m in todo]
+        # the messages, not their bodies: a spilled body is read back in the thread
+        jobs = [(p, m, m.body_token, m.headers.get("content-type"), m.headers.get("content-encoding"))
+                for p, m in todo]
         done = self._full_done
         fid = flow.id
 
         def work() -> None:
-            views = [(p, body, ct, ce, view_body(body, ct, ce, mode=mode, limit_lines=None))
-                     for p, body, ct, ce in jobs]
+            views = [(p, token, ct, ce, view_body(m.body, ct, ce, mode=mode, limit_lines=None))
+                     for p, m, token, ct, ce in jobs]
             self.app.call_from_thread(done, fid, tab, mode, views)
 
         self.run_worker(work, thread=True, group="detail-full", description="full body view")
@@ -678,10 +695,83 @@ class FlowDetail(Widget):
         self._pending.discard((fid, tab))
         if self.flow is None or self.flow.id != fid:
             return
-        for part, body, ct, ce, view in views:
-            self._views[(part, mode, True, id(body), len(body), ct, ce)] = view
+        for part, token, ct, ce, view in views:
+            self._views[(part, mode, True, token, ct, ce)] = view
         self._full.update((fid, p) for p, *_ in views)
         self._rebuild(keep_scroll=True)
+
+    # --- the body out of the app: b saves it, v pages it (omniproxy_tui/widgets/bodyfile.py) ---
+
+    def _focused_body(self) -> tuple[str, Request | Response] | None:
+        """The body the user is looking at: the request's on the Request tab, else the response's
+        (the request's when there is no response)."""
+        flow = self.flow
+        if flow is None:
+            return None
+        if self.active_tab == "request" or flow.response is None:
+            return "request", flow.request
+        return "response", flow.response
+
+    def action_save_body(self) -> None:
+        focused = self._focused_body()
+        if focused is None or not (focused[1].captured_size or focused[1].body_size):
+            self.notify("There is no body to save", timeout=2)
+            return
+        part, msg = focused
+        flow = self.flow
+        assert flow is not None
+        note = f"#{flow.id} {part} body · {human_size(msg.body_size)} · decoded, whole"
+
+        def answer(path: str | None) -> None:
+            if path:
+                self._save_body(msg, Path(path).expanduser())
+
+        self.app.push_screen(PathPrompt(f"Save the {part} body to", default_name(flow, msg), note), answer)
+
+    def _save_body(self, msg: Request | Response, path: Path) -> None:
+        app = self.app
+
+        def work() -> None:
+            data, why = decoded_body(msg)
+            try:
+                write_body(path, data)
+            except OSError as exc:
+                reason = exc.why if isinstance(exc, SafeFileError) else (exc.strerror or str(exc))
+                app.call_from_thread(app.notify, f"Cannot save {path}: {reason}", severity="error")
+                return
+            extra = f" (as received: {why})" if why else ""
+            app.call_from_thread(app.notify, f"Saved {human_size(len(data))} to {path}{extra}", timeout=4)
+
+        self.run_worker(work, thread=True, group="detail-save", description="save body", exit_on_error=False)
+
+    async def action_pager(self) -> None:
+        focused = self._focused_body()
+        if focused is None or not (focused[1].captured_size or focused[1].body_size):
+            self.notify("There is no body to show", timeout=2)
+            return
+        part, msg = focused
+        flow = self.flow
+        assert flow is not None
+        pager = os.environ.get("PAGER") or "less"
+        try:
+            argv = shlex.split(pager)
+        except ValueError as exc:
+            self.notify(f"Cannot run $PAGER ({pager!r}): {exc}", severity="error")
+            return
+        tmpdir = Path(tempfile.mkdtemp(prefix="omniproxy-body-"))  # 0700: only we read the body
+        try:
+            path = tmpdir / default_name(flow, msg, tmpdir)
+            data, _ = await asyncio.to_thread(decoded_body, msg)
+            await asyncio.to_thread(write_body, path, data)
+            path.chmod(0o400)  # a view, not an edit (as mitmproxy's external viewer)
+            try:
+                await run_suspended(self.app, [*argv, str(path)])
+            except OSError as exc:
+                self.notify(f"Cannot run $PAGER ({argv[0] if argv else pager!r}): {exc.strerror or exc}",
+                            severity="error")
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        self.focus()
 
     def action_search(self) -> None:
         self.add_class("-searching")
@@ -715,6 +805,21 @@ class FlowDetail(Widget):
         self.view().search("")
         self.remove_class("-searching")
         focus_now(self.view())
+
+
+async def run_suspended(app: App, argv: list[str]) -> int:
+    """Run `argv` on the terminal with the app suspended, and come back. The program is awaited,
+    not waited for: the proxy shares this event loop and goes on serving meanwhile, while nothing
+    is painted (batch_update). No timeout: the user decides when the pager ends. Where the app
+    cannot suspend (headless, tests) the program just runs."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(app.batch_update())
+        try:
+            stack.enter_context(app.suspend())
+        except (SuspendNotSupported, RuntimeError):  # RuntimeError: no driver at all
+            pass
+        proc = await asyncio.create_subprocess_exec(*argv)
+        return await proc.wait()
 
 
 class DetailScreen(Screen):

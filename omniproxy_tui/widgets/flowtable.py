@@ -31,7 +31,9 @@ from proxycore.humanize import human_duration, human_size, short_content_type
 # Terminal control characters in hosts/paths would let a request repaint the user's terminal.
 _CTRL = {i: "?" for i in (*range(0x20), 0x7F)}
 
-_CACHE_MAX = 4000
+# Rows built, by row key: enough for a few screens of scrolling back and forth. Not more: each
+# row costs ~1.5 KiB, and a cache as big as the flow list is memory every kept flow pays for.
+_CACHE_MAX = 1000
 # which column header is underlined for each sort key
 _SORT_COLUMN = {"time": "time", "method": "method", "url": "path", "size": "size", "duration": "duration",
                 "status": "status"}

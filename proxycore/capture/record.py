@@ -269,7 +269,15 @@ def _body_fields(
             out["isBinary"] = True
             out["body"] = BINARY_PLACEHOLDER
             return None
-    data = msg.body
+    if msg.captured_size > ropts.max_body_size:
+        # the UI's proxy keeps bodies whole (big ones in spill files): records keep the capped part
+        data = msg.body_head(ropts.max_body_size)
+        truncated = True
+        if not data:
+            out["bodyTruncated"] = True
+            return None
+    else:
+        data = msg.body
     decoded_size: int | None = None
     if content_encoding:
         codings = parse_codings(content_encoding)

@@ -8,9 +8,14 @@ stores and the UI.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxycore.flows.spill import SpilledBody
 
 _ids = itertools.count(1)
 
@@ -126,17 +131,107 @@ class Headers:
         return Headers(self.fields)
 
 
+_FIELDS = Headers.__dict__["fields"]  # the slot: CompactHeaders shadows it with a property
+
+
+class CompactHeaders(Headers):
+    """The same fields held as one bytes object (``name NUL value NUL name ...``): what a finished
+    flow kept by the UI's store holds (`compact_flow`), a fifth of the memory of a list of tuples
+    of bytes. Everything of `Headers` works; `fields` is then a fresh tuple on each read (it
+    cannot be changed in place: use `set`, `remove` or assign `fields`, which makes the headers
+    plain again)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, fields: Iterable[tuple[bytes, bytes]] | None = None) -> None:
+        flat = [x for kv in (fields or ()) for x in kv]
+        self._raw: bytes | None = b"\0".join(flat) if flat else None
+        _FIELDS.__set__(self, None)
+
+    @classmethod
+    def pack(cls, headers: Headers) -> Headers:
+        """Compact headers with the fields of `headers`; `headers` itself when a name or value holds
+        a NUL (never sent by a valid peer, but an edit may put one there)."""
+        fields = headers.fields
+        if not fields or headers.__class__ is not Headers:
+            return headers
+        h = cls(fields)
+        if h._raw is not None and h._raw.count(b"\0") != 2 * len(fields) - 1:
+            return headers
+        return h
+
+    def _pairs(self) -> tuple[tuple[bytes, bytes], ...]:
+        plain = _FIELDS.__get__(self)
+        if plain is not None:
+            return tuple(plain)
+        if self._raw is None:
+            return ()
+        it = iter(self._raw.split(b"\0"))
+        return tuple(zip(it, it, strict=False))  # pairs (pack checked the count)
+
+    @property  # type: ignore[override]
+    def fields(self) -> tuple[tuple[bytes, bytes], ...]:  # read-only: see the class docstring
+        return self._pairs()
+
+    @fields.setter
+    def fields(self, value: list[tuple[bytes, bytes]]) -> None:
+        _FIELDS.__set__(self, value)  # plain from now on (an edit)
+        self._raw = None
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        n = name.lower().encode("latin-1")
+        ln = len(n)
+        for k, v in self._pairs():
+            if len(k) == ln and k.lower() == n:
+                return v.decode("latin-1")
+        return default
+
+    def set(self, name: str, value: str) -> None:
+        _FIELDS.__set__(self, list(self._pairs()))
+        self._raw = None
+        Headers.set(self, name, value)
+
+    def remove(self, name: str) -> None:
+        _FIELDS.__set__(self, list(self._pairs()))
+        self._raw = None
+        Headers.remove(self, name)
+
+    def __len__(self) -> int:
+        plain = _FIELDS.__get__(self)
+        if plain is not None:
+            return len(plain)
+        return 0 if self._raw is None else (self._raw.count(b"\0") + 1) // 2
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and list(self._pairs()) == list(other.fields)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def copy(self) -> Headers:
+        return Headers(self._pairs())
+
+    def __reduce__(self) -> tuple:
+        return (Headers, (list(self._pairs()),))  # a copy is plain, and may be changed in place
+
+    def __deepcopy__(self, memo: dict) -> Headers:
+        return Headers(list(self._pairs()))
+
+
 class _Message:
     """Common body handling. The captured body may be held as the chunks it arrived in and joined
     only when somebody reads it: joining a 1 MiB body on the hot path costs a fresh allocation,
-    and most captured binary bodies are never read whole."""
+    and most captured binary bodies are never read whole. A body too big for memory is a
+    `SpilledBody` (proxycore.flows.spill) held in place of the chunks, read back on each access."""
 
     __slots__ = ("_body", "_chunks", "stream")
 
     @property
     def body(self) -> bytes:
-        if self._chunks is not None:
-            self._body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        chunks = self._chunks
+        if chunks is not None:
+            if chunks.__class__ is not list:  # spilled: read back, not kept (memory stays bounded)
+                return chunks.read()
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             self._chunks = None
         return self._body
 
@@ -145,15 +240,44 @@ class _Message:
         self._body = value
         self._chunks = None
 
-    def set_body_chunks(self, chunks: list[bytes]) -> None:
+    def set_body_chunks(self, chunks: list[bytes] | SpilledBody) -> None:
+        """The captured body: the chunks it arrived in, or its spill file."""
         self._body = b""
         self._chunks = chunks or None
 
     def body_head(self, n: int) -> bytes:
-        """The first n captured bytes, without joining the whole body."""
-        if self._chunks is not None and len(self._chunks[0]) >= n:
-            return self._chunks[0][:n]
+        """The first n captured bytes, without joining (or reading back) the whole body."""
+        chunks = self._chunks
+        if chunks is not None:
+            if chunks.__class__ is not list:
+                return chunks.read(n)
+            if len(chunks[0]) >= n:
+                return chunks[0][:n]
         return self.body[:n]
+
+    @property
+    def spilled(self) -> SpilledBody | None:
+        """The spill file holding the body, if it is in one."""
+        chunks = self._chunks
+        return chunks if chunks is not None and chunks.__class__ is not list else None
+
+    @property
+    def captured_size(self) -> int:
+        """len(self.body), without joining or reading it back."""
+        chunks = self._chunks
+        if chunks is None:
+            return len(self._body)
+        if chunks.__class__ is not list:
+            return chunks.size
+        return sum(map(len, chunks))
+
+    @property
+    def body_token(self) -> tuple[int, int]:
+        """Changes when the body is replaced: a cheap key for caches of views of it (reading
+        `body` to take its id would read a spilled body back)."""
+        chunks = self._chunks
+        return (id(chunks), chunks.size) if chunks is not None and chunks.__class__ is not list \
+            else (id(self.body), len(self._body))
 
 
 def _url_part(slot: str, doc: str = "") -> property:
@@ -380,3 +504,28 @@ class Flow:
     def __repr__(self) -> str:
         status = self.response.status if self.response else (self.error or "-")
         return f"<Flow {self.id} {self.request.method} {self.request.url} {status}>"
+
+
+def compact_flow(flow: Flow) -> None:
+    """Hold a finished flow in less memory, for a store that keeps it long (the UI's): headers as
+    one bytes object each (CompactHeaders), the body's chunks joined, and the strings many flows
+    repeat (method, scheme, host, authority, version, reason) shared through interning. Nothing a
+    reader sees changes. Called once per kept flow when it finishes, never on the headless path."""
+    intern = sys.intern
+    req = flow.request
+    req.headers = CompactHeaders.pack(req.headers)
+    if req._chunks is not None and req._chunks.__class__ is list:
+        req.body  # noqa: B018 - joins the chunks
+    req._method = intern(req._method)
+    req._scheme = intern(req._scheme)
+    req._host = intern(req._host)
+    if req.authority:
+        req.authority = intern(req.authority)
+    req.http_version = intern(req.http_version)
+    resp = flow.response
+    if resp is not None:
+        resp.headers = CompactHeaders.pack(resp.headers)
+        if resp._chunks is not None and resp._chunks.__class__ is list:
+            resp.body  # noqa: B018
+        resp.reason = intern(resp.reason)
+        resp.http_version = intern(resp.http_version)

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from weakref import WeakValueDictionary
 
-from proxycore.flows.flow import DONE, ERROR, Flow
+from proxycore.flows.flow import DONE, ERROR, Flow, compact_flow
 
 StoreCallback = Callable[[str, int, Flow], None]
 
@@ -57,6 +57,11 @@ class FlowStore:
         # dropped by max_flows while in flight, their "done" is not news any more; with
         # max_flows=0, every flow in flight, so that its "done" is an update, not a new flow.
         self._gone_live: WeakValueDictionary[int, Flow] = WeakValueDictionary()
+        # Called with each flow the store drops, after the subscribers (the UI's proxy deletes the
+        # flow's spill files there).
+        self.on_removed: Callable[[Flow], None] | None = None
+        # Keep finished flows compactly (flow.compact_flow): the UI's store, which keeps them long.
+        self.compact = False
 
     # ------------------------------------------------------------------ queries
 
@@ -144,12 +149,16 @@ class FlowStore:
             return
         fid = flow.id
         if fid in self._flows:
+            if self.compact:
+                compact_flow(flow)
             self._emit(UPDATED, flow)
             return
         was_live = self._gone_live.pop(fid, None) is not None
         if not self.max_flows:
             self._emit(UPDATED if was_live else ADDED, flow)
         elif not was_live:
+            if self.compact:
+                compact_flow(flow)
             self.add(flow)
 
     def _evict(self) -> None:
@@ -160,6 +169,8 @@ class FlowStore:
             if not (f.state == DONE or f.state == ERROR):
                 self._gone_live[fid] = f  # its "done" must not bring it back
             self._emit(REMOVED, f)
+            if self.on_removed is not None:
+                self.on_removed(f)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Drop flows (the user deleted them). Returns how many were kept."""
@@ -173,6 +184,8 @@ class FlowStore:
             if not (f.state == DONE or f.state == ERROR):
                 self._gone_live[fid] = f  # its "done" must not bring it back
             self._emit(REMOVED, f)
+            if self.on_removed is not None:
+                self.on_removed(f)
         return n
 
     def clear(self) -> int:

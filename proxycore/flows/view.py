@@ -101,10 +101,12 @@ class FlowView:
         self.max_flows = max_flows
         self._store: OrderedDict[int, Flow] = OrderedDict()
         self._store_in_id_order = True  # false once a flow arrived after one with a higher id
-        # Every stored flow's sort value for every key, computed when it arrives or changes: a
-        # re-sort is then one C-level sort over cached scalars (no Python call per flow), and the
-        # value a shown flow was placed under stays findable after the flow itself changed.
-        self._vals: dict[str, dict[Flow, Any]] = {k: {} for k in SORT_KEYS}
+        # Every stored flow's sort value for the current key, computed when it arrives or changes:
+        # a re-sort is then one C-level sort over cached scalars (no Python call per flow), and the
+        # value a shown flow was placed under stays findable after the flow itself changed. Only
+        # the current key's: the other keys' values would cost every kept flow ~250 bytes, and
+        # set_sort computes the new key's in one pass.
+        self._vals: dict[str, dict[Flow, Any]] = {"time": {}}
         # shown flows in ascending (value, id) order, and the same flows as a set for membership
         self._flows: list[Flow] = []
         self._shown: set[Flow] = set()
@@ -663,6 +665,9 @@ class FlowView:
             raise ValueError(f"unknown sort key {key!r} (choose from {', '.join(SORT_KEYS)})")
         changed = key != self.sort_key
         self.sort_key = key
+        if changed:
+            valfn = _VAL_FUNCS[key]
+            self._vals = {key: {f: valfn(f) for f in self._store.values()}}
         self._cur = self._vals[key]
         if reverse is not None and reverse != self.sort_reverse:
             self.sort_reverse = reverse

@@ -32,6 +32,7 @@ from proxycore.proxy.tunnel import TunnelMixin
 from proxycore.proxy.upstream import UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
+    from proxycore.flows.spill import SpilledBody, SpillStore, SpillWriter
     from proxycore.proxy.server import Proxy
 
 _BAD_HOST_CHARS = re.compile(r"[\s/\\@?#]")
@@ -73,9 +74,17 @@ def valid_host(host: str) -> str:
 
 
 class _Capture:
-    """A capped copy of a body: chunks kept by reference, joined once at the end."""
+    """A capped copy of a body: chunks kept by reference, joined once at the end. With a spill
+    store (the UI's proxy, `_SpillCapture`), a body growing past `limit` goes on into a spill file
+    instead of being cut, and is kept whole; if spilling is refused it is cut at the store's
+    `fallback_cap`."""
 
     __slots__ = ("chunks", "size", "limit", "truncated", "head_only")
+    # Class defaults, so that a capture without spilling (headless, the common case) is built
+    # exactly as before spilling existed; _SpillCapture has them as slots.
+    spill: SpillStore | None = None  # the store while spilling may still start
+    writer: SpillWriter | None = None  # the spill file being written
+    store: SpillStore | None = None
 
     def __init__(self, limit: int) -> None:
         self.chunks: list[bytes] = []
@@ -92,6 +101,87 @@ class _Capture:
         if len(data) > room:
             data = data[:room]
             self.truncated = not self.head_only  # a head kept for detection is not "truncated"
+        self.chunks.append(data)
+        self.size += len(data)
+
+    # --- spilling (only past the threshold: the common small body never gets here) ------------
+    def _start_spill(self, data: bytes) -> None:
+        spill = self.spill
+        assert spill is not None
+        self.spill = None
+        writer = spill.open()
+        if writer is not None:
+            if all(writer.write(c) for c in self.chunks) and writer.write(data):
+                self.writer = writer
+                self.chunks = []
+                self.limit = 0  # from now on every chunk goes to the file
+                return
+            writer.abandon()
+        self.limit = spill.fallback_cap  # refused: cut as without spilling
+        self.add(data)
+
+    def _write(self, data: bytes) -> None:
+        writer = self.writer
+        assert writer is not None
+        if writer.write(data):
+            return
+        # the disk filled up midway: keep the head, cut, as without spilling
+        spill = writer.store
+        head = writer.read_head(spill.fallback_cap)
+        writer.abandon()
+        self.writer = None
+        self.chunks = [head] if head else []
+        self.size = len(head)
+        self.limit = spill.fallback_cap
+        self.truncated = True
+
+    def seal(self) -> list[bytes] | SpilledBody:
+        """What the flow keeps: the chunks, or the finished spill file."""
+        writer = self.writer
+        if writer is None:
+            return self.chunks
+        self.writer = None
+        return writer.finish()
+
+    def fresh(self) -> _Capture:
+        """An empty capture like this one (a hook replaced the body); any spill file is dropped."""
+        if self.writer is not None:
+            self.writer.abandon()
+            self.writer = None
+        store = self.store
+        if store is None:
+            return _Capture(self.limit)  # as before spilling existed
+        fresh = _SpillCapture(self.limit if self.head_only else store.threshold, store)
+        fresh.head_only = self.head_only
+        return fresh
+
+
+class _SpillCapture(_Capture):
+    """A capture that spills past its limit (see _Capture)."""
+
+    __slots__ = ("spill", "writer", "store")
+
+    def __init__(self, limit: int, spill: SpillStore) -> None:
+        _Capture.__init__(self, limit)
+        self.spill = spill
+        self.writer = None
+        self.store = spill
+
+    def add(self, data: bytes) -> None:
+        """_Capture.add, but past the limit the body goes on into a spill file."""
+        room = self.limit - self.size
+        if room <= 0:
+            if self.writer is not None:
+                self._write(data)
+                return
+            self.truncated = not self.head_only
+            return
+        if len(data) > room:
+            if self.spill is not None and not self.head_only:
+                self._start_spill(data)
+                return
+            data = data[:room]
+            self.truncated = not self.head_only
         self.chunks.append(data)
         self.size += len(data)
 
@@ -144,10 +234,14 @@ class Exchange:
         self.resp_chunked = False
         self.resp_framing = h1.NONE
         self.resp_keep_alive = False
-        self.req_cap = _Capture(capture_limit) if capture_limit is not None else None
+        if conn.proxy.spill is None:
+            self.req_cap = _Capture(capture_limit) if capture_limit is not None else None
+            self.resp_cap = _Capture(capture_limit) if capture_limit is not None else None
+        else:  # the UI's proxy: bodies kept whole, big ones in spill files
+            self.req_cap = _SpillCapture(capture_limit, conn.proxy.spill) if capture_limit is not None else None
+            self.resp_cap = _SpillCapture(capture_limit, conn.proxy.spill) if capture_limit is not None else None
         if has_body and self.req_cap is not None and not conn.proxy.retain_binary_bodies:
             _trim_binary_capture(self.req_cap, flow.request.headers)
-        self.resp_cap = _Capture(capture_limit) if capture_limit is not None else None
         self.req_size = 0
         self.resp_size = 0
         self.client_keep_alive = True
@@ -847,7 +941,7 @@ class ClientConnection(TunnelMixin, Endpoint):
         self._write_whole(ex, resp)
         ex.resp_size = len(resp.body)
         if ex.resp_cap is not None:
-            ex.resp_cap = _Capture(ex.resp_cap.limit)
+            ex.resp_cap = ex.resp_cap.fresh()
             ex.resp_cap.add(resp.body)
 
     def _write_whole(self, ex: Exchange, resp: Response) -> None:
@@ -956,13 +1050,14 @@ class ClientConnection(TunnelMixin, Endpoint):
             req.body_size = len(req.body)
         else:
             if cap is not None:
-                req.set_body_chunks(cap.chunks)
+                req.set_body_chunks(cap.chunks if cap.writer is None else cap.seal())
                 req.body_truncated = cap.truncated
             req.body_size = ex.req_size
         resp = flow.response
         if resp is not None:
-            if ex.resp_cap is not None and ex.resp_cap.chunks:
-                resp.set_body_chunks(ex.resp_cap.chunks)
+            rcap = ex.resp_cap
+            if rcap is not None and (rcap.chunks or rcap.writer is not None):
+                resp.set_body_chunks(rcap.chunks if rcap.writer is None else rcap.seal())
                 resp.body_truncated = ex.resp_cap.truncated
             resp.body_size = ex.resp_size
         flow.state = flowmod.ERROR if flow.error else flowmod.DONE

@@ -18,7 +18,7 @@ from proxycore.eventlog import EventLog
 from proxycore.flows.flow import Flow
 from proxycore.flows.store import FlowStore
 from proxycore.layers.tls import quiet_bad_sni
-from proxycore.options import Options
+from proxycore.options import Options, omniproxy_home
 from proxycore.proxy.http1 import ClientConnection
 from proxycore.proxy.upstream import Pool, UpstreamProxy
 from proxycore.throttle import Throttle
@@ -26,6 +26,7 @@ from proxycore.throttle import Throttle
 if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
     from proxycore.certs import CertificateAuthority
+    from proxycore.flows.spill import SpillStore
 
 Subscriber = Callable[[str, Flow], None]
 
@@ -65,6 +66,15 @@ class Proxy:
         self.sampler = None
         self.skip_host: Callable[[str], bool] | None = None
         self.capture_limit: int | None = options.max_body_size if options.include_body else None
+        # The UI's proxy keeps bodies whole: past the threshold they go on into spill files, and
+        # max_body_size cuts only the capture records (proxycore/flows/spill.py).
+        self.spill: SpillStore | None = None
+        if keep_flows and options.include_body and options.spill_threshold:
+            from proxycore.flows.spill import SpillStore
+
+            self.spill = SpillStore(omniproxy_home(), options.spill_threshold, options.spill_max_total,
+                                    options.max_body_size, warn=self.report_error)
+            self.capture_limit = options.spill_threshold
         self.via_token = f"omniproxy-{secrets.token_hex(4)}"  # Via token: finds loops through --upstream
         self.pool = Pool(None, None, options, self.via_token)
         self.addons = Addons(self.report_error)
@@ -87,6 +97,11 @@ class Proxy:
         # start-up facts, warnings and errors for the UI's event log (E); bounded
         self.events = EventLog()
         self.flows = FlowStore(keep_flows, on_error=self.report_error)
+        self.flows.compact = keep_flows > 0  # flows kept long (the UI's) are held compactly
+        if self.spill is not None:
+            from proxycore.flows.spill import release_flow
+
+            self.flows.on_removed = release_flow  # a dropped flow's spill files go with it
         # Who may use the proxy, for the start-up line ("clients: ...", "proxy auth: ..."); empty
         # for the default: listening on loopback, no authentication.
         self.access_facts: list[str] = []
@@ -311,6 +326,8 @@ class Proxy:
             self._server = None
         if self.capture is not None:
             await self.capture.close()
+        if self.spill is not None:
+            self.spill.close()  # every spill file goes (the flows were only in this process)
 
     # --- events -------------------------------------------------------------------------------
     # The connection code reports a flow's life with publish("add" | "update", flow) and
