@@ -329,11 +329,6 @@ class EditorScreen(Screen):
             self.validate()  # re-checked on the way back
 
     def action_to_rule(self) -> None:
-        from proxycore.control.commands import registry
-
-        if RULES_COMMAND not in registry:
-            self.app_.notify("rewrite rules are not available", severity="warning")
-            return
         if self.apply():
             self.app_.view.set_focus(self.flow)
             self.app_.run_command(RULES_COMMAND, "@focus", quiet=False)

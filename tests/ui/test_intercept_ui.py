@@ -224,30 +224,7 @@ async def test_E_in_the_detail_view_edits_in_EDITOR_directly(origin, workdir, ed
         assert (await asyncio.wait_for(task, 30)).json()["body"] == "from $EDITOR"
 
 
-async def test_ctrl_r_says_rules_are_not_available(origin, workdir) -> None:
-    from proxycore.control.commands import registry
-
-    if "rules.from_flow" in registry:
-        pytest.skip("the rules engine is here: its own tests cover edit-to-rule")
-    app = make_app(intercept="~q")
-    async with app.run_test(size=NARROW) as pilot:
-        task = start(app, "GET", origin.url("/json"))
-        flow = await paused(pilot)
-        await open_editor(pilot)
-        await pilot.press("ctrl+r")
-        await until(pilot, lambda: any(n.message == "rewrite rules are not available" for n in app._notifications),
-                    "the notice")
-        assert not flow.modified
-        await pilot.press("escape")
-        await pilot.press("a")
-        assert (await asyncio.wait_for(task, 30)).status_code == 200
-
-
 async def test_ctrl_r_turns_the_edit_into_a_rule_for_later_flows(origin, workdir) -> None:
-    from proxycore.control.commands import registry
-
-    if "rules.from_flow" not in registry:
-        pytest.skip("rewrite rules are not in this build")
     app = make_app(intercept="~q & ~u /echo")
     async with app.run_test(size=NARROW) as pilot:
         task = start(app, "GET", origin.url("/echo"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from test_app import make_app, row_lines, screen_text, send, until, workdir  # noqa: F401 (workdir: a fixture)
+from test_app import make_app, row_lines, screen_text, send, until
 
 from omniproxy_tui.app import MainScreen
 from omniproxy_tui.widgets.help import HelpScreen, binding_rows
