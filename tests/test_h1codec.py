@@ -583,3 +583,24 @@ def test_response_head_raw_is_the_head_as_received_when_whole() -> None:
     assert c.receive_data(head[:10])[0:] == []
     ev = c.receive_data(head[10:] + b"abc")[0]
     assert ev.raw == b""  # in pieces: the caller serialises the head from the fields
+
+
+def test_a_large_body_after_a_head_in_one_read_is_a_view_not_a_copy():
+    """Body bytes that arrive with the head (up to 256 KiB per read) are passed on as a view of the
+    received buffer; small pieces stay bytes. The bytes are the same either way."""
+    body = bytes(range(256)) * 256  # 64 KiB
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(body) + 10)
+    c = H1Client()
+    c.expect_response("GET")
+    buf = head + body
+    events = c.receive_data(buf)
+    data = [e for e in events if isinstance(e, Data)]
+    assert len(data) == 1 and isinstance(data[0].data, memoryview) and data[0].data.obj is buf
+    assert bytes(data[0].data) == body
+    tail = c.receive_data(b"0123456789")
+    assert isinstance(tail[0], Data) and tail[0].data == b"0123456789" and isinstance(tail[1], EndOfMessage)
+
+    small = H1Client()
+    small.expect_response("GET")
+    ev = small.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    assert type(ev[1].data) is bytes and ev[1].data == b"hello"

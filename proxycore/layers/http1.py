@@ -81,9 +81,12 @@ class ResponseHead(Event):
 
 
 class Data(Event):
+    """Body bytes: bytes, or a memoryview of a received buffer for a large piece that followed a
+    head in the same read (write it, join it, or copy what you keep)."""
+
     __slots__ = ("data",)
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | memoryview) -> None:
         self.data = data
 
 
@@ -224,6 +227,18 @@ def _keep_alive(version: str, tokens: frozenset[bytes] | set[bytes]) -> bool:
     return version == "1.1" or b"keep-alive" in tokens
 
 
+_VIEW_MIN = 16384  # body bytes after a head in the same buffer: from this size a view, not a copy
+
+
+def _tail(data: bytes, start: int, end: int) -> bytes | memoryview:
+    """data[start:end] for a Data event. The body that follows a head in one read (up to 256 KiB
+    from the socket) is passed on as a view: copying it cost ~40 us per response of 1 MiB. The
+    consumers write it or join it; what keeps it (a capture) copies the part it keeps."""
+    if end - start >= _VIEW_MIN:
+        return memoryview(data)[start:end]
+    return data[start:end]
+
+
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
@@ -272,17 +287,17 @@ class _H1Parser:
                 rem = self._remaining
                 avail = n - pos
                 if avail < rem:
-                    events.append(Data(data if pos == 0 else data[pos:]))
+                    events.append(Data(data if pos == 0 else _tail(data, pos, n)))
                     self._remaining = rem - avail
                     return events
-                events.append(Data(data if pos == 0 and avail == rem else data[pos:pos + rem]))
+                events.append(Data(data if pos == 0 and avail == rem else _tail(data, pos, pos + rem)))
                 pos += rem
                 self._remaining = 0
                 self._end_message(events, None)
             elif st == _CHUNKED:
                 pos = self._receive_chunked(data, pos, events)
             elif st == _CLOSE:
-                events.append(Data(data if pos == 0 else data[pos:]))
+                events.append(Data(data if pos == 0 else _tail(data, pos, n)))
                 return events
             elif st == _PAUSED:
                 self._kept.append(data[pos:])

@@ -101,7 +101,7 @@ class _Capture:
         if len(data) > room:
             data = data[:room]
             self.truncated = not self.head_only  # a head kept for detection is not "truncated"
-        self.chunks.append(data)
+        self.chunks.append(data if type(data) is bytes else bytes(data))  # a codec view: keep a copy
         self.size += len(data)
 
     # --- spilling (only past the threshold: the common small body never gets here) ------------
@@ -182,7 +182,7 @@ class _SpillCapture(_Capture):
                 return
             data = data[:room]
             self.truncated = not self.head_only
-        self.chunks.append(data)
+        self.chunks.append(data if type(data) is bytes else bytes(data))  # a codec view: keep a copy
         self.size += len(data)
 
 
