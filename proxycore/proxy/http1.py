@@ -810,7 +810,8 @@ class ClientConnection(TunnelMixin, Endpoint):
         via_http = proxy.pool.upstream is not None and req.scheme == "http"
         key = ("via", proxy.pool.upstream.host, proxy.pool.upstream.port) if via_http else (
             req.scheme, req.host, req.port)
-        loop = asyncio.get_running_loop()
+        # the proxy's loop: asyncio.get_running_loop() makes a getpid() system call each time
+        loop = proxy.pool.loop
         how = "failed"
         th = proxy.throttle
         throttled = th.profile is not None and th.matches(flow)  # one test per request when off
