@@ -634,7 +634,7 @@ def child_main(stats_path: str, argv: list[str]) -> int:
     stats: dict = {"rc": rc, "peak_rss_mib": bp.peak_rss_mib(os.getpid())}
     if apps:
         app = apps[0]
-        proxy = app.proxy
+        proxy = getattr(app.proxy, "proxy", app.proxy)  # the engine client's Proxy (in process)
         stats.update(flows_received=app._adds_total, view_total=app.view.total, view_shown=len(app.view),
                      view_dropped=app.view.dropped, proxy_flows_seen=getattr(proxy, "flows_seen", None),
                      proxy_flows_captured=getattr(proxy, "flows_captured", None))
@@ -793,7 +793,7 @@ def summary(res: dict, args) -> str:
         ("machine", f"{res['cpus']} CPUs, load average before {res['load_before']}, after {res['load_after']}"),
         ("flows sent (hey)", f"{f['flows_sent']:,} in {f['load_secs']:.1f} s = {f['arrival_rate']:.0f}/s "
                              f"(target {args.rate:.0f}/s), errors {sum(h['errors'] for h in f['hey'])}"),
-        ("flows received by UI", f"{ch.get('flows_received', 0):,} (proxy saw {ch.get('proxy_flows_seen', 0):,}); kept "
+        ("flows received by UI", f"{ch.get('flows_received') or 0:,} (proxy saw {ch.get('proxy_flows_seen') or 0:,}); kept "
                                  f"{ch.get('view_total', 0):,}, dropped {ch.get('view_dropped', 0):,} -> "
                                  f"{ok(ch.get('flows_received') == f['flows_sent'])}"),
         ("header shows", f"{f['header_flows']:,} flows, status {f['status_shown_total']}, newest row "
