@@ -447,6 +447,17 @@ def _replace_body(rule: Rule, msg: Request | Response) -> bool:
     return True
 
 
+def _edit_headers(r: Rule, headers: Headers, flow: Flow) -> None:
+    """A set_header / remove_header rule on one message's headers (counted only if it changed them)."""
+    if r.kind == "set_header":
+        if headers.get(r.name) != r.value or len(headers.get_all(r.name)) != 1:
+            headers.set(r.name, r.value)
+            _touch(r, flow)
+    elif r.name in headers:
+        headers.remove(r.name)
+        _touch(r, flow)
+
+
 def _touch(rule: Rule, flow: Flow) -> None:
     label = rule.label
     if label in flow.rules_applied:
@@ -476,14 +487,8 @@ class RulesAddon:
                 continue
             if r.match is not None and not r.match(flow):
                 continue
-            if k == "set_header":
-                if req.headers.get(r.name) != r.value or len(req.headers.get_all(r.name)) != 1:
-                    req.headers.set(r.name, r.value)
-                    _touch(r, flow)
-            elif k == "remove_header":
-                if r.name in req.headers:
-                    req.headers.remove(r.name)
-                    _touch(r, flow)
+            if k == "set_header" or k == "remove_header":
+                _edit_headers(r, req.headers, flow)
             elif k == "replace_body":
                 if not req.stream and _replace_body(r, req):
                     _touch(r, flow)
@@ -519,14 +524,8 @@ class RulesAddon:
             k = r.kind
             if k not in SIDED or r.side == "request" or (r.match is not None and not r.match(flow)):
                 continue
-            if k == "set_header":
-                if resp.headers.get(r.name) != r.value or len(resp.headers.get_all(r.name)) != 1:
-                    resp.headers.set(r.name, r.value)
-                    _touch(r, flow)
-            elif k == "remove_header":
-                if r.name in resp.headers:
-                    resp.headers.remove(r.name)
-                    _touch(r, flow)
+            if k == "set_header" or k == "remove_header":
+                _edit_headers(r, resp.headers, flow)
             elif k == "replace_body":
                 resp.stream = False
 
