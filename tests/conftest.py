@@ -104,3 +104,12 @@ async def run(*args: str, timeout: float = 60, input: bytes | None = None) -> tu
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(input), timeout)
     return proc.returncode or 0, out, err
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh current directory, where the UI saves files under their default names."""
+    d = tmp_path / "cwd"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    return d
