@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -70,6 +71,13 @@ async def make_proxy(origin_ca):
     yield make
     for p in proxies:
         await p.stop()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on (bound once by the OS, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def proxy_url(proxy) -> str:

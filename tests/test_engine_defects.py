@@ -11,14 +11,13 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import ssl
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import collect_done, wait_for
+from conftest import collect_done, free_port, wait_for
 from origin import Origin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -409,9 +408,7 @@ async def test_pipelined_requests_to_a_client_that_does_not_read_are_bounded(mak
 
 
 async def test_upstream_pointing_back_at_the_proxy_is_508_not_a_loop(make_proxy, origin):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proxy = await make_proxy(port=port, upstream=f"http://127.0.0.1:{port}")
     peak = 0
     tripped = asyncio.Event()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from omniproxy_tui.views import extraviews, imageinfo
+from omniproxy_tui.views.extraviews import take_lines
 from omniproxy_tui.views.prettyprint import (
     STYLE_DIM,
     STYLE_KEY,
@@ -125,16 +126,6 @@ def _split_long(lines: Iterator[str] | list[str]) -> Iterator[str]:
                 yield s[i:i + MAX_LINE_CHARS]
 
 
-def _take(it: Iterator[str], limit: int | None) -> tuple[list[str], bool]:
-    """Up to `limit` items and whether more were left."""
-    out: list[str] = []
-    for s in it:
-        if limit is not None and len(out) >= limit:
-            return out, True
-        out.append(s)
-    return out, False
-
-
 def mime_of(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
@@ -208,7 +199,7 @@ def _form_lines(text: str, limit: int | None) -> tuple[list[str], bool, int]:
     pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
     width = min(max((len(k) for k, _ in pairs), default=0), 24)
     it = (clean_line(f"{k:<{width}}  {v}") for k, v in pairs)
-    lines, more = _take(_split_long(it), limit)
+    lines, more = take_lines(_split_long(it), limit)
     return lines, more, width + 2
 
 
@@ -434,7 +425,7 @@ def _build_extra(kind: str, data: bytes, ct: str, mime: str, limit: int | None,
             hl = extraviews.hl_graphql
         elif kind == "graphql-text":  # application/graphql: the query alone
             text = decode(data[:extraviews.FULL_CAP], True)
-            lines, more = _take(iter(extraviews.format_query(text)), limit)
+            lines, more = take_lines(iter(extraviews.format_query(text)), limit)
             more, note, hl, kind = more or len(data) > extraviews.FULL_CAP, None, extraviews.hl_graphql, "graphql"
         else:
             lines, more, note = extraviews.beautify_lines(kind, data, decode, limit)
@@ -514,7 +505,7 @@ def _build(kind: str, data: bytes, ct: str, mime: str, limit: int | None, mode: 
         return done("form", lines, more or len(prefix) < len(data), _hl_form(hang), hang=hang)
     if kind == "multipart":
         try:
-            lines, more = _take(_split_long(_multipart_lines(data, ct, len(data) if limit is None else limit * 256)), limit)
+            lines, more = take_lines(_split_long(_multipart_lines(data, ct, len(data) if limit is None else limit * 256)), limit)
             return done("multipart", lines, more, _hl_multipart)
         except ValueError as e:
             error = f"{e}; shown as text"

@@ -46,7 +46,8 @@ CAPPED_BINARY = 1024 * 1024  # a capped msgpack / protobuf view reads at most th
 Lines = tuple[list[str], bool, str | None]  # (lines, more left unformatted, error)
 
 
-def _take(it: Iterator[str], limit: int | None) -> tuple[list[str], bool]:
+def take_lines(it: Iterator[str], limit: int | None) -> tuple[list[str], bool]:
+    """Up to `limit` items and whether more were left (every content view's cap)."""
     out: list[str] = []
     for s in it:
         if limit is not None and len(out) >= limit:
@@ -140,7 +141,7 @@ def protobuf_lines(data: bytes, mime: str, limit: int | None) -> Lines:
         fields, stopped = protobuf.decode_partial(data)
     except protobuf.DecodeError as e:
         raise ValueError(f"not a protobuf message ({e})") from None
-    lines, more = _take(protobuf.format_lines(fields), limit)
+    lines, more = take_lines(protobuf.format_lines(fields), limit)
     cut = len(data) < whole
     if stopped and not (cut and not more):
         note = f"decoding stopped: {stopped}"
@@ -272,7 +273,7 @@ def graphql_lines(text: str, limit: int | None) -> Lines:
             out.extend(json.dumps(extensions, indent=2, ensure_ascii=False).split("\n"))
         if n < len(ops):
             out.append("")
-    lines, more = _take(iter(out), limit)
+    lines, more = take_lines(iter(out), limit)
     return lines, more, None
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import jsonschema
+from conftest import free_port
 from rich.console import Console
 from textual import events
 from textual.app import App
@@ -114,9 +115,7 @@ async def test_errors_show_as_err(origin, workdir) -> None:
     app = make_app()
     async with app.run_test(size=NARROW) as pilot:
         # a port nobody listens on: the proxy answers 502 and the flow carries the error
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            dead = s.getsockname()[1]
+        dead = free_port()
         async with proxy_client(app) as client:
             r = await client.get(f"http://127.0.0.1:{dead}/x")
         assert r.status_code == 502

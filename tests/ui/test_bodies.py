@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import stat
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
+from test_app import until as app_until  # noqa: E402
 from test_spill import BigOrigin  # noqa: E402
 
 from omniproxy_tui.app import OmniProxyApp  # noqa: E402
@@ -29,15 +29,8 @@ NARROW = (80, 24)
 BIG = json.dumps({"items": [{"id": i, "blob": f"{i:08d}" + "x" * 1080} for i in range(20_000)]}).encode()
 
 
-async def until(pilot, cond: Callable[[], object], what: str, timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
+# test_app's helper, with more time: these tests move tens of megabytes
+until = functools.partial(app_until, timeout=60.0)
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ synthetic flows through the engine's store (tests/ui/snapshot_kit.py) as the pro
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import free_port
 from snapshot_kit import feed
 from snapshot_kit import make_app as make_demo_app
 from test_app import NARROW, make_app, proxy_client, row_lines, screen_text, until
@@ -462,9 +462,7 @@ async def test_copy_says_copied_only_when_the_copy_went_somewhere(cwd, monkeypat
 async def test_failed_flow_timing_says_what_is_known(origin, cwd) -> None:
     app = make_app()
     async with app.run_test(size=NARROW) as pilot:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            dead = s.getsockname()[1]
+        dead = free_port()
         async with proxy_client(app) as client:
             r = await client.get(f"http://127.0.0.1:{dead}/x")
         assert r.status_code == 502
