@@ -597,6 +597,8 @@ class OmniProxyApp(App[int]):
     def _tick(self) -> None:
         if self.view.stepping:  # the filter bar's preview is under way: flows wait for it (ms)
             return
+        if not self.screen_stack:  # leaving: the screens are gone, a last timer tick has nothing to paint
+            return
         if self._pending_add or self._pending_upd or self._pending_del:
             self.gc_policy.busy()
         self.gc_policy.tick()
