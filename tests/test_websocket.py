@@ -1,0 +1,174 @@
+"""WebSocket through the proxy: a real `websockets` client and server, over http and https
+(CONNECT, the client trusting only the proxy's CA); messages captured both ways, close codes,
+hooks, permessage-deflate, and non-WebSocket upgrades still relayed raw."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import collect_done, wait_for
+from wsutil import server_port, start_server, ws_through_proxy, wss_through_proxy
+
+from proxycore.flows.websocket import BINARY, TEXT
+
+
+async def _exchange(ws) -> None:
+    assert await asyncio.wait_for(ws.recv(), 10) == "welcome"
+    await ws.send("hello")
+    assert await asyncio.wait_for(ws.recv(), 10) == "echo:hello"
+    await ws.send(b"\x00\x01\xff")
+    assert await asyncio.wait_for(ws.recv(), 10) == b"\xff\x01\x00"
+
+
+def _check_messages(flow) -> None:
+    ws = flow.websocket
+    assert ws is not None
+    got = [(m.from_client, m.type, m.content) for m in ws.messages]
+    assert got == [
+        (False, TEXT, b"welcome"),
+        (True, TEXT, b"hello"),
+        (False, TEXT, b"echo:hello"),
+        (True, BINARY, b"\x00\x01\xff"),
+        (False, BINARY, b"\xff\x01\x00"),
+    ]
+    assert all(m.timestamp > 0 for m in ws.messages)
+    assert flow.response is not None and flow.response.status == 101
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_ws_text_and_binary_both_ways_client_closes(make_proxy, compression):
+    server = await start_server(compression=compression)
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server), compression=compression) as ws:
+            await _exchange(ws)
+            await ws.close(4000, "client done")
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+    finally:
+        server.close()
+    _check_messages(flow)
+    assert flow.request.url.startswith("http://127.0.0.1:")
+    assert flow.websocket.closed_by_client is True
+    assert flow.websocket.close_code == 4000
+    assert flow.websocket.close_reason == "client done"
+    assert flow.websocket.timestamp_end is not None
+    assert flow.error is None
+    if compression:
+        assert "permessage-deflate" in (flow.response.headers.get("sec-websocket-extensions") or "")
+
+
+async def test_wss_through_connect_server_closes(make_proxy, origin_ca):
+    server = await start_server(origin_ca.server_context("localhost"))
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    try:
+        async with wss_through_proxy(proxy.address[1], server_port(server), str(proxy.ca.cert_path)) as ws:
+            await _exchange(ws)
+            await ws.send("close-me")
+            with pytest.raises(Exception):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 4001 and ws.close_reason == "bye"
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+    finally:
+        server.close()
+    assert flow.request.scheme == "https"
+    ws_data = flow.websocket
+    assert [m.content for m in ws_data.messages][-1] == b"close-me"
+    assert ws_data.closed_by_client is False
+    assert ws_data.close_code == 4001 and ws_data.close_reason == "bye"
+
+
+async def test_hooks_change_and_drop_messages(make_proxy):
+    server = await start_server()
+    proxy = await make_proxy()
+    seen: list[str] = []
+
+    class Addon:
+        def websocket_start(self, flow):
+            seen.append("start")
+
+        def websocket_message(self, flow):
+            msg = flow.websocket.messages[-1]
+            if msg.content == b"secret":
+                msg.drop()
+            elif msg.content == b"hello":
+                msg.content = b"HELLO, a longer message than before"
+
+        async def websocket_end(self, flow):
+            seen.append(f"end {flow.websocket.close_code}")
+
+    proxy.addons.add(Addon())
+    done = collect_done(proxy)
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server)) as ws:
+            assert await asyncio.wait_for(ws.recv(), 10) == "welcome"
+            await ws.send("secret")
+            await ws.send("hello")
+            assert await asyncio.wait_for(ws.recv(), 10) == "echo:HELLO, a longer message than before"
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+    finally:
+        server.close()
+    msgs = list(flow.websocket.messages)
+    assert msgs[1].content == b"secret" and msgs[1].dropped
+    await wait_for(lambda: len(seen) == 2, what="end hook")
+    assert seen == ["start", "end 1000"]
+
+
+async def test_big_message_is_forwarded_whole_but_kept_capped(make_proxy):
+    server = await start_server(max_size=None)
+    proxy = await make_proxy(max_body_size=1024)
+    done = collect_done(proxy)
+    big = bytes(range(256)) * 1000  # 256 kB
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server), max_size=None) as ws:
+            await asyncio.wait_for(ws.recv(), 10)
+            await ws.send(big)
+            assert await asyncio.wait_for(ws.recv(), 10) == bytes(reversed(big))
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+    finally:
+        server.close()
+    m = flow.websocket.messages[1]
+    assert m.size == len(big) and m.truncated and len(m.content) == 1024
+
+
+async def test_chatty_socket_publishes_coalesced_updates(make_proxy):
+    server = await start_server()
+    proxy = await make_proxy()
+    updates: list[int] = []
+    proxy.subscribe(lambda kind, flow: updates.append(flow.id) if kind == "update" else None)
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server)) as ws:
+            await asyncio.wait_for(ws.recv(), 10)
+            for i in range(200):
+                await ws.send(f"m{i}")
+            for _ in range(200):
+                await asyncio.wait_for(ws.recv(), 10)
+    finally:
+        server.close()
+    assert len(updates) < 100  # 401 messages, far fewer store updates
+
+
+async def test_non_websocket_upgrade_is_still_relayed_raw(make_proxy):
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        while data := await reader.read(100):
+            writer.write(data.upper())
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+    writer.write(f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                 "Connection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode())
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.write(b"raw bytes")
+    assert await asyncio.wait_for(reader.readexactly(9), 10) == b"RAW BYTES"
+    writer.close()
+    flow = (await wait_for(lambda: done, what="flow"))[0]
+    server.close()
+    assert flow.websocket is None
