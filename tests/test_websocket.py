@@ -5,12 +5,19 @@ hooks, permessage-deflate, and non-WebSocket upgrades still relayed raw."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import collect_done, wait_for
+from websockets.exceptions import ConnectionClosed
 from wsutil import server_port, start_server, ws_through_proxy, wss_through_proxy
 
 from proxycore.flows.websocket import BINARY, TEXT
+
+HAR_SCHEMA = json.loads((Path(__file__).parent / "data" / "har-1.2.schema.json").read_text())
 
 
 async def _exchange(ws) -> None:
@@ -67,7 +74,7 @@ async def test_wss_through_connect_server_closes(make_proxy, origin_ca):
         async with wss_through_proxy(proxy.address[1], server_port(server), str(proxy.ca.cert_path)) as ws:
             await _exchange(ws)
             await ws.send("close-me")
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 10)
             assert ws.close_code == 4001 and ws.close_reason == "bye"
         flow = (await wait_for(lambda: done, what="flow"))[0]
@@ -172,3 +179,75 @@ async def test_non_websocket_upgrade_is_still_relayed_raw(make_proxy):
     flow = (await wait_for(lambda: done, what="flow"))[0]
     server.close()
     assert flow.websocket is None
+
+
+# --------------------------------------------------------------------------- captures
+
+
+async def _session(proxy) -> None:
+    server = await start_server()
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server)) as ws:
+            await _exchange(ws)
+            await ws.close(4000, "client done")
+    finally:
+        server.close()
+
+
+def _check_loaded(flow) -> None:
+    ws = flow.websocket
+    assert ws is not None
+    assert [(m.from_client, m.type, m.content) for m in ws.messages] == [
+        (False, TEXT, b"welcome"), (True, TEXT, b"hello"), (False, TEXT, b"echo:hello"),
+        (True, BINARY, b"\x00\x01\xff"), (False, BINARY, b"\xff\x01\x00")]
+    assert all(m.timestamp > 1e9 for m in ws.messages)
+    assert ws.close_code == 4000 and ws.closed_by_client is True
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "har", "db"])
+async def test_captures_carry_the_messages_and_load_back(make_proxy, tmp_path, fmt):
+    from proxycore.capture.load import read_capture
+
+    out = tmp_path / ("cap.db" if fmt == "db" else f"cap.{fmt}")
+    proxy = await make_proxy(**({"db": f"sqlite:///{out}"} if fmt == "db" else {"output": str(out)}))
+    await _session(proxy)
+    await wait_for(lambda: proxy.flows_captured == 1, what="capture")
+    await proxy.stop()
+    if fmt == "har":
+        har = json.loads(out.read_text())
+        jsonschema.validate(har, HAR_SCHEMA)
+        entry = har["log"]["entries"][0]
+        assert entry["_resourceType"] == "websocket"
+        msgs = entry["_webSocketMessages"]
+        assert [(m["type"], m["opcode"], m["data"]) for m in msgs] == [
+            ("receive", 1, "welcome"), ("send", 1, "hello"), ("receive", 1, "echo:hello"),
+            ("send", 2, base64.b64encode(b"\x00\x01\xff").decode()),
+            ("receive", 2, base64.b64encode(b"\xff\x01\x00").decode())]
+        assert all(isinstance(m["time"], float) and m["time"] > 1e9 for m in msgs)
+    (flow,) = read_capture(out)
+    _check_loaded(flow)
+
+
+def test_chrome_devtools_har_websocket_loads() -> None:
+    """A HAR as Chrome DevTools writes a WebSocket entry reads back as a WebSocket flow."""
+    from proxycore.capture.har import har_to_records
+    from proxycore.capture.load import record_to_flow
+
+    har = {"log": {"version": "1.2", "creator": {"name": "WebInspector", "version": "537.36"}, "pages": [],
+                   "entries": [{
+                       "startedDateTime": "2026-11-30T10:00:00.000Z", "time": 12.5, "_resourceType": "websocket",
+                       "request": {"method": "GET", "url": "wss://echo.example/ws", "httpVersion": "HTTP/1.1",
+                                   "headers": [{"name": "Upgrade", "value": "websocket"}], "queryString": [],
+                                   "cookies": [], "headersSize": -1, "bodySize": 0},
+                       "response": {"status": 101, "statusText": "Switching Protocols", "httpVersion": "HTTP/1.1",
+                                    "headers": [], "cookies": [], "content": {"size": 0, "mimeType": "x-unknown"},
+                                    "redirectURL": "", "headersSize": -1, "bodySize": 0},
+                       "cache": {}, "timings": {"blocked": -1, "dns": -1, "connect": -1, "send": 0, "wait": 0,
+                                                "receive": 0, "ssl": -1},
+                       "_webSocketMessages": [
+                           {"type": "send", "time": 1764496800.1, "opcode": 1, "data": "hi"},
+                           {"type": "receive", "time": 1764496800.2, "opcode": 2, "data": "AAH/"}]}]}}
+    (rec,) = har_to_records(har)
+    flow = record_to_flow(rec)
+    assert [(m.from_client, m.type, m.content) for m in flow.websocket.messages] == [
+        (True, TEXT, b"hi"), (False, BINARY, b"\x00\x01\xff")]

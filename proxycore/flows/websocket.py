@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from proxycore.flows.flow import Headers
 
 TEXT = 1  # the RFC 6455 opcodes, as mitmproxy's WebSocketMessage.type and HAR's "opcode"
 BINARY = 2
@@ -89,12 +93,10 @@ class WebSocketData:
         return f"<WebSocketData {len(self.messages)} messages, close {self.close_code}>"
 
 
-def is_websocket_upgrade(req_headers: object, resp_headers: object) -> bool:
+def is_websocket_upgrade(req_headers: Headers, resp_headers: Headers) -> bool:
     """A 101 that switched to WebSocket (RFC 6455 version 13), as mitmproxy decides it."""
-    get_resp = getattr(resp_headers, "get")
-    get_req = getattr(req_headers, "get")
-    return (get_resp("upgrade") or "").strip().lower() == "websocket" and \
-        (get_req("sec-websocket-version") or "").strip() == "13"
+    return (resp_headers.get("upgrade") or "").strip().lower() == "websocket" and \
+        (req_headers.get("sec-websocket-version") or "").strip() == "13"
 
 
 __all__ = ["BINARY", "MAX_MESSAGES", "TEXT", "WebSocketData", "WebSocketMessage", "is_websocket_upgrade"]

@@ -25,9 +25,9 @@ from proxycore.throttle import Throttle
 
 if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
-    from proxycore.proxy.websocket import WebSocketRelay
     from proxycore.certs import CertificateAuthority
     from proxycore.flows.spill import SpillStore
+    from proxycore.proxy.websocket import WebSocketRelay
 
 Subscriber = Callable[[str, Flow], None]
 

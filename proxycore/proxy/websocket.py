@@ -185,7 +185,7 @@ class WebSocketRelay:
 
     async def run(self, client_early: bytes, origin_early: list[bytes]) -> None:
         """Relay until the socket is closed (by a close frame or either connection going)."""
-        client, ex = self.client, self.ex
+        client = self.client
         client.relay_to = _ClientSide(self)  # type: ignore[assignment]
         self.upstream.handler = _OriginSide(self)
         self.proxy.websockets[self.flow.id] = self
