@@ -251,3 +251,37 @@ def test_chrome_devtools_har_websocket_loads() -> None:
     flow = record_to_flow(rec)
     assert [(m.from_client, m.type, m.content) for m in flow.websocket.messages] == [
         (True, TEXT, b"hi"), (False, BINARY, b"\x00\x01\xff")]
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _ws_flow():
+    from proxycore.flows.flow import Flow, Headers, Request, Response
+    from proxycore.flows.websocket import WebSocketData, WebSocketMessage
+
+    f = Flow(Request("GET", "http", "example.com", 80, "/ws", headers=Headers.from_pairs([("Upgrade", "websocket")])))
+    f.response = Response(101, "Switching Protocols")
+    f.websocket = WebSocketData()
+    f.websocket.add(WebSocketMessage(TEXT, True, b"subscribe:prices"))
+    f.websocket.add(WebSocketMessage(BINARY, False, b"\x00tick 42\xff"))
+    return f
+
+
+def test_filters_match_websocket_messages_as_mitmproxy() -> None:
+    """mitmproxy's flowfilter: ~websocket is `flow.websocket is not None`; ~b searches every
+    message, ~bq those from the client, ~bs those from the server."""
+    from proxycore.flows.filter import parse
+    from proxycore.flows.flow import Flow, Request
+
+    ws = _ws_flow()
+    plain = Flow(Request("GET", "http", "example.com", 80, "/"))
+    assert parse("~websocket")(ws) and not parse("~websocket")(plain)
+    assert parse("~b subscribe")(ws) and parse("~b 'tick \\d+'")(ws)
+    assert parse("~bq subscribe")(ws) and not parse("~bs subscribe")(ws)
+    assert parse("~bs tick")(ws) and not parse("~bq tick")(ws)
+    assert not parse("~b nothing")(ws)
+    assert parse("~websocket & ~bq prices")(ws) and not parse("!~websocket")(ws)
+    ws.websocket.messages.clear()
+    assert parse("~websocket")(ws)  # still a WebSocket flow, with no message yet
+    assert not parse("~b subscribe")(ws)
