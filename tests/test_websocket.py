@@ -9,6 +9,7 @@ import base64
 import json
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 from conftest import collect_done, wait_for
@@ -285,3 +286,98 @@ def test_filters_match_websocket_messages_as_mitmproxy() -> None:
     ws.websocket.messages.clear()
     assert parse("~websocket")(ws)  # still a WebSocket flow, with no message yet
     assert not parse("~b subscribe")(ws)
+
+
+# --------------------------------------------------------------------------- breakpoints, inject
+
+
+class _Engine:
+    """What the commands need of an engine: the intercept controller and the inject path."""
+
+    def __init__(self, proxy) -> None:
+        self.proxy = proxy
+        self.intercept = proxy.intercept
+
+    def websocket_inject(self, flow_id, to_client, content, is_text):
+        from proxycore.control.client import LocalEngine
+
+        LocalEngine.websocket_inject(self, flow_id, to_client, content, is_text)  # type: ignore[arg-type]
+
+
+def _ctx(proxy, flow):
+    from proxycore.control.commands import CommandContext
+    from proxycore.flows.view import FlowView
+
+    view = FlowView()
+    view.add_many([flow])
+    view.set_focus(flow)
+    return CommandContext(view=view, engine=_Engine(proxy))  # type: ignore[arg-type]
+
+
+async def _paused(proxy):
+    await wait_for(lambda: proxy.intercept.paused, what="a paused message")
+    p = next(iter(proxy.intercept.paused.values()))
+    assert p.phase == "message"
+    return p
+
+
+async def test_breakpoint_pauses_single_messages_edit_drop_resume(make_proxy, origin):
+    from proxycore.control.commands import registry
+    from proxycore.flows.flow import INTERCEPTED
+
+    server = await start_server()
+    proxy = await make_proxy()
+    proxy.intercept.set_filter("~websocket & ~bq stop")
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server)) as ws:
+            assert await asyncio.wait_for(ws.recv(), 10) == "welcome"  # from the server: not paused
+            await ws.send("pass")  # no "stop" in it: not paused
+            assert await asyncio.wait_for(ws.recv(), 10) == "echo:pass"
+            await ws.send("stop-1")
+            p = await _paused(proxy)
+            flow = p.flow
+            assert flow.state == INTERCEPTED and p.message.content == b"stop-1"
+            # other traffic keeps flowing meanwhile
+            async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{proxy.address[1]}", trust_env=False) as c:
+                assert (await c.get(origin.url("/json"))).status_code == 200
+            ctx = _ctx(proxy, flow)
+            registry.call(ctx, "websocket.message.edit", "edited", "@focus")
+            registry.call(ctx, "flow.resume", "@focus")
+            assert await asyncio.wait_for(ws.recv(), 10) == "echo:edited"
+            await ws.send("stop-2")
+            p = await _paused(proxy)
+            registry.call(ctx, "websocket.message.drop", "@focus")
+            await ws.send("after")
+            assert await asyncio.wait_for(ws.recv(), 10) == "echo:after"  # stop-2 never arrived
+            await wait_for(lambda: not proxy.intercept.paused, what="nothing paused")
+    finally:
+        server.close()
+    msgs = {m.content: m for m in flow.websocket.messages}
+    assert msgs[b"edited"].from_client and not msgs[b"edited"].dropped
+    assert msgs[b"stop-2"].dropped
+    assert flow.modified
+
+
+async def test_inject_to_client_and_to_server(make_proxy):
+    from proxycore.control.commands import CommandError, registry
+
+    server = await start_server()
+    proxy = await make_proxy()
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server)) as ws:
+            assert await asyncio.wait_for(ws.recv(), 10) == "welcome"
+            flow = next(iter(proxy.websockets.values())).flow
+            ctx = _ctx(proxy, flow)
+            registry.call(ctx, "inject.websocket", "@focus", True, "from the proxy", True)
+            assert await asyncio.wait_for(ws.recv(), 10) == "from the proxy"
+            registry.call(ctx, "inject.websocket", "@focus", False, "to server", True)
+            assert await asyncio.wait_for(ws.recv(), 10) == "echo:to server"
+            registry.call(ctx, "inject.websocket", "@focus", False, "bin", False)
+            assert await asyncio.wait_for(ws.recv(), 10) == b"nib"
+        await wait_for(lambda: flow.is_finished, what="flow end")
+    finally:
+        server.close()
+    injected = [(m.from_client, m.type, m.content) for m in flow.websocket.messages if m.injected]
+    assert injected == [(False, TEXT, b"from the proxy"), (True, TEXT, b"to server"), (True, BINARY, b"bin")]
+    with pytest.raises(CommandError, match="not a live WebSocket"):
+        registry.call(ctx, "inject.websocket", "@focus", True, "late", True)

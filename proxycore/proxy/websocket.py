@@ -12,8 +12,9 @@ sides with the parameters of the origin's 101 answer (the client and the origin 
 and any other extension is ignored (reported once). Messages are recorded decompressed.
 
 Order: each direction is a lane; a message whose hooks must be awaited holds its lane (the
-messages behind it wait, in order; reading from that side pauses past `_LANE_LIMIT`) while the
-other lane goes on. Writes go through the connections' `write`, so throttling applies.
+messages behind it wait, in order; reading from that side pauses past `_LANE_LIMIT`). Async hooks
+see one message at a time (a lock shared by both lanes), so a message paused at a breakpoint holds
+this socket's messages both ways (pings and the close still pass), as mitmproxy pauses the flow. Writes go through the connections' `write`, so throttling applies.
 
 The flow store hears of new messages through one coalesced "update" per `_PUBLISH_DELAY`, so a
 chatty socket costs the UI a few refreshes a second, not one per message.
@@ -169,6 +170,7 @@ class WebSocketRelay:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ended = False
         self._publish: asyncio.TimerHandle | None = None
+        self._hook_lock = asyncio.Lock()
 
     # --- the two connections ------------------------------------------------------------------
     def _send(self, to_client: bool, data: bytes) -> None:
@@ -260,10 +262,10 @@ class WebSocketRelay:
             else:
                 self._control(lane, ev)
                 continue
-            self.data.add(msg)
             if chain is not None and chain.is_async:
                 lane.task = asyncio.get_running_loop().create_task(self._hooked(lane, msg, sizes))
                 return
+            self.data.add(msg)
             if chain is not None:
                 chain.call(self.flow)
             self._forward(lane, msg, sizes)
@@ -283,8 +285,12 @@ class WebSocketRelay:
     async def _hooked(self, lane: _Lane, msg: WebSocketMessage, sizes: list[int]) -> None:
         chain = self.proxy.addons.websocket_message
         try:
-            if chain is not None:
-                await chain.run(self.flow)
+            # one message in the hooks at a time, both lanes together: during its hooks a message
+            # is flow.websocket.messages[-1] (mitmproxy's promise), and a breakpoint holds one
+            async with self._hook_lock:
+                self.data.add(msg)
+                if chain is not None and not self.ended:
+                    await chain.run(self.flow)
         finally:
             lane.task = None
         if self.ended:
