@@ -51,6 +51,7 @@ from omniproxy_tui.widgets.eventlog import EventLogScreen
 from omniproxy_tui.widgets.filterbar import FilterBar
 from omniproxy_tui.widgets.flowtable import FlowTable
 from omniproxy_tui.widgets.help import HelpScreen, binding_rows
+from omniproxy_tui.widgets.messages import MessagesPane
 from omniproxy_tui.widgets.options import OptionsScreen
 from omniproxy_tui.widgets.palette import FlowCommands
 from omniproxy_tui.widgets.prompt import PromptScreen, command_completer, command_help
@@ -1152,10 +1153,12 @@ class OmniProxyApp(App[int]):
         sections = [
             ("Flow list", binding_rows([b for b in MainScreen.BINDINGS if b not in INTERCEPT_BINDINGS])),
             ("Moving", binding_rows(FlowTable.BINDINGS)),
-            ("Detail (⏎ on a flow)", [("1 2 3 4", "Request, Response, Timing, Raw tab"),
+            ("Detail (⏎ on a flow)", [("1 2 3 4 5", "Request, Response, Timing, Raw, Messages (WebSocket) tab"),
                                       ("tab shift+tab", "next / previous tab")]
-             + [r for r in binding_rows(FlowDetail.BINDINGS) if r[0] not in "1234"]
+             + [r for r in binding_rows(FlowDetail.BINDINGS) if r[0] not in "12345"]
              + [("j k g G space", "scroll"), ("esc q", "back to the flow list (q does not quit here)")]),
+            ("Messages tab (WebSocket flows)", binding_rows(MessagesPane.BINDINGS)
+             + [("a", "resume the paused message"), ("↑ ↓", "move"), ("m", "(a message) cycle the content view")]),
             ("Anywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette (every command, themes)")]),
             ("Filter bar (f)", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),
                                 ("↑ ↓", "filter history"), (FILTER_TOGGLE_KEY, "(in the list) filter off / on"),
