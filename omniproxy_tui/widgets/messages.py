@@ -89,7 +89,7 @@ class MessagesPane(Widget, can_focus=False):
     DEFAULT_CSS = """
     MessagesPane { height: 1fr; layout: vertical; }
     MessagesPane #ws-summary { height: 1; padding: 0 1; color: $text-muted; }
-    MessagesPane OptionList { height: 1fr; border: none; padding: 0; }
+    MessagesPane OptionList { height: 1fr; border: none; padding: 0; text-wrap: nowrap; text-overflow: ellipsis; }
     MessagesPane OptionList:focus { border: none; }
     """
 
