@@ -1030,11 +1030,29 @@ class OmniProxyApp(App[int]):
 
     def edit_flow(self, flow: Flow, text: str | None = None) -> None:
         """The editor on the flow's paused part (or, for a finished flow, its response or request)."""
+        if self._edit_ws_message(flow):
+            return
         if self._can_edit(flow):
             self.push_screen(EditorScreen(flow, text))
 
+    def _edit_ws_message(self, flow: Flow) -> bool:
+        """A flow paused at a WebSocket message: its text in a prompt (True), not the HTTP editor."""
+        ctl = self.engine.intercept
+        p = ctl.paused.get(flow.id) if ctl is not None else None
+        if p is None or p.phase != "message":
+            return False
+
+        def submit(text: str) -> str | None:
+            return self.run_command_checked("websocket.message.edit", text, str(flow.id))
+
+        self.push_screen(PromptScreen("message: ", submit, value=p.message.content.decode("utf-8", "replace"),
+                                      help="⏎ replace the paused message (a resumes it) · esc cancel"))
+        return True
+
     async def edit_flow_external(self, flow: Flow) -> None:
         """E in the detail view: straight to $EDITOR; a broken result opens the editor on it."""
+        if self._edit_ws_message(flow):
+            return
         if not self._can_edit(flow):
             return
         from proxycore.flows.rawedit import EditError, check_text, edit_part, flow_to_text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -381,3 +382,24 @@ async def test_inject_to_client_and_to_server(make_proxy):
     assert injected == [(False, TEXT, b"from the proxy"), (True, TEXT, b"to server"), (True, BINARY, b"bin")]
     with pytest.raises(CommandError, match="not a live WebSocket"):
         registry.call(ctx, "inject.websocket", "@focus", True, "late", True)
+
+
+async def test_throttling_shapes_websocket_messages_both_ways(make_proxy):
+    """The relay writes through the connections' write path: a throttled flow's messages are
+    booked on the shared links (accounting, not wall-clock time)."""
+    from proxycore.throttle import DOWN, UP
+
+    server = await start_server(max_size=None)
+    proxy = await make_proxy(throttle_down="64mbit", throttle_up="64mbit")
+    links = proxy.throttle.links
+    payload = os.urandom(64 * 1024)  # incompressible, and no deflate: wire bytes = payload bytes
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server), max_size=None, compression=None) as ws:
+            assert await asyncio.wait_for(ws.recv(), 10) == "welcome"
+            up0, down0 = links[UP].bytes, links[DOWN].bytes
+            await ws.send(payload)
+            assert await asyncio.wait_for(ws.recv(), 10) == bytes(reversed(payload))
+            assert links[UP].bytes - up0 >= len(payload)
+            assert links[DOWN].bytes - down0 >= len(payload)
+    finally:
+        server.close()

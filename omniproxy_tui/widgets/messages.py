@@ -195,18 +195,11 @@ class MessagesPane(Widget, can_focus=False):
             help="⏎ send as a text message · esc cancel (inject.websocket on the : prompt sends binary)"))
 
     def action_edit(self) -> None:
-        msg, flow = self._paused_message(), self.flow
-        if msg is None or flow is None:
+        flow = self.flow
+        if flow is None or self._paused_message() is None:
             self.notify("no paused message in this flow", severity="warning", timeout=2)
             return
-        app = self.app
-        from omniproxy_tui.widgets.prompt import PromptScreen
-
-        def submit(text: str) -> str | None:
-            return app.run_command_checked("websocket.message.edit", text, str(flow.id))  # type: ignore[attr-defined]
-
-        app.push_screen(PromptScreen("message: ", submit, value=msg.content.decode("utf-8", "replace"),
-                                     help="⏎ replace the paused message (a resumes it) · esc cancel"))
+        self.app.edit_flow(flow)  # type: ignore[attr-defined]  (a prompt with the message's text)
 
     def action_drop(self) -> None:
         flow = self.flow
