@@ -403,3 +403,40 @@ async def test_throttling_shapes_websocket_messages_both_ways(make_proxy):
             assert links[DOWN].bytes - down0 >= len(payload)
     finally:
         server.close()
+
+
+def test_changed_text_is_reframed_on_character_boundaries() -> None:
+    from proxycore.proxy.websocket import fragments
+
+    text = ("é" * 3000).encode()  # 6000 bytes of two-byte characters
+    frames = list(fragments([10], text, True))
+    assert "".join(f.data for f in frames) == "é" * 3000  # nothing replaced
+    assert [f.message_finished for f in frames] == [False, True]
+    same = list(fragments([4, 6], b"abcdefghij", False))  # unchanged length: the original frames
+    assert [bytes(f.data) for f in same] == [b"abcd", b"efghij"]
+
+
+async def test_client_gone_without_a_close_frame_is_1006_by_the_client(make_proxy):
+    closed: list = []
+
+    async def handler(ws):
+        await ws.send("welcome")
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            closed.append(ws.close_code)
+
+    server = await start_server(handler=handler)
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    try:
+        async with ws_through_proxy(proxy.address[1], server_port(server)) as ws:
+            assert await asyncio.wait_for(ws.recv(), 10) == "welcome"
+            ws.transport.abort()
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+        await wait_for(lambda: closed, what="the server to see the end")
+    finally:
+        server.close()
+    assert flow.websocket.close_code == 1006 and flow.websocket.closed_by_client is True
+    assert closed == [1006]  # no close frame made up toward the server either

@@ -66,8 +66,12 @@ def fragments(sizes: list[int], content: bytes, is_text: bool) -> Iterator[wse.M
         return
     offset = 0
     while len(content) - offset > _FRAGMENT_SIZE:
-        yield msg(content[offset:offset + _FRAGMENT_SIZE], False)
-        offset += _FRAGMENT_SIZE
+        end = offset + _FRAGMENT_SIZE
+        if is_text:  # never cut a UTF-8 sequence: each text frame is decoded on its own
+            while end > offset + 1 and content[end] & 0xC0 == 0x80:
+                end -= 1
+        yield msg(content[offset:end], False)
+        offset = end
     yield msg(content[offset:], True)
 
 
@@ -227,10 +231,14 @@ class WebSocketRelay:
             self._fail(f"WebSocket protocol error from the {'client' if from_client else 'origin'}: {exc}")
             return
         q = lane.queue
-        for ev in lane.ws.events():
-            q.append(ev)
-        if lane.task is None:
-            self._pump(lane)
+        try:
+            for ev in lane.ws.events():
+                q.append(ev)
+            if lane.task is None:
+                self._pump(lane)
+        except Exception as exc:  # never into the transport's callback: end this socket, say why
+            self._fail(f"WebSocket relay failed: {exc!r}")
+            return
         if len(q) > _LANE_LIMIT and not lane.paused_src:
             lane.paused_src = True
             (self.client if from_client else self.upstream).pause_reading()
@@ -244,7 +252,10 @@ class WebSocketRelay:
         msg = WebSocketMessage(TEXT if is_text else BINARY, not to_client, content, injected=True)
         lane.queue.append(msg)
         if lane.task is None:
-            self._pump(lane)
+            try:
+                self._pump(lane)
+            except Exception as exc:
+                self._fail(f"WebSocket relay failed: {exc!r}")
 
     def _pump(self, lane: _Lane) -> None:
         """Relay what the lane holds, in order, until a message must wait for async hooks."""
@@ -298,8 +309,11 @@ class WebSocketRelay:
         if self.flow.killed:
             self._fail(None)
             return
-        self._forward(lane, msg, sizes)
-        self._pump(lane)
+        try:
+            self._forward(lane, msg, sizes)
+            self._pump(lane)
+        except Exception as exc:
+            self._fail(f"WebSocket relay failed: {exc!r}")
 
     def _forward(self, lane: _Lane, msg: WebSocketMessage, sizes: list[int]) -> None:
         if not msg.dropped:
