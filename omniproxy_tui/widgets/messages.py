@@ -109,7 +109,8 @@ class MessagesPane(Widget, can_focus=False):
         self.flow: Flow | None = None
         self._shown = 0  # rows built for self.flow
         self._paused_row: int | None = None
-        self._first: WebSocketMessage | None = None  # tells a new message list from a grown one
+        self._omitted = 0  # flow.websocket.omitted when the rows were last brought up to date
+        self._rows: list[WebSocketMessage] = []  # the messages the rows show, in order
 
     def compose(self) -> ComposeResult:
         yield Static("", id="ws-summary", markup=False)
@@ -130,14 +131,24 @@ class MessagesPane(Widget, can_focus=False):
         if not self.is_mounted:
             return
         ol = self.list
-        msgs = list(flow.websocket.messages) if flow is not None and flow.websocket is not None else []
-        same = flow is self.flow and msgs[:1] == [self._first] if msgs else flow is self.flow
-        if not same or len(msgs) < self._shown:
+        ws = flow.websocket if flow is not None else None
+        msgs = list(ws.messages) if ws is not None else []
+        omitted = ws.omitted if ws is not None else 0
+        shift = omitted - self._omitted  # rows that left the front (the flow keeps the last 10 000)
+        if flow is not self.flow or shift < 0 or shift > self._shown or (
+                msgs and shift < self._shown and msgs[0] is not self._first_after(shift)):
             ol.clear_options()
             self._shown = 0
             self._paused_row = None
+        elif shift:
+            for _ in range(shift):
+                ol.remove_option_at_index(0)
+            self._shown -= shift
+            if self._paused_row is not None:
+                self._paused_row = self._paused_row - shift if self._paused_row >= shift else None
         self.flow = flow
-        self._first = msgs[0] if msgs else None
+        self._omitted = omitted
+        self._rows = msgs[:self._shown]
         paused = self._paused_message()
         if self._paused_row is not None and self._paused_row < len(msgs):
             # the row that showed ⏸ (it resumed, or was edited): rebuilt
@@ -147,6 +158,7 @@ class MessagesPane(Widget, can_focus=False):
             follow = ol.highlighted is None or ol.highlighted >= self._shown - 1
             ol.add_options([Option(message_row(m, m is paused)) for m in msgs[self._shown:]])
             self._shown = len(msgs)
+            self._rows = msgs
             if follow:
                 ol.highlighted = self._shown - 1
         if paused is not None:
@@ -161,6 +173,10 @@ class MessagesPane(Widget, can_focus=False):
         if paused is not None:
             text += " · ⏸ a message is paused: e edit, X drop, a resume"
         self.query_one("#ws-summary", Static).update(text)
+
+    def _first_after(self, shift: int) -> WebSocketMessage | None:
+        """The message the first row shows once `shift` rows left the front."""
+        return self._rows[shift] if shift < len(self._rows) else None
 
     def selected(self) -> WebSocketMessage | None:
         flow = self.flow

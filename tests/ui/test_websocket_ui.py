@@ -102,3 +102,33 @@ async def test_paused_message_edited_dropped_resumed_with_keys(workdir) -> None:
                 await until(pilot, lambda: "✕" in screen_text(app), "the dropped mark")
     finally:
         server.close()
+
+
+async def test_rows_follow_the_bounded_message_list(workdir, monkeypatch) -> None:
+    """Past MAX_MESSAGES the oldest rows leave the front as new ones come (no full rebuild)."""
+    import proxycore.flows.websocket as wsmod
+    from proxycore.flows.flow import Flow, Request, Response
+    from proxycore.flows.websocket import TEXT, WebSocketData, WebSocketMessage
+
+    monkeypatch.setattr(wsmod, "MAX_MESSAGES", 5)
+    flow = Flow(Request("GET", "http", "example.com", 80, "/ws"))
+    flow.response = Response(101, "Switching Protocols")
+    flow.websocket = WebSocketData()
+    for i in range(3):
+        flow.websocket.add(WebSocketMessage(TEXT, True, f"m{i}".encode()))
+    app = make_app()
+    async with app.run_test(size=NARROW) as pilot:
+        app._snapshot_flows = [flow]
+        app.on_flow_event("added", flow)
+        pane = await open_messages(pilot)
+        await until(pilot, lambda: pane.list.option_count == 3, "three rows")
+        first_row = pane.list.get_option_at_index(0)
+        for i in range(3, 8):
+            flow.websocket.add(WebSocketMessage(TEXT, False, f"m{i}".encode()))
+        app.on_flow_event("updated", flow)
+        await until(pilot, lambda: pane.list.option_count == 5 and pane.selected() is not None
+                    and pane.selected().content == b"m7", "the last five rows")
+        assert flow.websocket.omitted == 3
+        assert pane.list.get_option_at_index(0) is not first_row
+        assert "m3" in str(pane.list.get_option_at_index(0).prompt)
+        assert "8 messages" in screen_text(app)
