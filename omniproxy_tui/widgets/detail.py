@@ -908,9 +908,12 @@ class DetailScreen(Screen):
         return self.query_one(FlowDetail)
 
     def refresh_flow(self) -> None:
-        if not self.is_mounted:  # pushed, not composed yet (a live WebSocket updates often): on_mount shows it
+        # pushed and not composed yet, or being torn down (a live WebSocket updates often)
+        titles = self.query("#detail-title").results(Static)
+        title = next(titles, None)
+        if title is None or not self.is_mounted:
             return
-        self.query_one("#detail-title", Static).update(flow_summary(self.flow))
+        title.update(flow_summary(self.flow))
         self.detail.refresh_flow()
 
     def show_flow(self, flow: Flow) -> None:
