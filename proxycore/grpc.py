@@ -286,7 +286,7 @@ def read_call(flow: Flow, schema: Schema | None = None, limit: int | None = None
         rproto = protocol_of(resp.headers.get("content-type")) or protocol
         call.response = _message_body(resp, rproto, req.path, False, schema, limit)
         call.encoding = resp.headers.get("grpc-encoding") or call.encoding
-        trailers = _pairs(getattr(resp, "trailers", None)) or (call.response.trailers or [])
+        trailers = _pairs(resp.trailers) or (call.response.trailers or [])
         call.trailers = trailers
         # a trailers-only response (an error before any message) puts the status in the headers
         status_src = trailers if any(k == "grpc-status" for k, _ in trailers) else _pairs(resp.headers)
