@@ -478,7 +478,7 @@ def _compile(directory: str) -> bytes:
     bundled = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
     with tempfile.TemporaryDirectory(prefix="omniproxy-proto-") as tmp:
         out = os.path.join(tmp, "set.pb")
-        argv = [sys.executable, "-m", "grpc_tools.protoc", f"-I{root}", f"-I{bundled}", "--include_imports",
+        argv = [sys.executable, "-m", "grpc_tools.protoc", "-I.", f"-I{bundled}", "--include_imports",
                 f"--descriptor_set_out={out}", *files]
         try:
             proc = subprocess.run(argv, cwd=root, capture_output=True, timeout=60, text=True)

@@ -259,7 +259,7 @@ class Options:
                                  "of gRPC messages (repeatable).")
     proto_descriptors: list[str] = opt([], "grpc.protoDescriptors", "FileDescriptorSet files (protoc -o "
                                        "--include_imports) naming the fields of gRPC messages", kind="files",
-                                       example='["api.pb"]', flag="--proto-descriptor", metavar="FILE",
+                                       flag="--proto-descriptor", metavar="FILE",
                                        flag_help="A FileDescriptorSet (protoc -o FILE --include_imports) "
                                        "naming the fields of gRPC messages (repeatable).")
     # ---------------------------------------------------------------- upstream proxy
