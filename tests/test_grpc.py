@@ -1,7 +1,8 @@
 """gRPC framing and decoding (proxycore/grpc.py) on bytes made by grpcio-tools' generated message
 classes, the schema options (--proto-path, --proto-descriptor), the capture record's `grpc`
 object, and gRPC-Web calls end to end through the proxy over HTTP/1.1 (http, and https through
-CONNECT with the client trusting only the proxy's CA) against a small real gRPC-Web origin."""
+CONNECT with the client trusting only the proxy's CA) against a small real gRPC-Web origin (and
+plain gRPC over HTTP/1.1 with its status in chunked trailers)."""
 
 from __future__ import annotations
 
@@ -324,26 +325,31 @@ class GrpcWebOrigin:
     def _answer(self, path: str, hdrs: dict, body: bytes) -> bytes:
         ctype = hdrs["content-type"]
         text = ctype.startswith("application/grpc-web-text")
+        web = ctype.startswith("application/grpc-web")
         raw = base64.b64decode(body) if text else body
         parsed = grpc.split_body(raw, "grpc-web", hdrs.get("grpc-encoding"))
         reqs = [self.pb.EchoRequest.FromString(m.data) for m in parsed.messages]
         self.received.append((path, reqs))
         gz = "gzip" in hdrs.get("grpc-accept-encoding", "")
         if reqs and reqs[0].text == "missing":
-            parts = [trailer_frame([("grpc-status", "5"), ("grpc-message", "no%20such%20thing")])]
+            parts, status = [], [("grpc-status", "5"), ("grpc-message", "no%20such%20thing")]
         else:
             parts = [frame(self.pb.EchoReply(text=f"{r.text}#{i}", index=i).SerializeToString(), gz)
                      for r in reqs for i in range(max(r.count, 1))]
-            parts.append(trailer_frame([("grpc-status", "0"), ("grpc-message", "")]))
+            status = [("grpc-status", "0"), ("grpc-message", "")]
+        head = f"HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\n" + ("grpc-encoding: gzip\r\n" if gz else "")
+        if not web:  # gRPC over HTTP/1.1: one chunk per message, the status in chunked trailers
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts)
+            trailers = "".join(f"{k}: {v}\r\n" for k, v in status)
+            return (head + "transfer-encoding: chunked\r\n\r\n").encode() + chunks + \
+                f"0\r\n{trailers}\r\n".encode()
+        parts.append(trailer_frame(status))
         out = b"".join(base64.b64encode(p) for p in parts) if text else b"".join(parts)
-        head = [f"HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {len(out)}\r\n"]
-        if gz:
-            head.append("grpc-encoding: gzip\r\n")
-        return ("".join(head) + "\r\n").encode() + out
+        return (head + f"content-length: {len(out)}\r\n\r\n").encode() + out
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-@pytest.mark.parametrize("ctype", ["application/grpc-web+proto", "application/grpc-web-text"])
+@pytest.mark.parametrize("ctype", ["application/grpc-web+proto", "application/grpc-web-text", "application/grpc"])
 async def test_grpc_web_through_the_proxy(make_proxy, origin_ca, pb, tmp_path, tls, ctype):
     origin = await GrpcWebOrigin(pb, origin_ca.server_context("localhost") if tls else None).start()
     out = tmp_path / "capture.ndjson"
@@ -352,13 +358,14 @@ async def test_grpc_web_through_the_proxy(make_proxy, origin_ca, pb, tmp_path, t
     base = f"{'https' if tls else 'http'}://{'localhost' if tls else '127.0.0.1'}:{origin.port}"
     verify = ssl.create_default_context(cafile=str(proxy.ca.cert_path))  # the proxy's CA alone
     text = ctype == "application/grpc-web-text"
+    web = ctype != "application/grpc"  # plain gRPC over HTTP/1.1: the status in chunked trailers
 
     def body(*frames: bytes) -> bytes:
         raw = b"".join(frames)
         return base64.b64encode(raw) if text else raw
 
     def replies(content: bytes) -> grpc.Body:
-        return grpc.split_body(content, "grpc-web-text" if text else "grpc-web", "gzip")
+        return grpc.split_body(content, grpc.protocol_of(ctype), "gzip")
 
     try:
         async with httpx.AsyncClient(proxy=proxy_url(proxy), verify=verify, timeout=10) as client:
@@ -367,10 +374,12 @@ async def test_grpc_web_through_the_proxy(make_proxy, origin_ca, pb, tmp_path, t
                                   content=body(frame(pb.EchoRequest(text="s", count=3).SerializeToString(), True)))
             got = replies(r.content)
             assert [pb.EchoReply.FromString(m.data).text for m in got.messages] == ["s#0", "s#1", "s#2"]
-            assert got.trailers[0] == ("grpc-status", "0")
+            if web:
+                assert got.trailers[0] == ("grpc-status", "0")
             r = await client.post(f"{base}{UNARY}", headers={"content-type": ctype},
                                   content=body(frame(pb.EchoRequest(text="missing").SerializeToString())))
-            assert replies(r.content).trailers[0] == ("grpc-status", "5")
+            if web:
+                assert replies(r.content).trailers[0] == ("grpc-status", "5")
     finally:
         await origin.stop()
     assert [p for p, _ in origin.received] == [STREAM, UNARY]
@@ -379,7 +388,7 @@ async def test_grpc_web_through_the_proxy(make_proxy, origin_ca, pb, tmp_path, t
     assert grpc.active_schema() is None  # the proxy's schema goes with it
     records = {r["request"]["path"]: r for r in read_records(out)}
     stream = records[STREAM]["grpc"]
-    assert stream["protocol"] == ("grpc-web-text" if text else "grpc-web")
+    assert stream["protocol"] == grpc.protocol_of(ctype)
     assert (stream["service"], stream["method"], stream["status"]) == ("omni.test.Echo", "ServerStream", 0)
     assert stream["encoding"] == "gzip"
     assert stream["requestMessages"] == [{"size": stream["requestMessages"][0]["size"], "compressed": True,
