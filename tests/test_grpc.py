@@ -203,6 +203,12 @@ def test_well_known_imports_left_out_of_a_descriptor_set(tmp_path):
     body = grpc.split_body(frame(b"\x0a\x02\x08\x3c"), "grpc", None)  # at { seconds: 60 }
     grpc.decode_messages(body, "/w.S/Get", False, s)
     assert body.messages[0].decoded == {"at": "1970-01-01T00:01:00Z"}
+    # a --proto-path and a --proto-descriptor together: the methods of both
+    both = grpc.Schema.load([str(PROTO_DIR)], [str(out)])
+    assert both.message_type("/w.S/Get", True) == "w.R"
+    assert both.message_type(UNARY, False) == "omni.test.EchoReply"
+    grpc.decode_messages(body, "/w.S/Get", False, both)
+    assert body.messages[0].decoded == {"at": "1970-01-01T00:01:00Z"}
 
 
 @pytest.mark.parametrize("make, expect", [
