@@ -31,7 +31,7 @@ from omniproxy_tui.textual_fixes import focus_now
 from omniproxy_tui.views.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
 from omniproxy_tui.widgets.bars import KeyBar
 from omniproxy_tui.widgets.bodyfile import PathPrompt, decoded_body, default_name, write_body
-from omniproxy_tui.widgets.detail_grpc import add_grpc
+from omniproxy_tui.widgets.detail_grpc import add_grpc, call_of
 from omniproxy_tui.widgets.detail_sections import (
     add_cert_chain,
     add_query,
@@ -612,7 +612,9 @@ class FlowDetail(Widget):
                 parts.append("raw")
             elif msg is not None:
                 view = self._content(tab, msg, self._mode())
-                if view is not None:
+                if view is not None and self._mode() == "auto" and call_of(flow) is not None:
+                    parts.append("gRPC (view: auto) · m: the body's own views")  # the section stands for it
+                elif view is not None:
                     parts.append(f"{view.name} (view: {self._mode()})")
                     n = len(view.lines)
                     if view.truncated:
