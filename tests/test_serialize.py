@@ -97,6 +97,7 @@ def _request(draw: st.DrawFn) -> Request:
     r.body_size = draw(st.integers(0, 2**40))
     r.body_truncated = draw(st.booleans())
     r.stream = draw(st.booleans())
+    r.trailers = draw(st.none() | _headers)
     return r
 
 
@@ -108,6 +109,7 @@ def _response(draw: st.DrawFn) -> Response:
     r.body_size = draw(st.integers(0, 2**40))
     r.body_truncated = draw(st.booleans())
     r.stream = draw(st.booleans())
+    r.trailers = draw(st.none() | _headers)
     return r
 
 

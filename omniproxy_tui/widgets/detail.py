@@ -32,6 +32,7 @@ from omniproxy_tui.textual_fixes import focus_now
 from omniproxy_tui.views.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
 from omniproxy_tui.widgets.bars import KeyBar
 from omniproxy_tui.widgets.bodyfile import PathPrompt, decoded_body, default_name, write_body
+from omniproxy_tui.widgets.detail_grpc import add_grpc, call_of
 from omniproxy_tui.widgets.detail_sections import (
     add_cert_chain,
     add_query,
@@ -77,13 +78,17 @@ def _add_headers(doc: Document, headers: Headers) -> None:
 
 
 def _add_body(doc: Document, view: ContentView | None, msg: Request | Response, ctype: str | None,
-              pending_full: bool) -> None:
+              pending_full: bool, grpc_shown: bool = False) -> None:
     doc.add("")
     if not msg.captured_size and not msg.body_size:
         doc.add(Text("(no body)", S_DIM))
         return
     assert view is not None
     head = Text.assemble(("Body  ", S_TITLE))
+    if grpc_shown and view.mode == "auto":  # the gRPC section above is the body, decoded
+        head.append(f"{human_size(msg.body_size)} · the gRPC messages above · m: other views", S_DIM)
+        doc.add(head)
+        return
     facts = [view.name, human_size(msg.body_size)]
     if ctype:
         facts.append(ctype.split(";", 1)[0].strip())
@@ -123,7 +128,8 @@ def request_document(flow: Flow, view: ContentView | None, pending_full: bool = 
     _add_headers(doc, req.headers)
     add_query(doc, req)
     add_request_cookies(doc, req)
-    _add_body(doc, view, req, req.headers.get("content-type"), pending_full)
+    shown = add_grpc(doc, flow, request=True)
+    _add_body(doc, view, req, req.headers.get("content-type"), pending_full, shown)
     return doc
 
 
@@ -157,7 +163,8 @@ def response_document(flow: Flow, view: ContentView | None, pending_full: bool =
     doc.add("")
     _add_headers(doc, resp.headers)
     add_set_cookies(doc, resp)
-    _add_body(doc, view, resp, resp.headers.get("content-type"), pending_full)
+    shown = add_grpc(doc, flow, request=False)
+    _add_body(doc, view, resp, resp.headers.get("content-type"), pending_full, shown)
     return doc
 
 
@@ -649,7 +656,9 @@ class FlowDetail(Widget):
                 parts.append("raw")
             elif msg is not None:
                 view = self._content(tab, msg, self._mode())
-                if view is not None:
+                if view is not None and self._mode() == "auto" and call_of(flow) is not None:
+                    parts.append("gRPC (view: auto) · m: the body's own views")  # the section stands for it
+                elif view is not None:
                     parts.append(f"{view.name} (view: {self._mode()})")
                     n = len(view.lines)
                     if view.truncated:

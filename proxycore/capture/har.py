@@ -306,7 +306,7 @@ def record_to_har_entry(rec: dict) -> dict:
         entry["serverIPAddress"] = ip
     if "id" in rec:
         entry["_id"] = rec["id"]
-    for key in ("clientAddress", "serverAddress", "tls", "passthrough"):
+    for key in ("clientAddress", "serverAddress", "tls", "passthrough", "grpc"):
         if rec.get(key) not in (None, "", False):
             entry["_" + key] = rec[key]
     ws = rec.get("websocket")

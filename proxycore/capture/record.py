@@ -3,11 +3,13 @@
 JSON, HAR and SQLite exports derive from this dict, so its shape is the contract:
 
     {"id", "request": {...}, "response": {...}?, "startTime", "endTime"?, "durationMs"?,
-     "error"?, "clientAddress"?, "serverAddress"?, "tls"?, "passthrough"?, "timings": {...},
+     "error"?, "clientAddress"?, "serverAddress"?, "tls"?, "passthrough"?, "grpc"?, "timings": {...},
      "websocket"?: {"messages": [{"type": "text"|"binary", "fromClient", "time" (epoch seconds),
                     "size", "content"?, "encoding"? ("base64": binary), "truncated"?, "dropped"?,
                     "injected"?}], "closedByClient"?, "closeCode"?, "closeReason"?, "endTime"?,
                     "omitted"?}}
+
+`grpc` (gRPC and gRPC-Web calls only) holds the call's messages decoded: proxycore.grpc.call_record.
 
 Keys are camelCase and omitted when empty, false or zero, as in the original OmniProxy, except
 request.method/url/host/path/scheme and response.status, which are always present.
@@ -32,6 +34,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from proxycore import grpc
 from proxycore.contentdetect import CHECK_BYTES, detect
 from proxycore.encoding import DEFAULT_MAX_SIZE, decode_body, parse_codings
 from proxycore.options import DEFAULT_REDACT
@@ -473,6 +476,11 @@ def _websocket_dict(ws: WebSocketData, ropts: RecordOptions) -> dict[str, Any]:
 def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
     """The canonical record of one flow (see the module docstring for the shape)."""
     rec: dict[str, Any] = {"id": flow.id, "request": _request_dict(flow.request, opts)}
+    ct = rec["request"].get("contentType")
+    if ct is not None and ct.startswith("application/grpc"):  # the one test a non-gRPC flow pays
+        call = grpc.read_call(flow, limit=opts.max_body_size if opts.include_body else 0)
+        if call is not None:
+            rec["grpc"] = grpc.call_record(call)
     if flow.response is not None:
         rec["response"] = _response_dict(flow.response, opts)
     t = flow.timings

@@ -224,7 +224,9 @@ class _Message:
     and most captured binary bodies are never read whole. A body too big for memory is a
     `SpilledBody` (proxycore.flows.spill) held in place of the chunks, read back on each access."""
 
-    __slots__ = ("_body", "_chunks", "stream")
+    # trailers: the trailer fields that came after the body (Headers; None when there were none),
+    # as mitmproxy's Message.trailers: chunked HTTP/1.1 trailers, HTTP/2 trailers (gRPC's status)
+    __slots__ = ("_body", "_chunks", "stream", "trailers")
 
     @property
     def body(self) -> bytes:
@@ -324,6 +326,7 @@ class Request(_Message):
         self.body_truncated = False
         self.authority = authority  # Host header value as sent (may carry a port)
         self.stream = True  # False (set at requestheaders): buffer the body whole for the request hook
+        self.trailers: Headers | None = None
 
     @property
     def path(self) -> str:
@@ -383,6 +386,7 @@ class Response(_Message):
         self.body_size = len(body)
         self.body_truncated = False
         self.stream = True  # False (set at responseheaders): buffer the body whole for the response hook
+        self.trailers: Headers | None = None
 
 
 class Timings:

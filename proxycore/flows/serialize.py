@@ -58,6 +58,7 @@ def _request(r: Request) -> dict[str, Any]:
         "method": r.method, "scheme": r.scheme, "host": r.host, "port": r.port, "target": r.target,
         "http_version": r.http_version, "authority": r.authority, "headers": _headers(r.headers),
         "body": _b(r.body), "body_size": r.body_size, "body_truncated": r.body_truncated, "stream": r.stream,
+        "trailers": _opt(_headers, r.trailers),
     }
 
 
@@ -67,6 +68,7 @@ def _unrequest(d: dict[str, Any]) -> Request:
     r.body_size = d["body_size"]
     r.body_truncated = d["body_truncated"]
     r.stream = d.get("stream", True)
+    r.trailers = _opt(_unheaders, d.get("trailers"))  # absent from older files
     return r
 
 
@@ -74,6 +76,7 @@ def _response(r: Response) -> dict[str, Any]:
     return {
         "status": r.status, "reason": r.reason, "http_version": r.http_version, "headers": _headers(r.headers),
         "body": _b(r.body), "body_size": r.body_size, "body_truncated": r.body_truncated, "stream": r.stream,
+        "trailers": _opt(_headers, r.trailers),
     }
 
 
@@ -82,6 +85,7 @@ def _unresponse(d: dict[str, Any]) -> Response:
     r.body_size = d["body_size"]
     r.body_truncated = d["body_truncated"]
     r.stream = d.get("stream", True)
+    r.trailers = _opt(_unheaders, d.get("trailers"))  # absent from older files
     return r
 
 

@@ -289,6 +289,8 @@ class Exchange:
     def request_complete(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
         self.body_complete = True
         self.req_trailers = trailers
+        if trailers:
+            self.flow.request.trailers = Headers(trailers)
         up = self.upstream
         if up is not None and not self.whole_request:
             if self.chunked:
@@ -402,6 +404,8 @@ class Exchange:
     def response_complete(self, keep_alive: bool, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.resp_keep_alive = keep_alive
         self.resp_trailers = trailers
+        if trailers and self.flow.response is not None:
+            self.flow.response.trailers = Headers(trailers)  # gRPC's grpc-status lives here
         self.response_complete_ok = True
         if self.head_sent and self.resp_chunked:
             self.conn.write(self.conn.codec.end(trailers))
