@@ -193,9 +193,11 @@ _FLAGS: dict[str, tuple[Predicate, str]] = {
     "replayq": (lambda f: bool(f.is_replay), "replayed request (same as ~replay)"),
     "replays": (lambda f: False, "server-replayed response (never, for mitmproxy compatibility)"),
     "all": (lambda f: True, "every flow"),
-    "http": (lambda f: not f.passthrough, "HTTP flow (not a relayed tunnel)"),
+    # as mitmproxy: a blind tunnel and a raw TCP stream are TCP flows, everything else is HTTP
+    "http": (lambda f: not f.passthrough and f.tcp_messages is None, "HTTP flow (not TCP)"),
     "websocket": (lambda f: bool(getattr(f, "websocket", None)), "WebSocket flow"),
-    "tcp": (lambda f: bool(f.passthrough), "raw TCP tunnel relayed untouched"),
+    "tcp": (lambda f: f.passthrough or f.tcp_messages is not None,
+            "TCP flow: a raw stream (WireGuard mode) or a tunnel relayed untouched"),
     "udp": (lambda f: False, "UDP flow (never; for mitmproxy compatibility)"),
     "dns": (lambda f: False, "DNS flow (never; for mitmproxy compatibility)"),
 }

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from proxycore.flows.flow import Flow, Headers, Request, Response, Timings, TLSInfo
+from proxycore.flows.tcp import messages_from_list, messages_to_list
 from proxycore.safefile import write_atomic
 
 VERSION = 1
@@ -136,6 +137,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         "original_request": _opt(_request, flow.original_request),
         "original_response": _opt(_response, flow.original_response),
         "rules_applied": list(flow.rules_applied),
+        "tcp_messages": None if flow.tcp_messages is None else messages_to_list(flow.tcp_messages),
     }
 
 
@@ -169,6 +171,8 @@ def flow_from_dict(d: dict[str, Any]) -> Flow:
         flow.original_request = _opt(_unrequest, d["original_request"])
         flow.original_response = _opt(_unresponse, d["original_response"])
         flow.rules_applied = tuple(str(x) for x in d.get("rules_applied") or ())
+        if d.get("tcp_messages") is not None:
+            flow.tcp_messages = messages_from_list(d["tcp_messages"])
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, FlowFormatError):
             raise
