@@ -62,7 +62,7 @@ def _leaf(origin_ca, tmp: Path) -> tuple[Path, Path]:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ORIGIN_NAME)]))
             .issuer_name(origin_ca.cert.subject).public_key(key.public_key())
