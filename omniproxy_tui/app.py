@@ -56,6 +56,7 @@ from omniproxy_tui.widgets.palette import FlowCommands
 from omniproxy_tui.widgets.prompt import PromptScreen, command_completer, command_help
 from omniproxy_tui.widgets.rules import RulesScreen
 from omniproxy_tui.widgets.throttlepanel import ThrottlePanel
+from omniproxy_tui.widgets.wireguard import WireGuardScreen
 from proxycore.control.client import EngineClient, LocalEngine
 from proxycore.control.commands import (
     SAVE_COMMANDS,
@@ -212,6 +213,8 @@ class MainScreen(Screen):
                 id="options"),
         Binding("E", "event_log", "Events", show=False, tooltip="Event log: start-up facts, warnings, errors",
                 id="event_log"),
+        Binding("W", "wireguard", "WireGuard", show=False,
+                tooltip="WireGuard mode: the client configuration and its QR code", id="wireguard"),
         Binding("minus", "toggle_pane", "Side pane", show=False, key_display="-",
                 tooltip="Show / hide the detail pane beside the table (wide terminals)", id="side_pane"),
         Binding("left_square_bracket", "resize_pane(-1)", "Narrower pane", show=False, key_display="[",
@@ -312,6 +315,9 @@ class MainScreen(Screen):
     def action_event_log(self) -> None:
         self.app_.open_event_log()
 
+    def action_wireguard(self) -> None:
+        self.app_.open_wireguard()
+
     def action_toggle_pane(self) -> None:
         self.app_.toggle_side_pane()
 
@@ -383,7 +389,11 @@ class OmniProxyApp(App[int]):
                                                       "throttle.custom": "open_throttle",
                                                       "capture.load": "choose_load",
                                                       "flow.comment": "prompt_comment",
-                                                      "option.set": "open_options", "option.reset": "open_options"}
+                                                      "option.set": "open_options", "option.reset": "open_options",
+                                                      "wireguard.config": "open_wireguard"}
+
+    # commands that, typed bare at the : prompt, open their screen rather than print their result
+    SCREEN_COMMANDS: ClassVar[dict[str, str]] = {"wireguard.config": "open_wireguard"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
                  tick_hz: float = TICK_HZ, read: str | None = None,
@@ -830,6 +840,10 @@ class OmniProxyApp(App[int]):
         """Run a typed command line (the : prompt, the palette). Returns the one-line error, or None
         when it ran (its message is a notification)."""
         self.ctx.engine = self.engine
+        screen = self.SCREEN_COMMANDS.get(line.strip())
+        if screen is not None:  # a command whose answer is a screen (typed at :, not just picked)
+            self.call_after_refresh(getattr(self, screen))  # once the prompt has closed
+            return None
         try:
             result = registry.execute(self.ctx, line)
         except CommandError as exc:
@@ -891,6 +905,13 @@ class OmniProxyApp(App[int]):
 
     def open_event_log(self) -> None:
         self.push_screen(EventLogScreen(self.engine.events))
+
+    def open_wireguard(self) -> None:
+        conf = self.engine.wireguard_config
+        if not conf:
+            self.notify("Not in WireGuard mode: start with --mode wireguard", severity="warning")
+            return
+        self.push_screen(WireGuardScreen(conf))
 
     def _run_job(self, job: Job, name: str, after: Callable[[], Any] | None, covers_all: bool | None = None) -> None:
         if covers_all is None:
@@ -1164,6 +1185,7 @@ class OmniProxyApp(App[int]):
                                                  ("↑ ↓", "history"), ("⏎", "run / keep"), ("esc", "cancel")]),
             ("Options (O)", binding_rows(OptionsScreen.BINDINGS)),
             ("Event log (E)", binding_rows(EventLogScreen.BINDINGS) + [("j k g G", "scroll")]),
+            ("WireGuard (W)", binding_rows(WireGuardScreen.BINDINGS) + [("j k", "scroll")]),
             ("Status line", [("[shown/total]", "flows the filter and marked-only let through / flows kept "
                               "(mitmproxy shows cursor/total there; our cursor is the highlighted row)"),
                              ("sizes", "bytes in powers of 1024: 912B 6.2k 3.4M; counts with separators: 1,234")]),
