@@ -225,6 +225,14 @@ async def test_wireguard_client_end_to_end(topo: Topo, make_proxy, origin_ca, tm
     assert flow.server_addr == (t.b_ip, ports["https"])
     assert flow.client_tls.sni == ORIGIN_NAME and flow.server_tls is not None
 
+    # a client that does not trust the CA: its handshake fails, and the event log says why (once)
+    code, _, _ = await run("ip", "netns", "exec", t.a, "curl", "-sS", "--noproxy", "*",
+                           "--resolve", f"{ORIGIN_NAME}:{ports['https']}:{t.b_ip}",
+                           f"https://{ORIGIN_NAME}:{ports['https']}/untrusted", timeout=30)
+    assert code == 60  # curl: peer certificate cannot be authenticated
+    await wait_for(lambda: any(f"client TLS handshake for {ORIGIN_NAME} failed" in e.message
+                               for e in proxy.events.entries()), what="the handshake warning")
+
     # a stream that is not HTTP: relayed, and recorded as a TCP flow
     out = await _checked("ip", "netns", "exec", t.a, sys.executable, "-c", _TCP_CLIENT, t.b_ip,
                          str(ports["echo"]), "echo")

@@ -161,6 +161,10 @@ class StreamTransport(asyncio.Transport):
     def abort(self) -> None:
         self.close()
 
+    def _force_close(self, exc: BaseException | None) -> None:
+        """What asyncio's SSL protocol calls on a fatal error (a refused handshake)."""
+        self.close()
+
 
 _reporters: list[Callable[[str], None]] = []
 _previous_hook: Callable[[Any], None] | None = None

@@ -119,6 +119,7 @@ class WireGuardServer:
         self.resolver: tuple[str, int] | None = None
         self.dns_inflight = 0
         self._dropped: set[tuple[str, int]] = set()  # UDP destinations already logged (bounded)
+        self._tls_failed: set[str] = set()  # server names whose failed handshake was logged (bounded)
 
     async def start(self) -> None:
         """Load (or create) the keys and listen. ValueError / OSError for the caller to report."""
@@ -241,8 +242,12 @@ class WireGuardServer:
                                             timeout=proxy.options.client_head_timeout)
         except (TimeoutError, OSError, ConnectionError, ssl.SSLError) as exc:
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-            proxy.events.warn(f"WireGuard: client TLS handshake for {sni or dst[0]} failed: {reason} "
-                              "(does the client trust the OmniProxy CA?)")
+            name = sni or dst[0]
+            if len(self._tls_failed) < 1024 and name not in self._tls_failed:  # once per name: apps retry
+                self._tls_failed.add(name)
+                proxy.events.warn(f"WireGuard: client TLS handshake for {name} failed: {reason} "
+                                  "(does the client trust the OmniProxy CA? apps that pin certificates "
+                                  "never will)")
             transport.close()
             return
         conn.transport = tls_transport
