@@ -214,6 +214,14 @@ async def test_wireguard_client_end_to_end(topo: Topo, make_proxy, origin_ca, tm
     assert flow.request.url == f"http://{t.b_ip}:{ports['http']}/hello?x=1"
     assert flow.response.status == 200 and flow.client_addr[0] == "10.0.0.1"
 
+    # a big body: the tunnel side is flow-controlled, and all of it arrives
+    n = 24 * 1024 * 1024
+    out = await _checked("ip", "netns", "exec", t.a, "curl", "-sS", "--noproxy", "*", "-o", "/dev/null",
+                         "-w", "%{size_download}", f"http://{t.b_ip}:{ports['http']}/bytes/{n}", timeout=60)
+    assert int(out) == n
+    big = await wait_for(lambda: next((f for f in done if f.request.path == f"/bytes/{n}"), None), what="big")
+    assert big.response.body_size == n and big.error is None
+
     # HTTPS: the certificate for the SNI, the origin at the address the packets went to
     ca = str(proxy.ca.cert_path)
     out = await _checked("ip", "netns", "exec", t.a, "curl", "-sS", "--noproxy", "*", "--cacert", ca,

@@ -102,6 +102,9 @@ class _Prefixed:
     def write(self, data: bytes) -> None:
         self._stream.write(data)
 
+    async def drain(self) -> None:
+        await self._stream.drain()
+
     def close(self) -> None:
         self._stream.close()
 
