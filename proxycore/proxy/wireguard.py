@@ -16,12 +16,13 @@ UDP: DNS queries (port 53) are forwarded, those to the address the client config
 DNS server (10.0.0.53) to `--wireguard-dns` or the system's resolver, others to where they were
 sent; the answer goes back through the tunnel. Other UDP is dropped (a debug line in the event
 log, once per destination). Raw TCP relays and DNS connect directly (not through --upstream);
-TCP flows run no addon hooks.
+TCP flows run no addon hooks (the scope options apply to them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import ssl
 import time
@@ -128,6 +129,8 @@ class WireGuardServer:
         """Load (or create) the keys and listen. ValueError / OSError for the caller to report."""
         import mitmproxy_wireguard as wg
 
+        # its tasks log "shut down early" as errors on every ordinary close: not news to the user
+        logging.getLogger("mitmproxy_wireguard.shutdown").setLevel(logging.CRITICAL)
         opts = self.proxy.options
         self.resolver = parse_resolver(opts.wireguard_dns) if opts.wireguard_dns else system_resolver()
         assert self.mode.conf_path is not None
@@ -274,6 +277,8 @@ class WireGuardServer:
         proxy = self.proxy
         opts = proxy.options
         flow = new_tcp_flow(dst[0], dst[1], src)
+        if proxy.scope is not None:  # --include-host and friends, as for a CONNECT (method "TCP")
+            flow.in_scope = proxy.scope.matches(dst[0], flow.request.path, flow.request.method)
         flow.timings.connect_start = time.time()
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(*dst), opts.connect_timeout)
