@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import os
 import shlex
@@ -158,6 +159,9 @@ class AppContext(CommandContext):
                 if app.is_leaving or loop.is_closed() or not loop.is_running():
                     fut.cancel()
                     raise JobCancelled("the app is closing") from None
+
+
+_WG_EMPTY = "No flows yet. Connect a WireGuard client: W shows its configuration and QR code."
 
 
 class MainScreen(Screen):
@@ -482,7 +486,8 @@ class OmniProxyApp(App[int]):
 
     def main_screen_ready(self) -> None:
         if self._start_proxy:  # the empty table says how to send it a first flow
-            self.get_screen_main().query_one(FlowTable).empty_message = (
+            self.get_screen_main().query_one(FlowTable).empty_message = _WG_EMPTY \
+                if self._address.startswith("WireGuard") else (
                 f"No flows yet. Point a client at the proxy, e.g.\n"
                 f"  curl -x http://{self._address} http://example.com/")
         self.update_layout()
@@ -518,6 +523,10 @@ class OmniProxyApp(App[int]):
         host, port = engine.address
         shown_host = f"[{host}]" if ":" in host else host
         self._address, self._state = f"{shown_host}:{port}", "running"
+        if engine.wireguard_config:  # --mode wireguard: the address is the WireGuard server's (UDP)
+            self._address = f"WireGuard {shown_host}:{port}"
+            with contextlib.suppress(LookupError):  # else main_screen_ready says it
+                self.get_screen_main().query_one(FlowTable).empty_message = _WG_EMPTY
         self._update_header()
         self._install_stop_signals()
 

@@ -40,6 +40,9 @@ async def test_w_shows_the_client_configuration_of_a_real_wireguard_engine(tmp_p
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.engine.wireguard_config, "the WireGuard server")
         conf = app.engine.wireguard_config
+        text = screen_text(app)
+        assert f"WireGuard 127.0.0.1:{app.engine.address[1]}" in text  # the header: the UDP address
+        assert "Connect a WireGuard client: W shows" in text
         await pilot.press("W")
         await until(pilot, lambda: isinstance(app.screen, WireGuardScreen), "the WireGuard screen")
         text = screen_text(app)
