@@ -157,3 +157,12 @@ def test_har_skips_tcp_flows_as_mitmproxy_does() -> None:
 def test_headless_line_of_a_tcp_flow() -> None:
     line = format_flow_line(_tcp_flow())
     assert "TCP" in line and "tcp://10.9.8.7:7007" in line and "[tcp]" in line
+
+
+def test_a_tcp_flow_is_neither_exported_as_a_request_nor_replayed() -> None:
+    from proxycore.capture.exporters import to_curl
+    from proxycore.proxy.replay import replay_problem
+
+    with pytest.raises(ValueError, match="TCP flow"):
+        to_curl(_tcp_flow())
+    assert replay_problem(_tcp_flow()) == "cannot replay a TCP flow"
