@@ -1,4 +1,5 @@
-"""Flow detail: Request, Response, Timing and Raw tabs, as a widget and as a full screen.
+"""Flow detail: Request, Response, Timing and Raw tabs (and Messages for a WebSocket flow), as a
+widget and as a full screen.
 
 Each tab is one LineView document (first line, headers, body through a content view), so
 scrolling, wrapping, text selection and `/` search work the same everywhere. Bodies are capped
@@ -38,12 +39,14 @@ from omniproxy_tui.widgets.detail_sections import (
     add_set_cookies,
 )
 from omniproxy_tui.widgets.lineview import Document, LineView
+from omniproxy_tui.widgets.messages import MessagesPane
 from omniproxy_tui.widgets.tcpdetail import tcp_document
 from proxycore.flows.flow import ERROR, INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 from proxycore.safefile import SafeFileError
 
-TABS = ("request", "response", "timing", "raw")
+TABS = ("request", "response", "timing", "raw")  # the text tabs (a LineView each)
 TAB_TITLES = {"request": "Request", "response": "Response", "timing": "Timing", "raw": "Raw"}
+WS_TAB = "messages"  # a WebSocket flow's messages (omniproxy_tui/widgets/messages.py), shown for those only
 BAR_WIDTH = 40
 _PHASES = (("connect", "yellow"), ("TLS", "magenta"), ("wait", "cyan"), ("receive", "green"))
 S_TITLE = "bold"
@@ -51,6 +54,9 @@ S_NAME = "bold #61afef"
 S_WARN = "bold #e5c07b"
 S_ERROR = "bold #e06c75"
 S_DIM = "dim"
+
+
+_BODY_ACTIONS = frozenset(("search", "next_match", "prev_match", "cycle_mode", "full_body", "save_body", "pager"))
 
 
 # --- documents (pure functions of a flow) -------------------------------------------------------
@@ -346,6 +352,8 @@ def _signature(flow: Flow) -> tuple:
             len(q.headers), q.body_token, q.body_size,
             resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
             flow.client_tls is None, flow.server_addr, len(flow.rules_applied),
+            None if flow.websocket is None else (len(flow.websocket.messages), flow.websocket.omitted,
+                                                 flow.websocket.close_code),
             flow.tcp_messages is not None and len(flow.tcp_messages))
 
 
@@ -385,6 +393,7 @@ class FlowDetail(Widget):
         Binding("2", "show_tab('response')", "Response", show=False),
         Binding("3", "show_tab('timing')", "Timing", show=False),
         Binding("4", "show_tab('raw')", "Raw", show=False),
+        Binding("5", "show_tab('messages')", "Messages", show=False),
         Binding("escape", "close_search", "Close search", show=False),
         # mitmproxy's flow view: space = next flow (its p = previous is another feature's key here,
         # so K; J is next too). space is no longer page down in the detail: PgDn and ctrl+f are.
@@ -433,12 +442,15 @@ class FlowDetail(Widget):
             for tab in TABS:
                 with TabPane(TAB_TITLES[tab], id=tab):
                     yield LineView(id=f"view-{tab}")
+            with TabPane("Messages", id=WS_TAB):
+                yield MessagesPane(id="ws-pane")
         with Horizontal(id="detail-search"):
             yield Label("/")
             yield Input(placeholder="search (Enter: keep, Esc: clear)", id="detail-search-input")
         yield Static(id="detail-status")
 
     def on_mount(self) -> None:
+        self.query_one(TabbedContent).hide_tab(WS_TAB)
         self._rebuild(keep_scroll=False)
 
     # --- public API ------------------------------------------------------------------------
@@ -450,11 +462,18 @@ class FlowDetail(Widget):
     def focus(self, scroll_visible: bool = True) -> FlowDetail:
         """Focusing the detail focuses the visible tab's text (the widget itself takes no keys)."""
         if self.is_mounted:
-            focus_now(self.view())
+            focus_now(self.query_one("#ws-list") if self.active_tab == WS_TAB else self.view())
         return self
 
     def view(self, tab: str | None = None) -> LineView:
-        return self.query_one(f"#view-{tab or self.active_tab}", LineView)
+        tab = tab or self.active_tab
+        if tab == WS_TAB:  # no text view there (body actions are off in it: check_action)
+            tab = "request"
+        return self.query_one(f"#view-{tab}", LineView)
+
+    def tabs(self) -> tuple[str, ...]:
+        """The tabs this flow has, in order."""
+        return TABS + (WS_TAB,) if self.flow is not None and self.flow.websocket is not None else TABS
 
     def show_flow(self, flow: Flow | None) -> None:
         """Show `flow` (None: an empty detail). The same flow again only refreshes it."""
@@ -510,13 +529,16 @@ class FlowDetail(Widget):
                 self.view(tab).set_document(doc)
             self._stale.clear()
             self._built_for.clear()
+            self._ws_tab(None)
             self.set_class(False, "-error")
             self._sig = None
             self._update_status()
             return
         self._sig = _signature(flow)
         self._stale = set(TABS)
-        self._build_tab(self.active_tab, keep_scroll)
+        self._ws_tab(flow)
+        if self.active_tab != WS_TAB:
+            self._build_tab(self.active_tab, keep_scroll)
         self.set_class(bool(flow.error), "-error")
         error = f"✖ {clean_line(flow.error)}" if flow.error else ""
         if self._error_text != error:  # each of these updates re-lays out the screen: only on change
@@ -532,6 +554,26 @@ class FlowDetail(Widget):
             if str(tab.label) != label:
                 tab.label = label
         self._update_status()
+
+    def _ws_tab(self, flow: Flow | None) -> None:
+        """The Messages tab: shown (and brought up to date) for a WebSocket flow only."""
+        tabs = self.query_one(TabbedContent)
+        pane = self.query_one(MessagesPane)
+        if flow is None or flow.websocket is None:
+            if pane.flow is not None:
+                if self.active_tab == WS_TAB:
+                    tabs.active = "request"
+                tabs.hide_tab(WS_TAB)
+                pane.show(None)
+            return
+        if pane.flow is None:
+            tabs.show_tab(WS_TAB)
+        pane.show(flow)
+        label = "Messages ⏸" if flow.state == INTERCEPTED and pane._paused_message() is not None else \
+            f"Messages {len(flow.websocket.messages) + flow.websocket.omitted:,}"
+        tab = tabs.get_tab(WS_TAB)
+        if str(tab.label) != label:
+            tab.label = label
 
     def _build_tab(self, tab: str, keep_scroll: bool) -> None:
         flow = self.flow
@@ -612,7 +654,9 @@ class FlowDetail(Widget):
     def _update_status(self) -> None:
         flow, tab = self.flow, self.active_tab
         parts: list[str] = []
-        if flow is not None and tab in ("request", "response", "raw"):
+        if tab == WS_TAB:
+            parts.append("⏎ view · > send to server · < send to client")
+        elif flow is not None and tab in ("request", "response", "raw"):
             msg = flow.request if tab == "request" else flow.response
             if tab == "raw":
                 parts.append("raw")
@@ -627,10 +671,10 @@ class FlowDetail(Widget):
                         parts.append(f"{n:,} line{'' if n == 1 else 's'}")
         if flow is not None and tab == "timing" and flow.timings.duration_ms is not None:
             parts.append(f"total {flow.timings.duration_ms:,.1f} ms")
-        if flow is not None and tab != "timing":
+        if flow is not None and tab not in ("timing", WS_TAB):
             if any(p[0] == flow.id for p in self._pending):
                 parts.append("computing full body…")
-        status = self.view(tab).match_status
+        status = self.view(tab).match_status if tab != WS_TAB else ""
         if status:
             parts.append(f"/{self.view(tab).query_text}: {status}")
         text = " · ".join(parts)
@@ -643,6 +687,11 @@ class FlowDetail(Widget):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         event.stop()
+        if self.active_tab == WS_TAB:
+            if self.has_focus_within:
+                focus_now(self.query_one("#ws-list"))
+            self._update_status()
+            return
         if self.flow is not None and self.active_tab in self._stale:
             self._build_tab(self.active_tab, keep_scroll=True)
         view = self.view()
@@ -659,12 +708,13 @@ class FlowDetail(Widget):
         self._update_status()
 
     def action_show_tab(self, tab: str) -> None:
-        if tab in TABS:
+        if tab in self.tabs():
             self.query_one(TabbedContent).active = tab
 
     def action_next_tab(self, step: int = 1) -> None:
-        i = TABS.index(self.active_tab)
-        self.action_show_tab(TABS[(i + step) % len(TABS)])
+        tabs = self.tabs()
+        i = tabs.index(self.active_tab) if self.active_tab in tabs else 0
+        self.action_show_tab(tabs[(i + step) % len(tabs)])
 
     def action_step_flow(self, delta: int) -> None:
         self.post_message(self.StepFlow(self.flow, delta))
@@ -810,6 +860,8 @@ class FlowDetail(Widget):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "close_search":  # otherwise Esc goes on to the screen (back)
             return self.has_class("-searching") or bool(self.view().query_text)
+        if action in _BODY_ACTIONS and self.is_mounted and self.active_tab == WS_TAB:
+            return False  # the Messages tab has no body: ⏎ opens a message, whose view has these
         return True
 
     def action_close_search(self) -> None:
@@ -869,6 +921,8 @@ class DetailScreen(Screen):
         return self.query_one(FlowDetail)
 
     def refresh_flow(self) -> None:
+        if not self.is_mounted:  # pushed, not composed yet (a live WebSocket updates often): on_mount shows it
+            return
         self.query_one("#detail-title", Static).update(flow_summary(self.flow))
         self.detail.refresh_flow()
 

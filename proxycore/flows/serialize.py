@@ -23,6 +23,7 @@ from typing import Any
 
 from proxycore.flows.flow import Flow, Headers, Request, Response, Timings, TLSInfo
 from proxycore.flows.tcp import messages_from_list, messages_to_list
+from proxycore.flows.websocket import WebSocketData, WebSocketMessage
 from proxycore.safefile import write_atomic
 
 VERSION = 1
@@ -98,6 +99,31 @@ def _untls(d: dict[str, Any]) -> TLSInfo:
     return t
 
 
+def _websocket(w: WebSocketData) -> dict[str, Any]:
+    # messages as compact lists: a chatty socket has thousands
+    return {
+        "messages": [[m.type, m.from_client, _b(m.content), m.timestamp, m.dropped, m.injected, m.size,
+                      m.truncated] for m in w.messages],
+        "omitted": w.omitted, "closed_by_client": w.closed_by_client, "close_code": w.close_code,
+        "close_reason": w.close_reason, "timestamp_end": w.timestamp_end,
+    }
+
+
+def _unwebsocket(d: dict[str, Any]) -> WebSocketData:
+    w = WebSocketData()
+    for typ, from_client, content, ts, dropped, injected, size, truncated in d["messages"]:
+        m = WebSocketMessage(int(typ), bool(from_client), _unb(content), float(ts), bool(dropped), bool(injected))
+        m.size = int(size)
+        m.truncated = bool(truncated)
+        w.messages.append(m)
+    w.omitted = int(d.get("omitted", 0))
+    w.closed_by_client = d["closed_by_client"]
+    w.close_code = d["close_code"]
+    w.close_reason = d["close_reason"]
+    w.timestamp_end = d["timestamp_end"]
+    return w
+
+
 def _opt(fn: Any, value: Any) -> Any:
     return None if value is None else fn(value)
 
@@ -137,6 +163,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         "original_request": _opt(_request, flow.original_request),
         "original_response": _opt(_response, flow.original_response),
         "rules_applied": list(flow.rules_applied),
+        "websocket": _opt(_websocket, flow.websocket),
         "tcp_messages": None if flow.tcp_messages is None else messages_to_list(flow.tcp_messages),
     }
 
@@ -171,6 +198,7 @@ def flow_from_dict(d: dict[str, Any]) -> Flow:
         flow.original_request = _opt(_unrequest, d["original_request"])
         flow.original_response = _opt(_unresponse, d["original_response"])
         flow.rules_applied = tuple(str(x) for x in d.get("rules_applied") or ())
+        flow.websocket = _opt(_unwebsocket, d.get("websocket"))
         if d.get("tcp_messages") is not None:
             flow.tcp_messages = messages_from_list(d["tcp_messages"])
     except (KeyError, TypeError, ValueError) as exc:

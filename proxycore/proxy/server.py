@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
     from proxycore.certs import CertificateAuthority
     from proxycore.flows.spill import SpillStore
+    from proxycore.proxy.websocket import WebSocketRelay
     from proxycore.proxy.wireguard import WireGuardServer
 
 Subscriber = Callable[[str, Flow], None]
@@ -88,6 +89,8 @@ class Proxy:
         self.rules.on_change = self._rules_changed
         self._rules_addon: RulesAddon | None = None
         self._rules_at = 0  # where the rules addon goes: after access, scope and passthrough
+        # the WebSocket relays running now, by flow id (inject.websocket finds them here)
+        self.websockets: dict[int, WebSocketRelay] = {}
         self.throttle = Throttle()  # off until configured: the flow driver tests one attribute
         self.wireguard: WireGuardServer | None = None  # wireguard mode's server (proxy/wireguard.py)
         self._sweeper: asyncio.Task | None = None
