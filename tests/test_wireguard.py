@@ -166,3 +166,10 @@ def test_a_tcp_flow_is_neither_exported_as_a_request_nor_replayed() -> None:
     with pytest.raises(ValueError, match="TCP flow"):
         to_curl(_tcp_flow())
     assert replay_problem(_tcp_flow()) == "cannot replay a TCP flow"
+
+
+def test_body_filters_search_tcp_messages_by_side_as_mitmproxy() -> None:
+    f = _tcp_flow()
+    assert parse("~b ping")(f) and parse("~bq ping")(f) and not parse("~bs ping")(f)
+    assert parse("~bs binary")(f) and not parse("~bq binary")(f)
+    assert not parse("~b absent")(f)

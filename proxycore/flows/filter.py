@@ -285,8 +285,8 @@ def _sided(get: Callable[[object], object], rx: re.Pattern, side: str) -> Predic
 
 
 def _op_body(rx: re.Pattern, side: str) -> Predicate:
-    """The bodies, then (as mitmproxy's ~b ~bq ~bs) the WebSocket messages: all of them, those
-    from the client, those from the server."""
+    """The bodies, then (as mitmproxy's ~b ~bq ~bs) the WebSocket or TCP messages: all of them,
+    those from the client, those from the server."""
     bodies = _sided(_body, rx, side)
     s = rx.search
     want = None if not side else side == "q"  # from_client wanted
@@ -295,9 +295,10 @@ def _op_body(rx: re.Pattern, side: str) -> Predicate:
         if bodies(f):
             return True
         ws = getattr(f, "websocket", None)
-        if ws is None:
+        msgs = ws.messages if ws is not None else f.tcp_messages
+        if msgs is None:
             return False
-        for m in ws.messages:
+        for m in msgs:
             if (want is None or m.from_client is want) and s(m.content):
                 return True
         return False
