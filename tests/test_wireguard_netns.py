@@ -197,7 +197,7 @@ async def test_wireguard_client_end_to_end(topo: Topo, make_proxy, origin_ca, tm
     ports = await _start_origin(t, cert, key)
     conf_path = tmp_path / "wireguard.conf"
     proxy = await make_proxy(mode=f"wireguard:{conf_path}@0", host=t.host_a,
-                             wireguard_dns=f"{t.b_ip}:{ports['dns']}")
+                             wireguard_dns=f"{t.b_ip}:{ports['dns']}", skip_hosts=["skipped.test"])
     done = collect_done(proxy)
     assert proxy.wireguard is not None and proxy.address[0] == t.host_a
     assert oct(conf_path.stat().st_mode & 0o777) == "0o600"
@@ -240,6 +240,16 @@ async def test_wireguard_client_end_to_end(topo: Topo, make_proxy, origin_ca, tm
     assert code == 60  # curl: peer certificate cannot be authenticated
     await wait_for(lambda: any(f"client TLS handshake for {ORIGIN_NAME} failed" in e.message
                                for e in proxy.events.entries()), what="the handshake warning")
+
+    # --skip-host names the SNI: the TLS stream is relayed untouched (the origin's own certificate)
+    out = await _checked("ip", "netns", "exec", t.a, "curl", "-sS", "-k", "--noproxy", "*",
+                         "--resolve", f"skipped.test:{ports['https']}:{t.b_ip}",
+                         f"https://skipped.test:{ports['https']}/skipped")
+    assert json.loads(out)["path"] == "/skipped"
+    skipped = await wait_for(lambda: next((f for f in done if f.tcp_messages is not None
+                                           and f.request.port == ports["https"]), None), what="skipped flow")
+    assert skipped.tcp_messages[0].from_client and skipped.tcp_messages[0].content[:1] == b"\x16"
+    assert not any(f.request.path == "/skipped" for f in done)
 
     # a stream that is not HTTP: relayed, and recorded as a TCP flow
     out = await _checked("ip", "netns", "exec", t.a, sys.executable, "-c", _TCP_CLIENT, t.b_ip,

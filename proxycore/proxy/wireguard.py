@@ -4,7 +4,8 @@ proxied.
 Each TCP stream that arrives through the tunnel is looked at before anything is decided (its
 first bytes, waited for a short bounded time):
 
-- a TLS ClientHello: MITM with the certificate for its SNI (or the original destination's IP)
+- a TLS ClientHello (unless --no-mitm, or --skip-host names its SNI: then it is relayed as below):
+  MITM with the certificate for its SNI (or the original destination's IP)
   and then the ordinary HTTP pipeline, on a `ClientConnection` over the stream
   (`layers.tls.StreamTransport`) whose `tunnel` is the origin, as after a MITMed CONNECT; the
   origin is dialled at the original destination address and TLS names the SNI;
@@ -195,11 +196,16 @@ class WireGuardServer:
             return
         opts = self.proxy.options
         if first[0] == 0x16 and opts.mitm and self.proxy.ca is not None:
-            first = await self._whole_hello(stream, first)
-            if first is not None:
-                await self._serve_tls(stream, first, dst, src)
+            hello = await self._whole_hello(stream, first)
+            if hello is None:
+                stream.close()
                 return
-            stream.close()
+            sni = client_hello_sni(hello)
+            skip = self.proxy.skip_host
+            if skip is not None and skip(sni or dst[0]):  # --skip-host: relayed untouched, a TCP flow
+                await self._relay(stream, dst, src, None, hello)
+                return
+            await self._serve_tls(stream, hello, sni, dst, src)
             return
         if _HTTP_START.match(first):
             conn = ClientConnection(self.proxy)
@@ -228,10 +234,10 @@ class WireGuardServer:
             data += more
         return data
 
-    async def _serve_tls(self, stream: Any, hello: bytes, dst: tuple[str, int], src: tuple[str, int] | None) -> None:
+    async def _serve_tls(self, stream: Any, hello: bytes, sni: str | None, dst: tuple[str, int],
+                         src: tuple[str, int] | None) -> None:
         proxy = self.proxy
         assert proxy.ca is not None
-        sni = client_hello_sni(hello)
         conn = ClientConnection(proxy)
         conn.tunnel = (sni or dst[0], dst[1])
         if sni:
