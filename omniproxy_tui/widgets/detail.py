@@ -41,6 +41,7 @@ from omniproxy_tui.widgets.detail_sections import (
 )
 from omniproxy_tui.widgets.lineview import Document, LineView
 from omniproxy_tui.widgets.messages import MessagesPane
+from omniproxy_tui.widgets.tcpdetail import tcp_document
 from proxycore.flows.flow import ERROR, INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 from proxycore.safefile import SafeFileError
 
@@ -339,6 +340,8 @@ def flow_summary(flow: Flow) -> Text:
         t.append(f"  {human_size(flow.response.body_size)}", S_DIM)
     elif flow.error:
         t.append("  → err", S_ERROR)
+    elif flow.tcp_messages is not None:
+        t.append(f"  {human_size(sum(m.size for m in flow.tcp_messages))}", S_DIM)
     if flow.timings.duration_ms is not None:
         t.append(f"  {flow.timings.duration_ms:,.0f} ms", S_DIM)
     if flow.comment:
@@ -357,7 +360,14 @@ def _signature(flow: Flow) -> tuple:
             resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
             flow.client_tls is None, flow.server_addr, len(flow.rules_applied),
             None if flow.websocket is None else (len(flow.websocket.messages), flow.websocket.omitted,
-                                                 flow.websocket.close_code))
+                                                 flow.websocket.close_code),
+            flow.tcp_messages is not None and len(flow.tcp_messages))
+
+
+def _tcp_no_response() -> Document:
+    doc = Document()
+    doc.add(Text("A TCP flow has no response: both directions are in the Messages tab", S_DIM))
+    return doc
 
 
 # --- the widget ---------------------------------------------------------------------------------
@@ -543,7 +553,8 @@ class FlowDetail(Widget):
             self.query_one("#detail-error", Static).update(Text(error) if error else "")
         tabs = self.query_one(TabbedContent)
         paused = flow.state == INTERCEPTED
-        labels = {"request": "Request ⏸" if paused and flow.response is None else "Request",
+        labels = {"request": "Messages" if flow.tcp_messages is not None else
+                  "Request ⏸" if paused and flow.response is None else "Request",
                   "response": "Response ⏸" if paused and flow.response is not None else "Response"}
         for tab_id, label in labels.items():
             tab = tabs.get_tab(tab_id)
@@ -579,7 +590,9 @@ class FlowDetail(Widget):
         pending = (fid, tab) in self._pending
         original = flow.original_request if tab == "request" else \
             flow.original_response if tab == "response" else None
-        if original is not None:
+        if flow.tcp_messages is not None and tab != "timing":  # a raw TCP flow: its messages
+            doc = tcp_document(flow) if tab != "response" else _tcp_no_response()
+        elif original is not None:
             doc = self._edited_document(tab, original, mode, pending)
         elif tab == "request":
             doc = request_document(flow, self._content("request", flow.request, mode), pending)

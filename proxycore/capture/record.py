@@ -502,6 +502,10 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
         rec["tls"] = tls
     if flow.passthrough:
         rec["passthrough"] = True
+    if flow.tcp_messages is not None:  # a raw TCP flow (WireGuard mode): its messages, capped
+        from proxycore.flows.tcp import messages_to_records
+
+        rec["tcpMessages"] = messages_to_records(flow.tcp_messages, opts.include_body, opts.max_body_size)
     if flow.rules_applied:
         rec["rules"] = list(flow.rules_applied)  # the rewrite rules that changed it
     if flow.websocket is not None:

@@ -127,6 +127,12 @@ class EngineClient(ABC):
         """The engine's event log: start-up facts, warnings, errors (bounded, oldest first)."""
 
     @property
+    def wireguard_config(self) -> str | None:
+        """The WireGuard client's configuration text in WireGuard mode (its own private key, the
+        server's public key, the endpoint), else None."""
+        return None
+
+    @property
     @abstractmethod
     def address(self) -> tuple[str, int]:
         """(host, port) the proxy listens on (the requested one before start)."""
@@ -252,6 +258,11 @@ class LocalEngine(EngineClient):
     @property
     def events(self) -> EventLog:
         return self.proxy.events
+
+    @property
+    def wireguard_config(self) -> str | None:
+        wg = self.proxy.wireguard
+        return wg.client_config if wg is not None else None
 
     def websocket_inject(self, flow_id: int, to_client: bool, content: bytes, is_text: bool) -> None:
         relay = self.proxy.websockets.get(flow_id)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from proxycore.flows.spill import SpilledBody
+    from proxycore.flows.tcp import TCPMessage
     from proxycore.flows.websocket import WebSocketData
 
 _ids = itertools.count(1)
@@ -452,7 +453,7 @@ class Flow:
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
         "modified", "passthrough", "in_scope", "sampled", "killed", "original_request", "original_response",
-        "rules_applied", "websocket", "__weakref__",
+        "rules_applied", "websocket", "tcp_messages", "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -487,6 +488,8 @@ class Flow:
         self.rules_applied: tuple[str, ...] = ()
         # the messages after a 101 to WebSocket (proxycore.flows.websocket); None for other flows
         self.websocket: WebSocketData | None = None
+        # A raw TCP flow's messages (proxycore.flows.tcp); None on every HTTP flow
+        self.tcp_messages: list[TCPMessage] | None = None
 
     def kill(self) -> None:
         """End the flow at once: the client connection is closed without a response (an

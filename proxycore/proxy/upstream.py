@@ -432,14 +432,16 @@ class Pool:
                 c.close()
         self.idle.clear()
 
-    async def connect(self, flow: Flow, scheme: str, host: str, port: int) -> UpstreamConnection:
-        """A fresh connection for `flow`, TLS set up for https; timings and TLS facts on the flow."""
+    async def connect(self, flow: Flow, scheme: str, host: str, port: int,
+                      dial: tuple[str, int] | None = None) -> UpstreamConnection:
+        """A fresh connection for `flow`, TLS set up for https; timings and TLS facts on the flow.
+        `dial`: the address to connect to when it is not `host` (TLS still names `host`)."""
         loop = asyncio.get_running_loop()
         key = (scheme, host, port)
         t = flow.timings
         t.connect_start = time.time()
         via = self.upstream
-        dial_host, dial_port = (via.host, via.port) if via else (host, port)
+        dial_host, dial_port = (via.host, via.port) if via else (dial or (host, port))
         try:
             if scheme == "https":
                 transport, _ = await asyncio.wait_for(
