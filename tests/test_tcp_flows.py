@@ -239,3 +239,35 @@ def test_dropped_and_injected_survive_serialisation_and_records() -> None:
     loaded = record_to_flow(rec)
     assert [(m.content, m.dropped, m.injected) for m in loaded.tcp_messages] == [
         (b"a", False, False), (b"b", True, False), (b"c", False, True)]
+
+
+async def test_throttling_loss_resets_the_connection(make_proxy) -> None:
+    echo = await start_echo()
+    proxy = await make_proxy(throttle_down="64mbit", throttle_loss="100")
+    done = collect_done(proxy)
+    try:
+        async with tunnel_entry(proxy, ("127.0.0.1", port_of(echo))) as port:
+            r, w = await _client(port)
+            w.write(b"hello")
+            assert await asyncio.wait_for(r.read(100), 10) == b""
+            await wait_for(lambda: done, what="the flow's end")
+            w.close()
+    finally:
+        echo.close()
+    assert "packet-loss" in (done[0].error or "") and proxy.throttle.flows_reset == 1
+
+
+async def test_throttling_latency_is_added_per_turn(make_proxy) -> None:
+    """Half the latency before the client's bytes reach the server, half before the answer
+    reaches the client: a round trip gains the latency, as an HTTP request's does."""
+    echo = await start_echo()
+    proxy = await make_proxy(throttle_latency="400ms", throttle_down="64mbit")
+    try:
+        async with tunnel_entry(proxy, ("127.0.0.1", port_of(echo))) as port:
+            r, w = await _client(port)
+            t0 = time.monotonic()
+            assert await exchange(r, w, b"one", b"echo:one") == b"echo:one"
+            assert time.monotonic() - t0 >= 0.4
+            w.close()
+    finally:
+        echo.close()

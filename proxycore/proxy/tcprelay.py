@@ -14,7 +14,8 @@ inject.tcp) sends a message made by the user through the lane of the side it pre
 from, hooks included.
 
 Throttling: when a profile is on and the flow matches its scope, writes go through
-`Throttle.pace` (the shared links; half the latency when the conversation turns).
+`Throttle.pace` (the shared links; half the latency when the conversation turns), and the loss
+rate is rolled once for the connection (`lost`: the caller resets it before connecting).
 
 The store hears of new messages through one coalesced "update" per `UPDATE_DELAY`
 (`CoalescedUpdates`, which the WebSocket relay uses too).
@@ -212,6 +213,12 @@ class TCPRelay:
             side.write(data)
             await side.drain()
         self._last_to_client = to_client
+
+    def lost(self) -> bool:
+        """Packet-loss emulation, rolled once per connection (an HTTP request rolls once per
+        request): True when this flow is throttled and its connection is to be reset."""
+        throttle = self.proxy.throttle
+        return throttle.profile is not None and self._shaped() and throttle.lose()
 
     def _shaped(self) -> bool:
         if self._throttled is None:

@@ -287,11 +287,12 @@ class WireGuardServer:
             flow.in_scope = proxy.scope.matches(dst[0], flow.request.path, flow.request.method)
         relay = TCPRelay(proxy, flow)
         await relay.start()
-        if flow.killed:  # a tcp_start hook's verdict: no connection at all
+        lost = relay.lost()
+        if flow.killed or lost:  # a tcp_start hook's verdict, or throttling's loss: no connection
             if pending is not None:
                 pending.cancel()
             stream.close()
-            await relay.end()
+            await relay.end("connection reset by throttling (packet-loss emulation)" if lost else None)
             return
         flow.timings.connect_start = time.time()
         try:
