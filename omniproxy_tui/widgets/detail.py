@@ -666,6 +666,10 @@ class FlowDetail(Widget):
         parts: list[str] = []
         if tab == WS_TAB:
             parts.append("⏎ view · > send to server · < send to client")
+        elif flow is not None and flow.tcp_messages is not None and tab != "timing":
+            if tab != "response":  # the stream has no body of its own: its messages are the content
+                n = len(flow.tcp_messages)
+                parts.append(f"{n:,} message{'' if n == 1 else 's'} in order · 5: one a row (open, send, edit)")
         elif flow is not None and tab in ("request", "response", "raw"):
             msg = flow.request if tab == "request" else flow.response
             if tab == "raw":
