@@ -271,3 +271,16 @@ async def test_throttling_latency_is_added_per_turn(make_proxy) -> None:
             w.close()
     finally:
         echo.close()
+
+
+def test_q_is_for_http_flows_only_as_mitmproxys() -> None:
+    """mitmproxy's ~q matches HTTP flows only: a breakpoint on ~q pauses requests, never the
+    messages of a TCP flow (which has no response either)."""
+    from proxycore.flows.filter import parse
+    from proxycore.flows.flow import Flow, Request
+    from proxycore.flows.tcp import TCPMessage, new_tcp_flow
+
+    f = new_tcp_flow("example.com", 7, None)
+    f.tcp_messages.append(TCPMessage(True, b"hi"))
+    assert not parse("~q")(f) and parse("~tcp")(f)
+    assert parse("~q")(Flow(Request("GET", "http", "example.com", 80, "/")))
