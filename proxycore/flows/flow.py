@@ -498,6 +498,12 @@ class Flow:
         if self.error is None:
             self.error = "killed"
 
+    @property
+    def messages(self) -> list[TCPMessage] | None:
+        """A TCP flow's messages under mitmproxy's name (TCPFlow.messages): `tcp_message` hooks
+        written for mitmproxy read `flow.messages[-1]`. None on HTTP flows."""
+        return self.tcp_messages
+
     def ensure_id(self) -> None:
         if not self.id:
             self.id = next(_ids)

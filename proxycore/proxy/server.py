@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
     from proxycore.certs import CertificateAuthority
     from proxycore.flows.spill import SpillStore
+    from proxycore.proxy.tcprelay import TCPRelay
     from proxycore.proxy.websocket import WebSocketRelay
     from proxycore.proxy.wireguard import WireGuardServer
 
@@ -91,6 +92,7 @@ class Proxy:
         self._rules_at = 0  # where the rules addon goes: after access, scope and passthrough
         # the WebSocket relays running now, by flow id (inject.websocket finds them here)
         self.websockets: dict[int, WebSocketRelay] = {}
+        self.tcp_relays: dict[int, TCPRelay] = {}  # the same for raw TCP flows (inject.tcp)
         self.throttle = Throttle()  # off until configured: the flow driver tests one attribute
         self.wireguard: WireGuardServer | None = None  # wireguard mode's server (proxy/wireguard.py)
         self._sweeper: asyncio.Task | None = None
