@@ -455,6 +455,8 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
         rec["passthrough"] = True
     if flow.rules_applied:
         rec["rules"] = list(flow.rules_applied)  # the rewrite rules that changed it
+    if flow.stream is not None:  # one stream of a client's HTTP/2 connection
+        rec["http2"] = {"connection": flow.stream[0], "stream": flow.stream[1]}
     rec["timings"] = timings_dict(t)
     return rec
 

@@ -447,7 +447,7 @@ class Flow:
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
         "modified", "passthrough", "in_scope", "sampled", "killed", "original_request", "original_response",
-        "rules_applied", "__weakref__",
+        "rules_applied", "stream", "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -480,6 +480,9 @@ class Flow:
         # labels of the rewrite rules that changed this flow, in order (proxycore.addons.rules);
         # a tuple so an untouched flow shares the empty one
         self.rules_applied: tuple[str, ...] = ()
+        # (h2 connection id, stream id) for a flow that was one stream of a client's HTTP/2
+        # connection (proxycore.proxy.http2); flows sharing the id shared the connection
+        self.stream: tuple[int, int] | None = None
 
     def kill(self) -> None:
         """End the flow at once: the client connection is closed without a response (an

@@ -136,6 +136,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         "original_request": _opt(_request, flow.original_request),
         "original_response": _opt(_response, flow.original_response),
         "rules_applied": list(flow.rules_applied),
+        "stream": list(flow.stream) if flow.stream is not None else None,
     }
 
 
@@ -169,6 +170,8 @@ def flow_from_dict(d: dict[str, Any]) -> Flow:
         flow.original_request = _opt(_unrequest, d["original_request"])
         flow.original_response = _opt(_unresponse, d["original_response"])
         flow.rules_applied = tuple(str(x) for x in d.get("rules_applied") or ())
+        stream = d.get("stream")
+        flow.stream = (int(stream[0]), int(stream[1])) if stream else None
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, FlowFormatError):
             raise

@@ -415,6 +415,8 @@ class Exchange:
 
 
 class ClientConnection(TunnelMixin, Endpoint):
+    h2_upstream = False  # flows may reach the origin over HTTP/2 (the streams of an h2 client: http2.py)
+
     def __init__(self, proxy: Proxy) -> None:
         super().__init__()
         self.proxy = proxy
@@ -823,7 +825,7 @@ class ClientConnection(TunnelMixin, Endpoint):
                 self._kill(ex)
                 return
         for attempt in (0, 1):
-            conn = proxy.pool.take(key)
+            conn = self._take(key)
             reused = conn is not None
             if conn is None:
                 try:
@@ -832,7 +834,7 @@ class ClientConnection(TunnelMixin, Endpoint):
                         conn = await proxy.pool.connect(flow, "http", up.host, up.port)
                         conn.key = key
                     else:
-                        conn = await proxy.pool.connect(flow, req.scheme, req.host, req.port)
+                        conn = await proxy.pool.connect(flow, req.scheme, req.host, req.port, self.h2_upstream)
                 except UpstreamError as exc:
                     self.send_error(ex, exc.status, str(exc))
                     return
@@ -918,6 +920,10 @@ class ClientConnection(TunnelMixin, Endpoint):
         if self.shaper is not None and not self.closed:
             await self.shaper.wait_drained()  # a throttled response ends when the client has it
         self._finish(ex)
+
+    def _take(self, key: tuple) -> UpstreamConnection | None:
+        """A pooled connection for the request (H2StreamConnection also looks for an h2 one)."""
+        return self.proxy.pool.take(key)
 
     async def _send_whole_response(self, ex: Exchange) -> None:
         """The response was buffered whole for the hooks: run them, then send what they left."""
