@@ -277,13 +277,13 @@ class _StreamTransport(asyncio.Transport):
             return
         self.reading = True
         held, self.held = self.held, []
-        for data, n in held:
+        for i, (data, n) in enumerate(held):
             if self.lost:
                 break
             self.protocol.data_received(data)
             self.parent.ack(self.sid, n)
             if not self.reading:  # paused again: keep the rest
-                self.held = held[held.index((data, n)) + 1:] + self.held
+                self.held = held[i + 1:] + self.held
                 return
         if self.held_end is not None and not self.lost:
             end, self.held_end = self.held_end, None
