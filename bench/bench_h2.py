@@ -35,7 +35,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_proxy import (  # noqa: E402
-    MITM_VENV, ROOT, Target, ensure_tools, free_port, make_origin_cert, omniproxy_argv, wait_port,
+    MITM_VENV,
+    ROOT,
+    Target,
+    ensure_tools,
+    free_port,
+    make_origin_cert,
+    omniproxy_argv,
+    wait_port,
 )
 
 
@@ -140,17 +147,20 @@ def run_h2load(port: int, n: int, c: int, m: int, timeout: float) -> dict:
     ok = re.search(r"status codes: (\d+) 2xx", out)
     secs = float(took.group(1)) / (1000 if took.group(2) == "ms" else 1) if took else 0.0
     n_ok = int(ok.group(1)) if ok else 0
-    return {"rps": n_ok / secs if secs else 0.0, "ok": n_ok, "secs": secs}
+    r = {"rps": n_ok / secs if secs else 0.0, "ok": n_ok, "secs": secs}
+    if not n_ok:
+        r["error"] = (out.strip().splitlines() or ["(no output)"])[-1][:200]
+    return r
 
 
 def run_download(proxy_port: int, ca: Path, url: str, http: str, dest: Path, timeout: float) -> dict:
     args = ["curl", "-sS", "--max-time", str(int(timeout)), f"--{http}", "--cacert", str(ca),
-            "-x", f"http://127.0.0.1:{proxy_port}", "-o", str(dest), "-w", "%{http_version} %{speed_download}", url]
+            "-x", f"http://127.0.0.1:{proxy_port}", "-o", str(dest), "-w", "%{http_code} %{http_version} %{speed_download}", url]
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 10)
     parts = r.stdout.split()
-    if r.returncode or len(parts) != 2:
-        return {"mib_s": 0.0, "error": r.stderr.strip()[-200:]}
-    return {"version": parts[0], "mib_s": float(parts[1]) / (1 << 20)}
+    if r.returncode or len(parts) != 3 or parts[0] != "200":
+        return {"mib_s": 0.0, "error": (r.stderr.strip() or r.stdout)[-200:]}
+    return {"version": parts[1], "mib_s": float(parts[2]) / (1 << 20)}
 
 
 def sha256_file(path: Path) -> str:
@@ -178,6 +188,7 @@ def main() -> int:
                                 "download:h2": [], "download:http1.1": []}
     with tempfile.TemporaryDirectory(prefix="bench-h2-") as tmpd:
         tmp = Path(tmpd)
+        tmp.chmod(0o755)  # nginx workers run as an unprivileged user and must read the files
         https_port = free_port()
         nginx, digest = start_nginx_h2(tmp, https_port, args.size_mib)
         omni_port, mitm_port = free_port(), free_port()
@@ -205,7 +216,8 @@ def main() -> int:
                         shim.stop()
                         t.stop()
                     results[f"h2load:{name}"].append(r)
-                    print(f"round {rnd + 1} h2load {name}: {r['rps']:.0f} req/s ({r['ok']} ok)", flush=True)
+                    print(f"round {rnd + 1} h2load {name}: {r['rps']:.0f} req/s ({r['ok']} ok)"
+                          f"{' ' + r['error'] if 'error' in r else ''}", flush=True)
                 t = targets["omniproxy"]
                 t.start()
                 try:
