@@ -270,10 +270,10 @@ def timing_document(flow: Flow) -> Document:
     doc.add(Text("Connection", S_TITLE))
     rows = [("client", _addr(flow.client_addr)), ("server", _addr(flow.server_addr)),
             ("HTTP", flow.request.http_version)]
-    resp = flow.response
-    if resp is not None and resp.http_version != flow.request.http_version:
-        rows.append(("origin", resp.http_version))  # translated (h2 <-> HTTP/1.1)
     if flow.stream is not None:
+        resp = flow.response
+        if resp is not None and resp.http_version != flow.request.http_version:
+            rows.append(("origin", resp.http_version))  # translated from HTTP/1.1
         # flows with the same connection number were streams of one client HTTP/2 connection
         rows.append(("h2 stream", f"{flow.stream[1]} on client connection #{flow.stream[0]}"))
     for name, value in rows:
