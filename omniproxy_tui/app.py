@@ -51,6 +51,7 @@ from omniproxy_tui.widgets.eventlog import EventLogScreen
 from omniproxy_tui.widgets.filterbar import FilterBar
 from omniproxy_tui.widgets.flowtable import FlowTable
 from omniproxy_tui.widgets.help import HelpScreen, binding_rows
+from omniproxy_tui.widgets.messages import MessagesPane
 from omniproxy_tui.widgets.options import OptionsScreen
 from omniproxy_tui.widgets.palette import FlowCommands
 from omniproxy_tui.widgets.prompt import PromptScreen, command_completer, command_help
@@ -1029,11 +1030,29 @@ class OmniProxyApp(App[int]):
 
     def edit_flow(self, flow: Flow, text: str | None = None) -> None:
         """The editor on the flow's paused part (or, for a finished flow, its response or request)."""
+        if self._edit_ws_message(flow):
+            return
         if self._can_edit(flow):
             self.push_screen(EditorScreen(flow, text))
 
+    def _edit_ws_message(self, flow: Flow) -> bool:
+        """A flow paused at a WebSocket message: its text in a prompt (True), not the HTTP editor."""
+        ctl = self.engine.intercept
+        p = ctl.paused.get(flow.id) if ctl is not None else None
+        if p is None or p.phase != "message":
+            return False
+
+        def submit(text: str) -> str | None:
+            return self.run_command_checked("websocket.message.edit", text, str(flow.id))
+
+        self.push_screen(PromptScreen("message: ", submit, value=p.message.content.decode("utf-8", "replace"),
+                                      help="⏎ replace the paused message (a resumes it) · esc cancel"))
+        return True
+
     async def edit_flow_external(self, flow: Flow) -> None:
         """E in the detail view: straight to $EDITOR; a broken result opens the editor on it."""
+        if self._edit_ws_message(flow):
+            return
         if not self._can_edit(flow):
             return
         from proxycore.flows.rawedit import EditError, check_text, edit_part, flow_to_text
@@ -1152,10 +1171,12 @@ class OmniProxyApp(App[int]):
         sections = [
             ("Flow list", binding_rows([b for b in MainScreen.BINDINGS if b not in INTERCEPT_BINDINGS])),
             ("Moving", binding_rows(FlowTable.BINDINGS)),
-            ("Detail (⏎ on a flow)", [("1 2 3 4", "Request, Response, Timing, Raw tab"),
+            ("Detail (⏎ on a flow)", [("1 2 3 4 5", "Request, Response, Timing, Raw, Messages (WebSocket) tab"),
                                       ("tab shift+tab", "next / previous tab")]
-             + [r for r in binding_rows(FlowDetail.BINDINGS) if r[0] not in "1234"]
+             + [r for r in binding_rows(FlowDetail.BINDINGS) if r[0] not in "12345"]
              + [("j k g G space", "scroll"), ("esc q", "back to the flow list (q does not quit here)")]),
+            ("Messages tab (WebSocket flows)", binding_rows(MessagesPane.BINDINGS)
+             + [("a", "resume the paused message"), ("↑ ↓", "move"), ("m", "(a message) cycle the content view")]),
             ("Anywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette (every command, themes)")]),
             ("Filter bar (f)", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),
                                 ("↑ ↓", "filter history"), (FILTER_TOGGLE_KEY, "(in the list) filter off / on"),

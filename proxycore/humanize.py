@@ -13,6 +13,11 @@ _SHORT_TYPES = {
     "application/xml": "xml",
     "text/xml": "xml",
     "application/grpc": "grpc",
+    "application/grpc+proto": "grpc",
+    "application/grpc-web": "grpc-web",
+    "application/grpc-web+proto": "grpc-web",
+    "application/grpc-web-text": "grpc-web",
+    "application/grpc-web-text+proto": "grpc-web",
     "text/event-stream": "sse",
     "application/x-ndjson": "ndjson",
 }

@@ -254,6 +254,17 @@ class Options:
                                      example="[GET, POST]", flag="--include-method", metavar="METHOD")
     exclude_methods: list[str] = opt([], "filter.excludeMethods", "never capture these methods",
                                      example="[OPTIONS]", flag="--exclude-method", metavar="METHOD")
+    # ---------------------------------------------------------------- grpc (proxycore/grpc.py)
+    proto_paths: list[str] = opt([], "grpc.protoPaths", "directories of .proto files: gRPC messages are "
+                                 "shown and captured with their field names (compiled at start)",
+                                 example='["~/src/api/proto"]', flag="--proto-path", metavar="DIR",
+                                 flag_help="Directory of .proto files (compiled at start) naming the fields "
+                                 "of gRPC messages (repeatable).")
+    proto_descriptors: list[str] = opt([], "grpc.protoDescriptors", "FileDescriptorSet files (protoc -o "
+                                       "--include_imports) naming the fields of gRPC messages", kind="files",
+                                       flag="--proto-descriptor", metavar="FILE",
+                                       flag_help="A FileDescriptorSet (protoc -o FILE --include_imports) "
+                                       "naming the fields of gRPC messages (repeatable).")
     # ---------------------------------------------------------------- upstream proxy
     upstream: str | None = opt(None, "upstream", "upstream proxy, http://[user:pass@]host:port; null = direct",
                                kind="url", secret=True, example="http://user:pass@proxy.corp:3128",

@@ -101,6 +101,21 @@ def test_grpc_body_is_split_into_messages() -> None:
     assert "── message 2  (2 B)" in lines and lines[-1] == "  1: 7"
 
 
+def test_grpc_views_inflate_and_read_grpc_web() -> None:
+    import base64
+    import gzip
+
+    gz = gzip.compress(USER)
+    trailer = b"grpc-status: 0\r\n"
+    web = (b"\x01" + len(gz).to_bytes(4, "big") + gz + b"\x80" + len(trailer).to_bytes(4, "big") + trailer)
+    lines = plain(view_body(web, "application/grpc-web+proto"))
+    assert lines[0].startswith("── message 1  (") and lines[0].endswith(", compressed)") and "  1: 150" in lines
+    assert lines[-2:] == ["── trailers", "  grpc-status: 0"]
+    assert plain(view_body(base64.b64encode(web), "application/grpc-web-text", mode="protobuf")) == lines
+    odd = b"\x01\x00\x00\x00\x03abc"  # compressed, but not gzip or zlib: said, not guessed
+    assert plain(view_body(odd, "application/grpc"))[1] == "  (compressed with the grpc-encoding: not decoded)"
+
+
 def test_protobuf_mode_on_something_else_falls_back_with_a_reason() -> None:
     v = view_body(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", "application/x-protobuf")
     assert v.name == "hex" and v.error.startswith("not a protobuf message")

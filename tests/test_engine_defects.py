@@ -301,12 +301,15 @@ async def test_request_trailers_reach_the_origin(make_proxy, raw_origins):
 
     origin = await raw_origins(handler)
     proxy = await make_proxy()
+    done = collect_done(proxy)
     reply = await exchange(proxy, (
         f"POST http://127.0.0.1:{origin.port}/t HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n"
         "Transfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
         "5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n").encode(), timeout=5)
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     assert b"X-Checksum: abc123\r\n" in bytes(origin.received[0]).split(b"\r\n\r\n", 1)[1], origin.received[0]
+    await wait_for(lambda: done, what="flow")
+    assert done[0].request.trailers.get("x-checksum") == "abc123"  # the flow keeps them too
 
 
 async def test_response_trailers_reach_the_client(make_proxy, raw_origins):
@@ -314,6 +317,7 @@ async def test_response_trailers_reach_the_client(make_proxy, raw_origins):
         r, w, o, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
                  b"5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n"))
     proxy = await make_proxy()
+    done = collect_done(proxy)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
     try:
         writer.write(f"GET http://127.0.0.1:{origin.port}/t HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n"
@@ -328,6 +332,8 @@ async def test_response_trailers_reach_the_client(make_proxy, raw_origins):
         assert await asyncio.wait_for(reader.readuntil(b"\r\n"), 10) == b"\r\n"
     finally:
         writer.transport.abort()
+    await wait_for(lambda: done, what="flow")
+    assert done[0].response.trailers.get("x-checksum") == "abc123"  # the flow keeps them (gRPC's status)
 
 
 # --------------------------------------------------------------------------- 6. client gone, silent origin

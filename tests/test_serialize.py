@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from proxycore.flows.flow import (
     TLSInfo,
 )
 from proxycore.flows.serialize import FlowFormatError, dumps_flow, loads_flow, read_flows, write_flows
+from proxycore.flows.websocket import BINARY, TEXT, WebSocketData, WebSocketMessage
 
 # ------------------------------------------------------------------ comparing every slot
 
@@ -43,14 +45,14 @@ def assert_same(a: Any, b: Any, path: str = "flow") -> None:
     """Equal value by value through every slot of the flow model (bodies compared as bytes, not as
     the chunks they happen to be held in)."""
     assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
-    if isinstance(a, (Flow, Request, Response, Timings, TLSInfo, Headers)):
+    if isinstance(a, (Flow, Request, Response, Timings, TLSInfo, Headers, WebSocketData, WebSocketMessage)):
         for name in _slots(a):
             if name in ("_body", "_chunks"):
                 continue
             assert_same(getattr(a, name), getattr(b, name), f"{path}.{name}")
         if isinstance(a, (Request, Response)):
             assert_same(a.body, b.body, f"{path}.body")
-    elif isinstance(a, (list, tuple)):
+    elif isinstance(a, (list, tuple, deque)):
         assert len(a) == len(b), f"{path}: length {len(a)} != {len(b)}"
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same(x, y, f"{path}[{i}]")
@@ -95,6 +97,7 @@ def _request(draw: st.DrawFn) -> Request:
     r.body_size = draw(st.integers(0, 2**40))
     r.body_truncated = draw(st.booleans())
     r.stream = draw(st.booleans())
+    r.trailers = draw(st.none() | _headers)
     return r
 
 
@@ -106,6 +109,7 @@ def _response(draw: st.DrawFn) -> Response:
     r.body_size = draw(st.integers(0, 2**40))
     r.body_truncated = draw(st.booleans())
     r.stream = draw(st.booleans())
+    r.trailers = draw(st.none() | _headers)
     return r
 
 
@@ -147,7 +151,25 @@ def flows(draw: st.DrawFn) -> Flow:
     f.killed = draw(st.booleans())
     f.original_request = draw(st.none() | _request())
     f.original_response = draw(st.none() | _response())
+    f.websocket = draw(st.none() | _websocket())
     return f
+
+
+@st.composite
+def _websocket(draw: st.DrawFn) -> WebSocketData:
+    w = WebSocketData()
+    for _ in range(draw(st.integers(0, 4))):
+        m = WebSocketMessage(draw(st.sampled_from([TEXT, BINARY])), draw(st.booleans()), draw(_bytes),
+                             draw(_time), draw(st.booleans()), draw(st.booleans()))
+        m.size = draw(st.integers(0, 2**40))
+        m.truncated = draw(st.booleans())
+        w.messages.append(m)
+    w.omitted = draw(st.integers(0, 2**20))
+    w.closed_by_client = draw(st.none() | st.booleans())
+    w.close_code = draw(st.none() | st.integers(1000, 4999))
+    w.close_reason = draw(_text)
+    w.timestamp_end = draw(st.none() | _time)
+    return w
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

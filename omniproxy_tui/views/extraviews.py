@@ -23,7 +23,7 @@ from omniproxy_tui.views.prettyprint import (
     STYLE_NUM,
     STYLE_STR,
 )
-from proxycore import protobuf
+from proxycore import grpc, protobuf
 
 
 @functools.cache
@@ -122,21 +122,36 @@ def protobuf_lines(data: bytes, mime: str, limit: int | None) -> Lines:
     whole = len(data)
     if limit is not None:
         data = data[:CAPPED_BINARY]
-    if mime.startswith("application/grpc"):
+    proto = grpc.protocol_of(mime)
+    if proto is not None:
         out: list[str] = []
-        for n, (compressed, msg) in enumerate(protobuf.grpc_messages(data), 1):
-            out.append(f"── message {n}  ({len(msg):,} B{', compressed' if compressed else ''})")
-            if compressed:
-                out.append("  (compressed with the grpc-encoding: not decoded)")
-                continue
+        # the view has no headers: a compressed message is inflated when its bytes say gzip / zlib
+        body = grpc.split_body(data, proto, None)
+        for n, m in enumerate(body.messages, 1):
+            out.append(f"── message {n}  ({m.size:,} B{', compressed' if m.compressed else ''})")
+            msg = m.data  # as sent: without an encoding split_body leaves compressed bytes alone
+            if m.compressed:
+                enc = "gzip" if msg[:2] == b"\x1f\x8b" else "deflate" if msg[:1] == b"\x78" else None
+                try:
+                    msg = grpc.inflate(msg, enc) if enc else None
+                except ValueError:
+                    msg = None
+                if msg is None:
+                    out.append("  (compressed with the grpc-encoding: not decoded)")
+                    continue
             try:
                 out.extend("  " + s for s in protobuf.format_lines(protobuf.decode(msg)))
             except protobuf.DecodeError as e:
                 out.append(f"  not a protobuf message ({e})")
             if limit is not None and len(out) >= limit:
                 return out[:limit], True, None
+        if body.trailers:
+            out.append("── trailers")
+            out.extend(f"  {k}: {v}" for k, v in body.trailers)
         if out:
             return out, False, None
+        if proto == "grpc-web-text":
+            raise ValueError("no gRPC-Web message in the body")
     try:
         fields, stopped = protobuf.decode_partial(data)
     except protobuf.DecodeError as e:
@@ -157,7 +172,7 @@ _PROTO_HL = re.compile(r'^(\s*)(\d+)(:| \{)|("(?:[^"\\]|\\.)*")|(<[^>]*>)|(\([^)
 
 def hl_protobuf(s: str) -> Text:
     t = Text(s)
-    if s.startswith("── message"):
+    if s.startswith("── "):
         t.stylize("bold")
         return t
     for m in _PROTO_HL.finditer(s):

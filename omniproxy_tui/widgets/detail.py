@@ -1,4 +1,5 @@
-"""Flow detail: Request, Response, Timing and Raw tabs, as a widget and as a full screen.
+"""Flow detail: Request, Response, Timing and Raw tabs (and Messages for a WebSocket flow), as a
+widget and as a full screen.
 
 Each tab is one LineView document (first line, headers, body through a content view), so
 scrolling, wrapping, text selection and `/` search work the same everywhere. Bodies are capped
@@ -31,6 +32,7 @@ from omniproxy_tui.textual_fixes import focus_now
 from omniproxy_tui.views.contentviews import CYCLE_MODES, ContentView, clean_line, human_size, view_body
 from omniproxy_tui.widgets.bars import KeyBar
 from omniproxy_tui.widgets.bodyfile import PathPrompt, decoded_body, default_name, write_body
+from omniproxy_tui.widgets.detail_grpc import add_grpc, call_of
 from omniproxy_tui.widgets.detail_sections import (
     add_cert_chain,
     add_query,
@@ -38,11 +40,13 @@ from omniproxy_tui.widgets.detail_sections import (
     add_set_cookies,
 )
 from omniproxy_tui.widgets.lineview import Document, LineView
+from omniproxy_tui.widgets.messages import MessagesPane
 from proxycore.flows.flow import ERROR, INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 from proxycore.safefile import SafeFileError
 
-TABS = ("request", "response", "timing", "raw")
+TABS = ("request", "response", "timing", "raw")  # the text tabs (a LineView each)
 TAB_TITLES = {"request": "Request", "response": "Response", "timing": "Timing", "raw": "Raw"}
+WS_TAB = "messages"  # a WebSocket flow's messages (omniproxy_tui/widgets/messages.py), shown for those only
 BAR_WIDTH = 40
 _PHASES = (("connect", "yellow"), ("TLS", "magenta"), ("wait", "cyan"), ("receive", "green"))
 S_TITLE = "bold"
@@ -50,6 +54,9 @@ S_NAME = "bold #61afef"
 S_WARN = "bold #e5c07b"
 S_ERROR = "bold #e06c75"
 S_DIM = "dim"
+
+
+_BODY_ACTIONS = frozenset(("search", "next_match", "prev_match", "cycle_mode", "full_body", "save_body", "pager"))
 
 
 # --- documents (pure functions of a flow) -------------------------------------------------------
@@ -71,13 +78,17 @@ def _add_headers(doc: Document, headers: Headers) -> None:
 
 
 def _add_body(doc: Document, view: ContentView | None, msg: Request | Response, ctype: str | None,
-              pending_full: bool) -> None:
+              pending_full: bool, grpc_shown: bool = False) -> None:
     doc.add("")
     if not msg.captured_size and not msg.body_size:
         doc.add(Text("(no body)", S_DIM))
         return
     assert view is not None
     head = Text.assemble(("Body  ", S_TITLE))
+    if grpc_shown and view.mode == "auto":  # the gRPC section above is the body, decoded
+        head.append(f"{human_size(msg.body_size)} · the gRPC messages above · m: other views", S_DIM)
+        doc.add(head)
+        return
     facts = [view.name, human_size(msg.body_size)]
     if ctype:
         facts.append(ctype.split(";", 1)[0].strip())
@@ -117,7 +128,8 @@ def request_document(flow: Flow, view: ContentView | None, pending_full: bool = 
     _add_headers(doc, req.headers)
     add_query(doc, req)
     add_request_cookies(doc, req)
-    _add_body(doc, view, req, req.headers.get("content-type"), pending_full)
+    shown = add_grpc(doc, flow, request=True)
+    _add_body(doc, view, req, req.headers.get("content-type"), pending_full, shown)
     return doc
 
 
@@ -151,7 +163,8 @@ def response_document(flow: Flow, view: ContentView | None, pending_full: bool =
     doc.add("")
     _add_headers(doc, resp.headers)
     add_set_cookies(doc, resp)
-    _add_body(doc, view, resp, resp.headers.get("content-type"), pending_full)
+    shown = add_grpc(doc, flow, request=False)
+    _add_body(doc, view, resp, resp.headers.get("content-type"), pending_full, shown)
     return doc
 
 
@@ -349,7 +362,9 @@ def _signature(flow: Flow) -> tuple:
             flow.original_response is None, q.method, q.target, id(q.headers), id(r.headers) if r is not None else None,
             len(q.headers), q.body_token, q.body_size,
             resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
-            flow.client_tls is None, flow.server_addr, len(flow.rules_applied))
+            flow.client_tls is None, flow.server_addr, len(flow.rules_applied),
+            None if flow.websocket is None else (len(flow.websocket.messages), flow.websocket.omitted,
+                                                 flow.websocket.close_code))
 
 
 # --- the widget ---------------------------------------------------------------------------------
@@ -382,6 +397,7 @@ class FlowDetail(Widget):
         Binding("2", "show_tab('response')", "Response", show=False),
         Binding("3", "show_tab('timing')", "Timing", show=False),
         Binding("4", "show_tab('raw')", "Raw", show=False),
+        Binding("5", "show_tab('messages')", "Messages", show=False),
         Binding("escape", "close_search", "Close search", show=False),
         # mitmproxy's flow view: space = next flow (its p = previous is another feature's key here,
         # so K; J is next too). space is no longer page down in the detail: PgDn and ctrl+f are.
@@ -430,12 +446,15 @@ class FlowDetail(Widget):
             for tab in TABS:
                 with TabPane(TAB_TITLES[tab], id=tab):
                     yield LineView(id=f"view-{tab}")
+            with TabPane("Messages", id=WS_TAB):
+                yield MessagesPane(id="ws-pane")
         with Horizontal(id="detail-search"):
             yield Label("/")
             yield Input(placeholder="search (Enter: keep, Esc: clear)", id="detail-search-input")
         yield Static(id="detail-status")
 
     def on_mount(self) -> None:
+        self.query_one(TabbedContent).hide_tab(WS_TAB)
         self._rebuild(keep_scroll=False)
 
     # --- public API ------------------------------------------------------------------------
@@ -447,11 +466,18 @@ class FlowDetail(Widget):
     def focus(self, scroll_visible: bool = True) -> FlowDetail:
         """Focusing the detail focuses the visible tab's text (the widget itself takes no keys)."""
         if self.is_mounted:
-            focus_now(self.view())
+            focus_now(self.query_one("#ws-list") if self.active_tab == WS_TAB else self.view())
         return self
 
     def view(self, tab: str | None = None) -> LineView:
-        return self.query_one(f"#view-{tab or self.active_tab}", LineView)
+        tab = tab or self.active_tab
+        if tab == WS_TAB:  # no text view there (body actions are off in it: check_action)
+            tab = "request"
+        return self.query_one(f"#view-{tab}", LineView)
+
+    def tabs(self) -> tuple[str, ...]:
+        """The tabs this flow has, in order."""
+        return TABS + (WS_TAB,) if self.flow is not None and self.flow.websocket is not None else TABS
 
     def show_flow(self, flow: Flow | None) -> None:
         """Show `flow` (None: an empty detail). The same flow again only refreshes it."""
@@ -507,13 +533,16 @@ class FlowDetail(Widget):
                 self.view(tab).set_document(doc)
             self._stale.clear()
             self._built_for.clear()
+            self._ws_tab(None)
             self.set_class(False, "-error")
             self._sig = None
             self._update_status()
             return
         self._sig = _signature(flow)
         self._stale = set(TABS)
-        self._build_tab(self.active_tab, keep_scroll)
+        self._ws_tab(flow)
+        if self.active_tab != WS_TAB:
+            self._build_tab(self.active_tab, keep_scroll)
         self.set_class(bool(flow.error), "-error")
         error = f"✖ {clean_line(flow.error)}" if flow.error else ""
         if self._error_text != error:  # each of these updates re-lays out the screen: only on change
@@ -528,6 +557,26 @@ class FlowDetail(Widget):
             if str(tab.label) != label:
                 tab.label = label
         self._update_status()
+
+    def _ws_tab(self, flow: Flow | None) -> None:
+        """The Messages tab: shown (and brought up to date) for a WebSocket flow only."""
+        tabs = self.query_one(TabbedContent)
+        pane = self.query_one(MessagesPane)
+        if flow is None or flow.websocket is None:
+            if pane.flow is not None:
+                if self.active_tab == WS_TAB:
+                    tabs.active = "request"
+                tabs.hide_tab(WS_TAB)
+                pane.show(None)
+            return
+        if pane.flow is None:
+            tabs.show_tab(WS_TAB)
+        pane.show(flow)
+        label = "Messages ⏸" if flow.state == INTERCEPTED and pane._paused_message() is not None else \
+            f"Messages {len(flow.websocket.messages) + flow.websocket.omitted:,}"
+        tab = tabs.get_tab(WS_TAB)
+        if str(tab.label) != label:
+            tab.label = label
 
     def _build_tab(self, tab: str, keep_scroll: bool) -> None:
         flow = self.flow
@@ -606,13 +655,17 @@ class FlowDetail(Widget):
     def _update_status(self) -> None:
         flow, tab = self.flow, self.active_tab
         parts: list[str] = []
-        if flow is not None and tab in ("request", "response", "raw"):
+        if tab == WS_TAB:
+            parts.append("⏎ view · > send to server · < send to client")
+        elif flow is not None and tab in ("request", "response", "raw"):
             msg = flow.request if tab == "request" else flow.response
             if tab == "raw":
                 parts.append("raw")
             elif msg is not None:
                 view = self._content(tab, msg, self._mode())
-                if view is not None:
+                if view is not None and self._mode() == "auto" and call_of(flow) is not None:
+                    parts.append("gRPC (view: auto) · m: the body's own views")  # the section stands for it
+                elif view is not None:
                     parts.append(f"{view.name} (view: {self._mode()})")
                     n = len(view.lines)
                     if view.truncated:
@@ -621,10 +674,10 @@ class FlowDetail(Widget):
                         parts.append(f"{n:,} line{'' if n == 1 else 's'}")
         if flow is not None and tab == "timing" and flow.timings.duration_ms is not None:
             parts.append(f"total {flow.timings.duration_ms:,.1f} ms")
-        if flow is not None and tab != "timing":
+        if flow is not None and tab not in ("timing", WS_TAB):
             if any(p[0] == flow.id for p in self._pending):
                 parts.append("computing full body…")
-        status = self.view(tab).match_status
+        status = self.view(tab).match_status if tab != WS_TAB else ""
         if status:
             parts.append(f"/{self.view(tab).query_text}: {status}")
         text = " · ".join(parts)
@@ -637,6 +690,11 @@ class FlowDetail(Widget):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         event.stop()
+        if self.active_tab == WS_TAB:
+            if self.has_focus_within:
+                focus_now(self.query_one("#ws-list"))
+            self._update_status()
+            return
         if self.flow is not None and self.active_tab in self._stale:
             self._build_tab(self.active_tab, keep_scroll=True)
         view = self.view()
@@ -653,12 +711,13 @@ class FlowDetail(Widget):
         self._update_status()
 
     def action_show_tab(self, tab: str) -> None:
-        if tab in TABS:
+        if tab in self.tabs():
             self.query_one(TabbedContent).active = tab
 
     def action_next_tab(self, step: int = 1) -> None:
-        i = TABS.index(self.active_tab)
-        self.action_show_tab(TABS[(i + step) % len(TABS)])
+        tabs = self.tabs()
+        i = tabs.index(self.active_tab) if self.active_tab in tabs else 0
+        self.action_show_tab(tabs[(i + step) % len(tabs)])
 
     def action_step_flow(self, delta: int) -> None:
         self.post_message(self.StepFlow(self.flow, delta))
@@ -804,6 +863,8 @@ class FlowDetail(Widget):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "close_search":  # otherwise Esc goes on to the screen (back)
             return self.has_class("-searching") or bool(self.view().query_text)
+        if action in _BODY_ACTIONS and self.is_mounted and self.active_tab == WS_TAB:
+            return False  # the Messages tab has no body: ⏎ opens a message, whose view has these
         return True
 
     def action_close_search(self) -> None:
@@ -863,7 +924,12 @@ class DetailScreen(Screen):
         return self.query_one(FlowDetail)
 
     def refresh_flow(self) -> None:
-        self.query_one("#detail-title", Static).update(flow_summary(self.flow))
+        # pushed and not composed yet, or being torn down (a live WebSocket updates often)
+        titles = self.query("#detail-title").results(Static)
+        title = next(titles, None)
+        if title is None or not self.is_mounted:
+            return
+        title.update(flow_summary(self.flow))
         self.detail.refresh_flow()
 
     def show_flow(self, flow: Flow) -> None:

@@ -159,7 +159,7 @@ class FlowTable(ScrollView, can_focus=True):
         "flowtable--s3", "flowtable--s4", "flowtable--s5", "flowtable--err", "flowtable--pending",
         "flowtable--size-small", "flowtable--size-medium", "flowtable--size-large", "flowtable--size-huge",
         "flowtable--dur-fast", "flowtable--dur-medium", "flowtable--dur-slow", "flowtable--dur-huge",
-        "flowtable--marks", "flowtable--intercepted", "flowtable--empty",
+        "flowtable--marks", "flowtable--intercepted", "flowtable--empty", "flowtable--ws",
     }
 
     DEFAULT_CSS = """
@@ -195,6 +195,7 @@ class FlowTable(ScrollView, can_focus=True):
     FlowTable > .flowtable--dur-huge { color: $text-error; }
     FlowTable > .flowtable--marks { color: $text-accent; }
     FlowTable > .flowtable--intercepted { color: $text-warning; text-style: bold; }
+    FlowTable > .flowtable--ws { color: $text-accent; }
     FlowTable > .flowtable--empty { color: $text-muted; }
     """
 
@@ -395,10 +396,11 @@ class FlowTable(ScrollView, can_focus=True):
 
     def _row_key(self, flow: Flow, width: int) -> tuple:
         resp, req = flow.response, flow.request
+        ws = flow.websocket
         return (flow.id, width, flow.state, resp.status if resp is not None else None,
                 resp.body_size if resp is not None else None, flow.timings.end, flow.error is not None,
                 flow.marked, bool(flow.comment), flow.is_replay, flow.modified, flow.passthrough, req.method, req.host, req.port,
-                req.target)
+                req.target, None if ws is None else len(ws.messages) + ws.omitted)
 
     def _row_segments(self, flow: Flow, cols: list[Column], width: int) -> list[Segment]:
         key = self._row_key(flow, width)
@@ -436,10 +438,15 @@ class FlowTable(ScrollView, can_focus=True):
             elif name == "status":
                 text, style = self._status(flow)
             elif name == "type":
-                if resp is not None:
+                if flow.websocket is not None:
+                    text, style = "websocket", "flowtable--ws"
+                elif resp is not None:
                     text = _clean(short_content_type(resp.headers.get("content-type")))
             elif name == "size":
-                if resp is not None:
+                if flow.websocket is not None:  # a WebSocket: its message count, not a body size
+                    n = len(flow.websocket.messages) + flow.websocket.omitted
+                    text, style = (f"{n}✉" if n < 10000 else f"{n // 1000}k✉"), "flowtable--ws"
+                elif resp is not None:
                     text = human_size(resp.body_size)
                     style = f"flowtable--size-{_size_class(resp.body_size)}"
             elif name == "duration":
@@ -462,6 +469,8 @@ class FlowTable(ScrollView, can_focus=True):
             if flow.state == INTERCEPTED:
                 return "⏸", "flowtable--intercepted"
             return ("…" if flow.state == PENDING else "-"), "flowtable--pending"
+        if flow.websocket is not None:
+            return ("⏸" if flow.state == INTERCEPTED else "ws"), "flowtable--ws"
         cls = resp.status // 100
         return str(resp.status), f"flowtable--s{cls}" if 1 <= cls <= 5 else "flowtable--muted"
 

@@ -18,6 +18,10 @@ The hooks, in the order a flow meets them (each gets the Flow, the connection ho
     responseheaders(flow)           response head read; flow.response.stream = False buffers it
     response(flow)                  response complete (buffered: before the client gets it,
                                     so a hook may change it; streamed: after it was sent)
+    websocket_start(flow)           a 101 switched the connection to WebSocket (flow.websocket set)
+    websocket_message(flow)         a whole message arrived: flow.websocket.messages[-1]; a hook
+                                    may change its content or drop() it before it is sent on
+    websocket_end(flow)             the WebSocket closed (flow.websocket.close_code, closed_by_client)
     error(flow) | done(flow)        exactly one, when the flow has ended
     client_disconnected(peer)
 
@@ -32,7 +36,7 @@ from typing import Any
 
 HOOKS = (
     "client_connected", "client_disconnected", "connect", "tls", "requestheaders", "request",
-    "responseheaders", "response", "error", "done",
+    "responseheaders", "response", "error", "done", "websocket_start", "websocket_message", "websocket_end",
 )
 
 
@@ -100,6 +104,9 @@ class Addons:
     response: Chain | None
     error: Chain | None
     done: Chain | None
+    websocket_start: Chain | None
+    websocket_message: Chain | None
+    websocket_end: Chain | None
 
     def __init__(self, on_error: Callable[[str], None] | None = None) -> None:
         self._on_error = on_error or (lambda msg: None)

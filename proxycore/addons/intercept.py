@@ -17,9 +17,11 @@ addons only while a filter is active, so with breakpoints off no hook of this mo
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from proxycore.flows.filter import Filter, parse
 from proxycore.flows.flow import INTERCEPTED, PENDING, Flow
@@ -32,11 +34,12 @@ class Paused:
     """One paused flow: which part waits, since when, and when it resumes by itself."""
 
     flow: Flow
-    phase: str  # "request" or "response"
+    phase: str  # "request", "response" or "message" (a WebSocket message)
     since: float  # time.monotonic()
     deadline: float | None  # time.monotonic() of the auto-resume, None: waits for the user
     future: asyncio.Future = field(repr=False)
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    message: Any = None  # the paused WebSocketMessage (phase "message")
 
     def waited(self, now: float | None = None) -> float:
         return (time.monotonic() if now is None else now) - self.since
@@ -77,6 +80,14 @@ class InterceptHooks:
         if resp is not None and flow.in_scope and resp.status != 101 and ctl.wants(flow) \
                 and not _too_big(resp.headers.get, ctl.body_limit):
             resp.stream = False
+
+    async def websocket_message(self, flow: Flow) -> None:
+        ws = flow.websocket
+        if ws is None or not ws.messages or not flow.in_scope:
+            return
+        msg = ws.messages[-1]
+        if self.ctl.matches_message(flow, msg):
+            await self.ctl.pause(flow, "message", msg)
 
     async def response(self, flow: Flow) -> None:
         resp = flow.response
@@ -142,19 +153,34 @@ class Intercept:
         f = self.filter
         return self.active and f is not None and f(flow)
 
+    def matches_message(self, flow: Flow, msg: Any) -> bool:
+        """Does the filter match this one WebSocket message? It sees the flow as if the message
+        were its only one, so ~b pauses the messages that contain the text, not every message
+        after the first that did (mitmproxy tries the whole flow)."""
+        f = self.filter
+        if not self.active or f is None:
+            return False
+        from proxycore.flows.websocket import WebSocketData
+
+        view = copy.copy(flow)
+        view.websocket = WebSocketData()
+        view.websocket.messages.append(msg)
+        return f(view)
+
     def wants(self, flow: Flow) -> bool:
         """At a head: might this message pause once it is complete? (bodies are not there yet)"""
         return self.active and (self.needs_body or self.matches(flow))
 
     # ------------------------------------------------------------------ pausing
 
-    async def pause(self, flow: Flow, phase: str) -> None:
+    async def pause(self, flow: Flow, phase: str, message: Any = None) -> None:
         """Hold this flow (only this one) until it is resumed, killed or times out."""
         if self.stopping:
             return
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        p = Paused(flow, phase, now, now + self.timeout if self.timeout > 0 else None, loop.create_future())
+        p = Paused(flow, phase, now, now + self.timeout if self.timeout > 0 else None, loop.create_future(),
+                   message=message)
         if self.timeout > 0:
             p.timer = loop.call_later(self.timeout, self._release, flow.id)
         self.paused[flow.id] = p

@@ -306,10 +306,54 @@ def record_to_har_entry(rec: dict) -> dict:
         entry["serverIPAddress"] = ip
     if "id" in rec:
         entry["_id"] = rec["id"]
-    for key in ("clientAddress", "serverAddress", "tls", "passthrough"):
+    for key in ("clientAddress", "serverAddress", "tls", "passthrough", "grpc"):
         if rec.get(key) not in (None, "", False):
             entry["_" + key] = rec[key]
+    ws = rec.get("websocket")
+    if isinstance(ws, dict):
+        # as Chrome DevTools exports a WebSocket: DevTools shows these in its Messages tab
+        entry["_resourceType"] = "websocket"
+        entry["_webSocketMessages"] = [_har_ws_message(m) for m in ws.get("messages") or ()]
+        rest = {k: v for k, v in ws.items() if k != "messages"}
+        if rest:
+            entry["_webSocket"] = rest  # who closed, code, reason (ours; DevTools ignores it)
     return entry
+
+
+def _har_ws_message(m: dict) -> dict:
+    """One message as Chrome writes it: type send/receive, time (epoch seconds), opcode 1 (text)
+    or 2 (binary, data base64), data."""
+    out = {"type": "send" if m.get("fromClient") else "receive", "time": m.get("time", 0),
+           "opcode": 1 if m.get("type") == "text" else 2, "data": m.get("content", "")}
+    for k in ("size", "truncated", "dropped", "injected"):  # ours, with a leading _
+        if m.get(k):
+            out["_" + k] = m[k]
+    return out
+
+
+def _record_ws(e: dict, where: str) -> dict | None:
+    """A HAR entry's `_webSocketMessages` (Chrome's, or ours) as the record's "websocket"."""
+    raw = e.get("_webSocketMessages")
+    if not isinstance(raw, list):
+        return None
+    msgs = []
+    for j, m in enumerate(raw):
+        w = f"{where}._webSocketMessages[{j}]"
+        m = _obj(m, w, required=True)
+        binary = _num(m.get("opcode"), w + ".opcode", 1) == 2
+        d: dict[str, Any] = {"type": "binary" if binary else "text", "fromClient": m.get("type") == "send",
+                             "time": _num(m.get("time"), w + ".time"), "content": _str(m.get("data"), w + ".data")}
+        if binary:
+            d["encoding"] = "base64"
+        for k in ("size", "truncated", "dropped", "injected"):
+            if m.get("_" + k):
+                d[k] = m["_" + k]
+        msgs.append(d)
+    out: dict[str, Any] = {"messages": msgs}
+    extra = e.get("_webSocket")
+    if isinstance(extra, dict):
+        out.update({k: v for k, v in extra.items() if k != "messages"})
+    return out
 
 
 def records_to_har(records: Iterable[dict], creator_version: str) -> dict:
@@ -545,6 +589,9 @@ def har_to_records(har: dict) -> list[dict]:
             if "_" + key in e:
                 rec[key] = e["_" + key]
         rec["timings"] = _record_timings(_obj(e.get("timings"), where + ".timings"))
+        ws = _record_ws(e, where)
+        if ws is not None:
+            rec["websocket"] = ws
         out.append(rec)
     return out
 

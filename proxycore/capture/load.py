@@ -36,6 +36,7 @@ from proxycore.capture.har import reason_phrase
 from proxycore.capture.record import BINARY_PLACEHOLDER
 from proxycore.encoding import decode_body
 from proxycore.flows.flow import DONE, ERROR, Flow, Headers, Request, Response, TLSInfo, next_id, reserve_ids
+from proxycore.flows.websocket import BINARY, TEXT, WebSocketData, WebSocketMessage
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BATCH = 500  # flows per hand-over to the event loop: ~5-20 ms of loop time each
@@ -212,6 +213,39 @@ def _response(resp: dict) -> Response:
     return r
 
 
+def _websocket(ws: dict) -> WebSocketData:
+    """A record's "websocket" (see capture/record.py) as the flow's WebSocketData."""
+    data = WebSocketData()
+    for m in ws.get("messages") or ():
+        if not isinstance(m, dict):
+            raise ValueError("websocket.messages: expected objects")
+        text = m.get("content") or ""
+        if not isinstance(text, str):
+            raise ValueError("websocket message content: expected text")
+        try:
+            content = base64.b64decode(text) if m.get("encoding") == "base64" else text.encode("utf-8")
+        except (ValueError, TypeError, binascii.Error):
+            raise ValueError("websocket message content: bad base64") from None
+        ts = m.get("time")
+        msg = WebSocketMessage(TEXT if m.get("type") == "text" else BINARY, bool(m.get("fromClient")), content,
+                               float(ts) if isinstance(ts, (int, float)) else 0.0, bool(m.get("dropped")),
+                               bool(m.get("injected")))
+        size = m.get("size")
+        if isinstance(size, int) and size >= len(content):
+            msg.size = size
+        msg.truncated = bool(m.get("truncated"))
+        data.messages.append(msg)
+    omitted = ws.get("omitted")
+    data.omitted = omitted if isinstance(omitted, int) else 0
+    cbc = ws.get("closedByClient")
+    data.closed_by_client = cbc if isinstance(cbc, bool) else None
+    code = ws.get("closeCode")
+    data.close_code = code if isinstance(code, int) else None
+    data.close_reason = str(ws.get("closeReason") or "")
+    data.timestamp_end = _timestamp(ws.get("endTime"))
+    return data
+
+
 def record_to_flow(rec: dict) -> Flow:
     """A finished Flow from an IR record (NDJSON line, JSON item, HAR entry, SQLite row). Its id is
     the record's (0 when it has none): `IdAllocator` decides the final one. Raises ValueError."""
@@ -256,6 +290,9 @@ def record_to_flow(rec: dict) -> Flow:
                 setattr(ti, k, info[k])
         flow.client_tls = ti
     flow.passthrough = bool(rec.get("passthrough"))
+    ws = rec.get("websocket")
+    if isinstance(ws, dict):
+        flow.websocket = _websocket(ws)
     flow.state = ERROR if flow.error else DONE  # loaded flows are finished: nothing changes them
     return flow
 

@@ -3,7 +3,13 @@
 JSON, HAR and SQLite exports derive from this dict, so its shape is the contract:
 
     {"id", "request": {...}, "response": {...}?, "startTime", "endTime"?, "durationMs"?,
-     "error"?, "clientAddress"?, "serverAddress"?, "tls"?, "passthrough"?, "timings": {...}}
+     "error"?, "clientAddress"?, "serverAddress"?, "tls"?, "passthrough"?, "grpc"?, "timings": {...},
+     "websocket"?: {"messages": [{"type": "text"|"binary", "fromClient", "time" (epoch seconds),
+                    "size", "content"?, "encoding"? ("base64": binary), "truncated"?, "dropped"?,
+                    "injected"?}], "closedByClient"?, "closeCode"?, "closeReason"?, "endTime"?,
+                    "omitted"?}}
+
+`grpc` (gRPC and gRPC-Web calls only) holds the call's messages decoded: proxycore.grpc.call_record.
 
 Keys are camelCase and omitted when empty, false or zero, as in the original OmniProxy, except
 request.method/url/host/path/scheme and response.status, which are always present.
@@ -28,12 +34,14 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from proxycore import grpc
 from proxycore.contentdetect import CHECK_BYTES, detect
 from proxycore.encoding import DEFAULT_MAX_SIZE, decode_body, parse_codings
 from proxycore.options import DEFAULT_REDACT
 
 if TYPE_CHECKING:
     from proxycore.flows.flow import Flow, Headers, Request, Response, Timings, TLSInfo
+    from proxycore.flows.websocket import WebSocketData
     from proxycore.options import Options
 
 REDACTED = "[REDACTED]"
@@ -429,9 +437,50 @@ def _response_dict(resp: Response, ropts: RecordOptions) -> dict[str, Any]:
     return out
 
 
+def _websocket_dict(ws: WebSocketData, ropts: RecordOptions) -> dict[str, Any]:
+    """The messages of a WebSocket flow: text as text, binary as base64, each payload cut at the
+    capture's body cap (`size` is the whole payload)."""
+    cap = ropts.max_body_size
+    msgs = []
+    for m in ws.messages:
+        d: dict[str, Any] = {"type": "text" if m.type == 1 else "binary", "fromClient": m.from_client,
+                             "time": m.timestamp, "size": m.size}
+        if ropts.include_body:
+            data = m.content[:cap] if cap >= 0 and len(m.content) > cap else m.content
+            if m.type == 1:
+                d["content"] = data.decode("utf-8", "replace")
+            else:
+                d["content"] = base64.b64encode(data).decode("ascii")
+                d["encoding"] = "base64"
+            if len(data) < m.size:
+                d["truncated"] = True
+        if m.dropped:
+            d["dropped"] = True
+        if m.injected:
+            d["injected"] = True
+        msgs.append(d)
+    out: dict[str, Any] = {"messages": msgs}
+    if ws.omitted:
+        out["omitted"] = ws.omitted  # the oldest messages the flow no longer held
+    if ws.closed_by_client is not None:
+        out["closedByClient"] = ws.closed_by_client
+    if ws.close_code is not None:
+        out["closeCode"] = ws.close_code
+    if ws.close_reason:
+        out["closeReason"] = ws.close_reason
+    if ws.timestamp_end is not None:
+        out["endTime"] = _rfc3339(ws.timestamp_end)
+    return out
+
+
 def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
     """The canonical record of one flow (see the module docstring for the shape)."""
     rec: dict[str, Any] = {"id": flow.id, "request": _request_dict(flow.request, opts)}
+    ct = rec["request"].get("contentType")
+    if ct is not None and ct.startswith("application/grpc"):  # the one test a non-gRPC flow pays
+        call = grpc.read_call(flow, limit=opts.max_body_size if opts.include_body else 0)
+        if call is not None:
+            rec["grpc"] = grpc.call_record(call)
     if flow.response is not None:
         rec["response"] = _response_dict(flow.response, opts)
     t = flow.timings
@@ -455,6 +504,8 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
         rec["passthrough"] = True
     if flow.rules_applied:
         rec["rules"] = list(flow.rules_applied)  # the rewrite rules that changed it
+    if flow.websocket is not None:
+        rec["websocket"] = _websocket_dict(flow.websocket, opts)
     if flow.stream is not None:  # one stream of a client's HTTP/2 connection
         rec["http2"] = {"connection": flow.stream[0], "stream": flow.stream[1]}
     rec["timings"] = timings_dict(t)

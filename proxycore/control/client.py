@@ -81,6 +81,10 @@ class EngineClient(ABC):
         """Replays queued or in flight."""
         return 0
 
+    def websocket_inject(self, flow_id: int, to_client: bool, content: bytes, is_text: bool) -> None:
+        """Send a new message on a live WebSocket flow; ValueError when it is not live."""
+        raise ValueError("this engine cannot send WebSocket messages")
+
     def replay_clear(self) -> int:
         """Drop the queued replays; returns how many were dropped."""
         return 0
@@ -248,6 +252,12 @@ class LocalEngine(EngineClient):
     @property
     def events(self) -> EventLog:
         return self.proxy.events
+
+    def websocket_inject(self, flow_id: int, to_client: bool, content: bytes, is_text: bool) -> None:
+        relay = self.proxy.websockets.get(flow_id)
+        if relay is None:
+            raise ValueError(f"flow #{flow_id} is not a live WebSocket connection")
+        relay.inject(to_client, content, is_text)
 
     def inject(self, kind: str, flow: Flow) -> None:
         """Publish a flow as the proxy's connection code would ("add", "update", "done"), without

@@ -152,3 +152,59 @@ def _flow_edit_apply(ctx: CommandContext, text: str, part: str, selector: str) -
         raise CommandError(f"edit not applied: {exc}") from None
     _changed(ctx, flow)
     return f"edited the {done} of flow #{flow.id}"
+
+
+# --- WebSocket messages ---------------------------------------------------------------------------
+
+
+def _paused_message(ctx: CommandContext, selector: str) -> tuple[Intercept, Flow, object]:
+    ctl = _ctl(ctx)
+    flows = _select(ctx, ctl, selector)
+    if len(flows) != 1:
+        raise CommandError("this applies to one flow")
+    p = ctl.paused.get(flows[0].id)
+    if p is None or p.phase != "message":
+        raise CommandError(f"flow #{flows[0].id} has no paused WebSocket message")
+    return ctl, flows[0], p.message
+
+
+@command("websocket.message.edit", "Replace the content of the paused WebSocket message (UTF-8 text)",
+         Arg("text", str, "the new content"), Arg("flows", str, "the flow", "@focus"))
+def _ws_edit(ctx: CommandContext, text: str, selector: str) -> str:
+    _ctl_, flow, msg = _paused_message(ctx, selector)
+    msg.content = text.encode("utf-8")  # type: ignore[attr-defined]
+    msg.size = len(msg.content)  # type: ignore[attr-defined]
+    flow.modified = True
+    _changed(ctx, flow)
+    return f"edited the paused message of flow #{flow.id} (resume to send it)"
+
+
+@command("websocket.message.drop", "Drop the paused WebSocket message (it is not sent on) and go on",
+         Arg("flows", str, "the flow", "@focus"))
+def _ws_drop(ctx: CommandContext, selector: str) -> str:
+    ctl, flow, msg = _paused_message(ctx, selector)
+    msg.drop()  # type: ignore[attr-defined]
+    ctl.resume([flow])
+    return f"dropped the paused message of flow #{flow.id}"
+
+
+@command("inject.websocket", "Send a new WebSocket message on a live WebSocket flow (mitmproxy's inject.websocket)",
+         Arg("flows", str, "the flow", "@focus"),
+         Arg("to_client", bool, "true: to the client; false: to the server"),
+         Arg("message", str, "the message"),
+         Arg("is_text", bool, "a text message (else binary: the UTF-8 bytes of message)", True))
+def _ws_inject(ctx: CommandContext, selector: str, to_client: bool, message: str, is_text: bool) -> str:
+    flows = _flows(ctx, selector)
+    if len(flows) != 1:
+        raise CommandError("a message goes to one flow")
+    flow = flows[0]
+    if flow.websocket is None:
+        raise CommandError(f"flow #{flow.id} is not a WebSocket flow")
+    inject = getattr(ctx.engine, "websocket_inject", None) if ctx.engine is not None else None
+    if inject is None:
+        raise CommandError("injecting needs a running proxy")
+    try:
+        inject(flow.id, to_client, message.encode("utf-8"), is_text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return f"sent a message to the {'client' if to_client else 'server'} of flow #{flow.id}"

@@ -194,7 +194,7 @@ _FLAGS: dict[str, tuple[Predicate, str]] = {
     "replays": (lambda f: False, "server-replayed response (never, for mitmproxy compatibility)"),
     "all": (lambda f: True, "every flow"),
     "http": (lambda f: not f.passthrough, "HTTP flow (not a relayed tunnel)"),
-    "websocket": (lambda f: bool(getattr(f, "websocket", None)), "WebSocket flow"),
+    "websocket": (lambda f: getattr(f, "websocket", None) is not None, "WebSocket flow (a 101 to WebSocket)"),
     "tcp": (lambda f: bool(f.passthrough), "raw TCP tunnel relayed untouched"),
     "udp": (lambda f: False, "UDP flow (never; for mitmproxy compatibility)"),
     "dns": (lambda f: False, "DNS flow (never; for mitmproxy compatibility)"),
@@ -282,6 +282,27 @@ def _sided(get: Callable[[object], object], rx: re.Pattern, side: str) -> Predic
     )
 
 
+def _op_body(rx: re.Pattern, side: str) -> Predicate:
+    """The bodies, then (as mitmproxy's ~b ~bq ~bs) the WebSocket messages: all of them, those
+    from the client, those from the server."""
+    bodies = _sided(_body, rx, side)
+    s = rx.search
+    want = None if not side else side == "q"  # from_client wanted
+
+    def pred(f: Flow) -> bool:
+        if bodies(f):
+            return True
+        ws = getattr(f, "websocket", None)
+        if ws is None:
+            return False
+        for m in ws.messages:
+            if (want is None or m.from_client is want) and s(m.content):
+                return True
+        return False
+
+    return pred
+
+
 def _op_ct(rx: re.Pattern, side: str) -> Predicate:
     s = rx.search
 
@@ -319,9 +340,9 @@ _REGEX_OPS: dict[str, tuple[str, Callable[[re.Pattern], Predicate], str]] = {
     "h": ("hdr", lambda rx: _sided(_header_blob, rx, ""), "request or response header line 'name: value'"),
     "hq": ("hdr", lambda rx: _sided(_header_blob, rx, "q"), "request header line 'name: value'"),
     "hs": ("hdr", lambda rx: _sided(_header_blob, rx, "s"), "response header line 'name: value'"),
-    "b": ("bytes", lambda rx: _sided(_body, rx, ""), "request or response body"),
-    "bq": ("bytes", lambda rx: _sided(_body, rx, "q"), "request body"),
-    "bs": ("bytes", lambda rx: _sided(_body, rx, "s"), "response body"),
+    "b": ("bytes", lambda rx: _op_body(rx, ""), "request or response body, or a WebSocket message"),
+    "bq": ("bytes", lambda rx: _op_body(rx, "q"), "request body, or a WebSocket message from the client"),
+    "bs": ("bytes", lambda rx: _op_body(rx, "s"), "response body, or a WebSocket message from the server"),
     "t": ("bytes", lambda rx: _op_ct(rx, ""), "request or response Content-Type"),
     "tq": ("bytes", lambda rx: _op_ct(rx, "q"), "request Content-Type"),
     "ts": ("bytes", lambda rx: _op_ct(rx, "s"), "response Content-Type"),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from proxycore.flows.spill import SpilledBody
+    from proxycore.flows.websocket import WebSocketData
 
 _ids = itertools.count(1)
 
@@ -223,7 +224,9 @@ class _Message:
     and most captured binary bodies are never read whole. A body too big for memory is a
     `SpilledBody` (proxycore.flows.spill) held in place of the chunks, read back on each access."""
 
-    __slots__ = ("_body", "_chunks", "stream")
+    # trailers: the trailer fields that came after the body (Headers; None when there were none),
+    # as mitmproxy's Message.trailers: chunked HTTP/1.1 trailers, HTTP/2 trailers (gRPC's status)
+    __slots__ = ("_body", "_chunks", "stream", "trailers")
 
     @property
     def body(self) -> bytes:
@@ -323,6 +326,7 @@ class Request(_Message):
         self.body_truncated = False
         self.authority = authority  # Host header value as sent (may carry a port)
         self.stream = True  # False (set at requestheaders): buffer the body whole for the request hook
+        self.trailers: Headers | None = None
 
     @property
     def path(self) -> str:
@@ -382,6 +386,7 @@ class Response(_Message):
         self.body_size = len(body)
         self.body_truncated = False
         self.stream = True  # False (set at responseheaders): buffer the body whole for the response hook
+        self.trailers: Headers | None = None
 
 
 class Timings:
@@ -447,7 +452,7 @@ class Flow:
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
         "modified", "passthrough", "in_scope", "sampled", "killed", "original_request", "original_response",
-        "rules_applied", "stream", "__weakref__",
+        "rules_applied", "websocket", "stream", "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -480,6 +485,8 @@ class Flow:
         # labels of the rewrite rules that changed this flow, in order (proxycore.addons.rules);
         # a tuple so an untouched flow shares the empty one
         self.rules_applied: tuple[str, ...] = ()
+        # the messages after a 101 to WebSocket (proxycore.flows.websocket); None for other flows
+        self.websocket: WebSocketData | None = None
         # (h2 connection id, stream id) for a flow that was one stream of a client's HTTP/2
         # connection (proxycore.proxy.http2); flows sharing the id shared the connection
         self.stream: tuple[int, int] | None = None

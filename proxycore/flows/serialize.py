@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from proxycore.flows.flow import Flow, Headers, Request, Response, Timings, TLSInfo
+from proxycore.flows.websocket import WebSocketData, WebSocketMessage
 from proxycore.safefile import write_atomic
 
 VERSION = 1
@@ -57,6 +58,7 @@ def _request(r: Request) -> dict[str, Any]:
         "method": r.method, "scheme": r.scheme, "host": r.host, "port": r.port, "target": r.target,
         "http_version": r.http_version, "authority": r.authority, "headers": _headers(r.headers),
         "body": _b(r.body), "body_size": r.body_size, "body_truncated": r.body_truncated, "stream": r.stream,
+        "trailers": _opt(_headers, r.trailers),
     }
 
 
@@ -66,6 +68,7 @@ def _unrequest(d: dict[str, Any]) -> Request:
     r.body_size = d["body_size"]
     r.body_truncated = d["body_truncated"]
     r.stream = d.get("stream", True)
+    r.trailers = _opt(_unheaders, d.get("trailers"))  # absent from older files
     return r
 
 
@@ -73,6 +76,7 @@ def _response(r: Response) -> dict[str, Any]:
     return {
         "status": r.status, "reason": r.reason, "http_version": r.http_version, "headers": _headers(r.headers),
         "body": _b(r.body), "body_size": r.body_size, "body_truncated": r.body_truncated, "stream": r.stream,
+        "trailers": _opt(_headers, r.trailers),
     }
 
 
@@ -81,6 +85,7 @@ def _unresponse(d: dict[str, Any]) -> Response:
     r.body_size = d["body_size"]
     r.body_truncated = d["body_truncated"]
     r.stream = d.get("stream", True)
+    r.trailers = _opt(_unheaders, d.get("trailers"))  # absent from older files
     return r
 
 
@@ -95,6 +100,31 @@ def _untls(d: dict[str, Any]) -> TLSInfo:
             setattr(t, k, d[k])
     t.cert_sans = list(t.cert_sans)
     return t
+
+
+def _websocket(w: WebSocketData) -> dict[str, Any]:
+    # messages as compact lists: a chatty socket has thousands
+    return {
+        "messages": [[m.type, m.from_client, _b(m.content), m.timestamp, m.dropped, m.injected, m.size,
+                      m.truncated] for m in w.messages],
+        "omitted": w.omitted, "closed_by_client": w.closed_by_client, "close_code": w.close_code,
+        "close_reason": w.close_reason, "timestamp_end": w.timestamp_end,
+    }
+
+
+def _unwebsocket(d: dict[str, Any]) -> WebSocketData:
+    w = WebSocketData()
+    for typ, from_client, content, ts, dropped, injected, size, truncated in d["messages"]:
+        m = WebSocketMessage(int(typ), bool(from_client), _unb(content), float(ts), bool(dropped), bool(injected))
+        m.size = int(size)
+        m.truncated = bool(truncated)
+        w.messages.append(m)
+    w.omitted = int(d.get("omitted", 0))
+    w.closed_by_client = d["closed_by_client"]
+    w.close_code = d["close_code"]
+    w.close_reason = d["close_reason"]
+    w.timestamp_end = d["timestamp_end"]
+    return w
 
 
 def _opt(fn: Any, value: Any) -> Any:
@@ -136,6 +166,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         "original_request": _opt(_request, flow.original_request),
         "original_response": _opt(_response, flow.original_response),
         "rules_applied": list(flow.rules_applied),
+        "websocket": _opt(_websocket, flow.websocket),
         "stream": list(flow.stream) if flow.stream is not None else None,
     }
 
@@ -170,6 +201,7 @@ def flow_from_dict(d: dict[str, Any]) -> Flow:
         flow.original_request = _opt(_unrequest, d["original_request"])
         flow.original_response = _opt(_unresponse, d["original_response"])
         flow.rules_applied = tuple(str(x) for x in d.get("rules_applied") or ())
+        flow.websocket = _opt(_unwebsocket, d.get("websocket"))
         stream = d.get("stream")
         flow.stream = (int(stream[0]), int(stream[1])) if stream else None
     except (KeyError, TypeError, ValueError) as exc:

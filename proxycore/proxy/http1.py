@@ -26,6 +26,7 @@ from proxycore.addons.hooks import run_hook
 from proxycore.contentdetect import CHECK_BYTES, binary_by_content_type
 from proxycore.flows import flow as flowmod
 from proxycore.flows.flow import Flow, Headers, Peer, Request, Response, TLSInfo
+from proxycore.flows.websocket import WebSocketData, is_websocket_upgrade
 from proxycore.layers import http1 as h1
 from proxycore.proxy.endpoint import _SMALL_READ, Endpoint
 from proxycore.proxy.tunnel import TunnelMixin
@@ -216,7 +217,7 @@ class Exchange:
         "req_size", "resp_size", "client_keep_alive", "error_status", "upgrade", "is_connect",
         "response_complete_ok", "req_upgrade", "req_trailers", "resp_trailers", "whole_request",
         "body_waiter", "whole_response", "resp_chunks", "resp_buffered", "head_pending", "discard",
-        "resp_framing", "whole_body", "raw_head",
+        "resp_framing", "whole_body", "raw_head", "ws_early",
     )
 
     def __init__(self, conn: ClientConnection, flow: Flow, capture_limit: int | None,
@@ -261,6 +262,8 @@ class Exchange:
         self.discard = False  # the request body is read and dropped (answered locally)
         self.whole_body = False  # flow.request.body holds the whole body a hook asked for
         self.raw_head = b""  # the response head as received, while no hook could have changed it
+        # after a 101 to WebSocket: origin bytes that came before the relay took over (None: no such 101)
+        self.ws_early: list[bytes] | None = None
 
     # --- request body from the client -------------------------------------------------------
     def request_body(self, data: bytes) -> None:
@@ -286,6 +289,8 @@ class Exchange:
     def request_complete(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
         self.body_complete = True
         self.req_trailers = trailers
+        if trailers:
+            self.flow.request.trailers = Headers(trailers)
         up = self.upstream
         if up is not None and not self.whole_request:
             if self.chunked:
@@ -319,6 +324,10 @@ class Exchange:
             self.client_keep_alive = False
         if ev.status == 101:
             self.upgrade = True
+            if is_websocket_upgrade(flow.request.headers, resp_headers):
+                # set before the response hooks, so addons can tell a WebSocket follows (mitmproxy)
+                flow.websocket = WebSocketData()
+                self.ws_early = []
         chain = self.conn.proxy.addons.responseheaders
         if chain is not None and chain.is_async:
             # the flow's task runs the hooks; the origin waits meanwhile
@@ -346,7 +355,7 @@ class Exchange:
             self.whole_response = True
             return
         self._send_head()
-        if self.resp_chunks:  # body that arrived while async hooks ran
+        if self.resp_chunks and self.ws_early is None:  # body that arrived while async hooks ran
             chunks, self.resp_chunks = self.resp_chunks, []
             codec = self.conn.codec
             for c in chunks:
@@ -375,7 +384,11 @@ class Exchange:
 
     def response_body(self, data: bytes) -> None:
         self.resp_size += len(data)
-        if self.resp_cap is not None and not self.upgrade:
+        if self.upgrade:
+            if self.ws_early is not None:  # WebSocket frames: the relay parses them (websocket.py)
+                self.ws_early.append(bytes(data))
+                return
+        elif self.resp_cap is not None:
             self.resp_cap.add(data)
         if self.head_sent:
             self.conn.write(self.conn.codec.data(data) if self.resp_chunked else data)
@@ -391,6 +404,8 @@ class Exchange:
     def response_complete(self, keep_alive: bool, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.resp_keep_alive = keep_alive
         self.resp_trailers = trailers
+        if trailers and self.flow.response is not None:
+            self.flow.response.trailers = Headers(trailers)  # gRPC's grpc-status lives here
         self.response_complete_ok = True
         if self.head_sent and self.resp_chunked:
             self.conn.write(self.conn.codec.end(trailers))

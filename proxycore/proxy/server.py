@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
     from proxycore.certs import CertificateAuthority
     from proxycore.flows.spill import SpillStore
+    from proxycore.proxy.websocket import WebSocketRelay
 
 Subscriber = Callable[[str, Flow], None]
 
@@ -86,9 +87,12 @@ class Proxy:
         self.rules.on_change = self._rules_changed
         self._rules_addon: RulesAddon | None = None
         self._rules_at = 0  # where the rules addon goes: after access, scope and passthrough
+        # the WebSocket relays running now, by flow id (inject.websocket finds them here)
+        self.websockets: dict[int, WebSocketRelay] = {}
         self.throttle = Throttle()  # off until configured: the flow driver tests one attribute
         self._sweeper: asyncio.Task | None = None
         self._unquiet: Callable[[], None] | None = None
+        self._grpc_schema = None  # the gRPC schema this proxy loaded (--proto-path / --proto-descriptor)
         self._subscribers: list[Subscriber] = []
         self._server: asyncio.AbstractServer | None = None
         self.flows_seen = 0
@@ -138,6 +142,12 @@ class Proxy:
             guards = self._access_addons()
             self.rules.load(opts.rules, {f: getattr(opts, f) for f in FLAG_KINDS})
             self.throttle.configure(opts)
+            if opts.proto_paths or opts.proto_descriptors:
+                from proxycore import grpc
+
+                # compiled once here: the capture and the UI decode gRPC messages with it
+                grpc.set_schema(grpc.Schema.load(opts.proto_paths, opts.proto_descriptors))
+                self._grpc_schema = grpc.active_schema()
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         # Built-in addons around the user's: access decides first (a refused request reaches no
@@ -330,6 +340,11 @@ class Proxy:
             await self.capture.close()
         if self.spill is not None:
             self.spill.close()  # every spill file goes (the flows were only in this process)
+        if self._grpc_schema is not None:
+            from proxycore import grpc
+
+            if grpc.active_schema() is self._grpc_schema:
+                grpc.set_schema(None)  # after the capture drained: it decodes with it
 
     # --- events -------------------------------------------------------------------------------
     # The connection code reports a flow's life with publish("add" | "update", flow) and

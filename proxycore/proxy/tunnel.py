@@ -22,7 +22,19 @@ class TunnelMixin:
     """The part of ClientConnection that turns a connection into a tunnel (kept apart: one concept)."""
 
     async def _relay_upgrade(self: ClientConnection, ex: Exchange, conn: UpstreamConnection) -> None:
-        """After 101 Switching Protocols both sides speak something else: relay it raw."""
+        """After 101 Switching Protocols both sides speak something else: WebSocket message by
+        message (proxycore/proxy/websocket.py), anything else raw."""
+        if ex.ws_early is not None and ex.flow.websocket is not None:
+            from proxycore.proxy.websocket import WebSocketRelay
+
+            relay = WebSocketRelay(self, ex, conn)
+            early, ex.ws_early = ex.ws_early, None
+            await relay.run(self.codec.detach(), early)
+            self.relay_to = None
+            self.closing = True
+            self._finish(ex)
+            self.close()
+            return
         self.relay_to = conn
         rest = self.codec.detach()
         if rest:
