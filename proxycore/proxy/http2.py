@@ -279,10 +279,10 @@ class _StreamTransport(asyncio.Transport):
             elif t is h1.ProtocolError:
                 self._reset(ErrorCodes.INTERNAL_ERROR)
                 return
-        if self.head is not None:
-            self._send_head(False)
-        if self.out.chunks or self.out.end:
-            self.parent.dirty.add(self)  # sent by flush(): writes of one loop turn share frames
+        if self.out.chunks or self.out.end or self.head is not None:
+            # sent by flush(): writes of one loop turn share frames, and a head whose end follows
+            # in the same turn goes out as one HEADERS frame with END_STREAM (gRPC's trailers-only)
+            self.parent.dirty.add(self)
         self._check_pause()
         self.parent.flush_soon()
 
@@ -600,7 +600,10 @@ class H2ClientConnection(Endpoint):
         if self.dirty:
             dirty, self.dirty = self.dirty, set()
             for s in dirty:
-                if not s.reset_done:
+                if s.head is not None and not s.reset_done:
+                    out = s.out
+                    s._send_head(out.end and not out.chunks and not out.trailers)
+                if not s.reset_done and not s.out.ended:
                     s.out.push(conn, s.sid)
                     s._check_pause()
         if self.acks:
