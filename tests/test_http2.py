@@ -311,3 +311,42 @@ async def test_flow_records_keep_the_version_and_stream(make_proxy, h2_origin):
     assert rec["http2"] == {"connection": f.stream[0], "stream": f.stream[1]}
     entry = record_to_har_entry(rec)
     assert entry["request"]["httpVersion"] == "HTTP/2.0" and entry["response"]["httpVersion"] == "HTTP/2.0"
+
+
+async def test_throttling_applies_per_stream_without_stalling_the_others(make_proxy, h2_origin):
+    """One stream throttled to 1 mbit (a 256 KiB download takes ~2 s): the other streams on the
+    same connection are not throttled and finish first; the throttled one arrives whole, and an
+    upload on a throttled stream goes through the shaper too."""
+    proxy = await make_proxy(throttle_down="1mbit", throttle_up="1mbit", throttle_latency="0",
+                             throttle_filter="~u throttled")
+    done = collect_done(proxy)
+    n = 256 * 1024
+    async with client(proxy) as c:
+        await c.get(h2_origin.url("/echo?first"))
+        slow = asyncio.ensure_future(c.get(h2_origin.url(f"/bytes?n={n}&throttled")))
+        await wait_for(lambda: len(h2_origin.versions) >= 2, what="the throttled request at the origin")
+        t0 = asyncio.get_running_loop().time()
+        quick = await asyncio.wait_for(asyncio.gather(*(c.get(h2_origin.url(f"/echo?q={i}")) for i in range(4))), 10)
+        quick_s = asyncio.get_running_loop().time() - t0
+        assert all(r.status_code == 200 for r in quick) and not slow.done() and quick_s < 1.0
+        r = await asyncio.wait_for(slow, 30)
+        assert r.content == pattern_bytes(1 << 20)[:n]
+        up = pattern_bytes(64 * 1024)
+        r = await asyncio.wait_for(c.post(h2_origin.url("/echo?throttled-up"), content=up), 30)
+        assert r.json()["body_sha256"] == hashlib.sha256(up).hexdigest()
+    await wait_for(lambda: len(done) == 7, what="seven flows")
+    throttled = [f for f in done if "throttled" in f.tags]
+    assert {f.request.path for f in throttled} == {"/bytes", "/echo"} and len(throttled) == 2
+    assert len({f.stream[0] for f in done}) == 1
+
+
+def test_detail_names_the_stream_and_a_translated_origin_version():
+    from omniproxy_tui.widgets.detail import timing_document
+    from proxycore.flows.flow import Flow, Request, Response
+
+    f = Flow(Request("GET", "https", "example.com", 443, "/", "HTTP/2.0"), ("127.0.0.1", 5000))
+    f.response = Response(200, "OK", "HTTP/1.1")
+    f.stream = (3, 7)
+    text = "\n".join(timing_document(f).all_plain())
+    assert "h2 stream 7 on client connection #3" in " ".join(text.split())
+    assert "origin HTTP/1.1" in " ".join(text.split())
