@@ -925,8 +925,8 @@ class H2OriginConnection(Endpoint):
         """A stream for one more request, or None when the connection is full or closing."""
         if not self.usable or self.closed:
             return None
-        limit = self.h2.remote_settings.max_concurrent_streams
-        if self.h2.open_outbound_streams + self.pending >= min(limit, 1000):
+        # our own count: h2's open_outbound_streams walks every stream it still remembers
+        if len(self.streams) + self.pending >= min(self.h2.remote_settings.max_concurrent_streams, 1000):
             return None
         self.pending += 1
         return H2OriginStream(self)
