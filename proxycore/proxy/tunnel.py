@@ -141,9 +141,9 @@ class TunnelMixin:
             tls_transport.set_protocol(conn)
             conn.start(tls_transport, hold.take())
             return
-        if hold is not None:  # offered h2, the client chose HTTP/1.1
+        if hold is not None:  # offered h2, the client chose HTTP/1.1: its flows go over HTTP/1.1;
+            # the h2 connection stays pooled for h2 clients (and spares later CONNECTs the dial)
             self.relay_to = None
-            proxy.pool.drop_unused_h2((host, port))
         if self.client_tls.alpn not in (None, "http/1.1"):
             # a context never offers anything else (options.alpn)
             flow.ensure_id()

@@ -444,12 +444,6 @@ class Pool:
                 c.close()
         self.h2.clear()
 
-    def drop_unused_h2(self, hostport: tuple[str, int]) -> None:
-        """A client offered h2 chose HTTP/1.1: close the h2 connections to that origin no flow uses."""
-        for c in list(self.h2.get(("https", *hostport)) or ()):
-            if not c.streams and not c.pending:
-                c.close()
-
     def take_h2(self, key: tuple) -> UpstreamConnection | None:
         """A new stream on a pooled h2 connection to `key` with room for it, or None."""
         for c in self.h2.get(key) or ():
