@@ -36,6 +36,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.stream
 import hyperframe.frame
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
@@ -61,6 +62,18 @@ _CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connecti
                                   b"upgrade", b"host", b"http2-settings"))
 _conn_ids = itertools.count(1)
 _SENDABLE = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)  # states where DATA may be sent
+
+
+def _internals_known() -> bool:
+    """Whether this h2 has the internals the DATA fast paths use (h2 4.x); else h2 does it all."""
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    return all(hasattr(o, a) for o, a in (
+        (c, "_data_to_send"), (c, "outbound_flow_control_window"), (c, "_inbound_flow_control_window_manager"),
+        (c, "incoming_buffer"), (c.incoming_buffer, "_data"), (c.incoming_buffer, "_headers_buffer"),
+        (c, "max_inbound_frame_size"))) and hasattr(h2.stream.H2Stream, "_track_content_length")
+
+
+_FAST = _internals_known()
 
 
 def _h2_fields(fields: list[tuple[bytes, bytes]], request: bool) -> list[tuple[bytes, bytes]]:
@@ -145,7 +158,7 @@ class _Outbox:
         # DATA frames written straight into h2's output, with h2's own flow-control accounting
         # (what its send_data does for an open stream, minus the per-frame objects and logging);
         # the last frame and anything unusual go through send_data
-        fast = stream.state_machine.state in _SENDABLE
+        fast = _FAST and stream.state_machine.state in _SENDABLE
         while chunks:
             n = min(conn.outbound_flow_control_window, stream.outbound_flow_control_window,
                     conn.max_outbound_frame_size)
@@ -945,7 +958,7 @@ class H2OriginConnection(Endpoint):
         self.write_paused = False
         self._flush_pending = False
         self.dirty: set[H2OriginStream] = set()  # streams with request data to send at the next flush
-        self._fast = True  # DATA frames parsed by _fast_data
+        self._fast = _FAST  # DATA frames parsed by _fast_data
         self._rest = b""  # the start of a DATA frame _fast_data waits to complete
         self.acks: dict[int, int] = {}  # stream id -> response bytes handed on, not yet acknowledged
 
