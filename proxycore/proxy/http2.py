@@ -288,9 +288,9 @@ class _StreamTransport(asyncio.Transport):
         if self.closing or self.reset_done:
             return
         parser = self.parser
-        if not parser.in_message and data[:9] == b"HTTP/2.0 ":
+        if not parser.in_message and data[:6] == b"HTTP/2":
             # a response from an h2 origin serialised by the HTTP/1.1 codec: its version is ours to drop
-            data = b"HTTP/1.1 " + bytes(data[9:])
+            data = b"HTTP/1.1" + bytes(data[data.find(b" "):])
         conn = self.parent.h2
         sid = self.sid
         for ev in parser.receive_data(bytes(data)):

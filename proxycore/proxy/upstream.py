@@ -267,7 +267,7 @@ class UpstreamConnection(Endpoint):
         if extra:
             fields = fields + extra
         version = req.http_version
-        if version == "HTTP/2.0":  # a flow from an h2 client: HTTP/1.1 on this connection
+        if version[5:6] == "2":  # a flow from an h2 client ("HTTP/2.0", or "HTTP/2" after an edit)
             version = "HTTP/1.1"
         return self.codec.request_head(req.method, target, version[5:] if version.startswith("HTTP/") else version,
                                        fields, framing)
