@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import os
 import shlex
@@ -57,6 +58,7 @@ from omniproxy_tui.widgets.palette import FlowCommands
 from omniproxy_tui.widgets.prompt import PromptScreen, command_completer, command_help
 from omniproxy_tui.widgets.rules import RulesScreen
 from omniproxy_tui.widgets.throttlepanel import ThrottlePanel
+from omniproxy_tui.widgets.wireguard import WireGuardScreen
 from proxycore.control.client import EngineClient, LocalEngine
 from proxycore.control.commands import (
     SAVE_COMMANDS,
@@ -160,6 +162,9 @@ class AppContext(CommandContext):
                     raise JobCancelled("the app is closing") from None
 
 
+_WG_EMPTY = "No flows yet. Connect a WireGuard client: W shows its configuration and QR code."
+
+
 class MainScreen(Screen):
     """Header, flow table (+ detail pane when wide), filter bar, status line, footer."""
 
@@ -213,6 +218,8 @@ class MainScreen(Screen):
                 id="options"),
         Binding("E", "event_log", "Events", show=False, tooltip="Event log: start-up facts, warnings, errors",
                 id="event_log"),
+        Binding("W", "wireguard", "WireGuard", show=False,
+                tooltip="WireGuard mode: the client configuration and its QR code", id="wireguard"),
         Binding("minus", "toggle_pane", "Side pane", show=False, key_display="-",
                 tooltip="Show / hide the detail pane beside the table (wide terminals)", id="side_pane"),
         Binding("left_square_bracket", "resize_pane(-1)", "Narrower pane", show=False, key_display="[",
@@ -313,6 +320,9 @@ class MainScreen(Screen):
     def action_event_log(self) -> None:
         self.app_.open_event_log()
 
+    def action_wireguard(self) -> None:
+        self.app_.open_wireguard()
+
     def action_toggle_pane(self) -> None:
         self.app_.toggle_side_pane()
 
@@ -384,7 +394,11 @@ class OmniProxyApp(App[int]):
                                                       "throttle.custom": "open_throttle",
                                                       "capture.load": "choose_load",
                                                       "flow.comment": "prompt_comment",
-                                                      "option.set": "open_options", "option.reset": "open_options"}
+                                                      "option.set": "open_options", "option.reset": "open_options",
+                                                      "wireguard.config": "open_wireguard"}
+
+    # commands that, typed bare at the : prompt, open their screen rather than print their result
+    SCREEN_COMMANDS: ClassVar[dict[str, str]] = {"wireguard.config": "open_wireguard"}
 
     def __init__(self, options: Options, *, start_proxy: bool = True, clock: Callable[[], float] = time.time,
                  tick_hz: float = TICK_HZ, read: str | None = None,
@@ -473,7 +487,8 @@ class OmniProxyApp(App[int]):
 
     def main_screen_ready(self) -> None:
         if self._start_proxy:  # the empty table says how to send it a first flow
-            self.get_screen_main().query_one(FlowTable).empty_message = (
+            self.get_screen_main().query_one(FlowTable).empty_message = _WG_EMPTY \
+                if self._address.startswith("WireGuard") else (
                 f"No flows yet. Point a client at the proxy, e.g.\n"
                 f"  curl -x http://{self._address} http://example.com/")
         self.update_layout()
@@ -509,6 +524,10 @@ class OmniProxyApp(App[int]):
         host, port = engine.address
         shown_host = f"[{host}]" if ":" in host else host
         self._address, self._state = f"{shown_host}:{port}", "running"
+        if engine.wireguard_config:  # --mode wireguard: the address is the WireGuard server's (UDP)
+            self._address = f"WireGuard {shown_host}:{port}"
+            with contextlib.suppress(LookupError):  # else main_screen_ready says it
+                self.get_screen_main().query_one(FlowTable).empty_message = _WG_EMPTY
         self._update_header()
         self._install_stop_signals()
 
@@ -831,6 +850,10 @@ class OmniProxyApp(App[int]):
         """Run a typed command line (the : prompt, the palette). Returns the one-line error, or None
         when it ran (its message is a notification)."""
         self.ctx.engine = self.engine
+        screen = self.SCREEN_COMMANDS.get(line.strip())
+        if screen is not None:  # a command whose answer is a screen (typed at :, not just picked)
+            self.call_after_refresh(getattr(self, screen))  # once the prompt has closed
+            return None
         try:
             result = registry.execute(self.ctx, line)
         except CommandError as exc:
@@ -892,6 +915,13 @@ class OmniProxyApp(App[int]):
 
     def open_event_log(self) -> None:
         self.push_screen(EventLogScreen(self.engine.events))
+
+    def open_wireguard(self) -> None:
+        conf = self.engine.wireguard_config
+        if not conf:
+            self.notify("Not in WireGuard mode: start with --mode wireguard", severity="warning")
+            return
+        self.push_screen(WireGuardScreen(conf))
 
     def _run_job(self, job: Job, name: str, after: Callable[[], Any] | None, covers_all: bool | None = None) -> None:
         if covers_all is None:
@@ -1036,7 +1066,7 @@ class OmniProxyApp(App[int]):
             self.push_screen(EditorScreen(flow, text))
 
     def _edit_ws_message(self, flow: Flow) -> bool:
-        """A flow paused at a WebSocket message: its text in a prompt (True), not the HTTP editor."""
+        """A flow paused at a WebSocket or TCP message: its text in a prompt (True), not the HTTP editor."""
         ctl = self.engine.intercept
         p = ctl.paused.get(flow.id) if ctl is not None else None
         if p is None or p.phase != "message":
@@ -1171,11 +1201,11 @@ class OmniProxyApp(App[int]):
         sections = [
             ("Flow list", binding_rows([b for b in MainScreen.BINDINGS if b not in INTERCEPT_BINDINGS])),
             ("Moving", binding_rows(FlowTable.BINDINGS)),
-            ("Detail (⏎ on a flow)", [("1 2 3 4 5", "Request, Response, Timing, Raw, Messages (WebSocket) tab"),
+            ("Detail (⏎ on a flow)", [("1 2 3 4 5", "Request (Stream: TCP), Response, Timing, Raw, Messages (WebSocket, TCP) tab"),
                                       ("tab shift+tab", "next / previous tab")]
              + [r for r in binding_rows(FlowDetail.BINDINGS) if r[0] not in "12345"]
              + [("j k g G space", "scroll"), ("esc q", "back to the flow list (q does not quit here)")]),
-            ("Messages tab (WebSocket flows)", binding_rows(MessagesPane.BINDINGS)
+            ("Messages tab (WebSocket and TCP flows)", binding_rows(MessagesPane.BINDINGS)
              + [("a", "resume the paused message"), ("↑ ↓", "move"), ("m", "(a message) cycle the content view")]),
             ("Anywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette (every command, themes)")]),
             ("Filter bar (f)", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),
@@ -1185,6 +1215,7 @@ class OmniProxyApp(App[int]):
                                                  ("↑ ↓", "history"), ("⏎", "run / keep"), ("esc", "cancel")]),
             ("Options (O)", binding_rows(OptionsScreen.BINDINGS)),
             ("Event log (E)", binding_rows(EventLogScreen.BINDINGS) + [("j k g G", "scroll")]),
+            ("WireGuard (W)", binding_rows(WireGuardScreen.BINDINGS) + [("j k", "scroll")]),
             ("Status line", [("[shown/total]", "flows the filter and marked-only let through / flows kept "
                               "(mitmproxy shows cursor/total there; our cursor is the highlighted row)"),
                              ("sizes", "bytes in powers of 1024: 912B 6.2k 3.4M; counts with separators: 1,234")]),

@@ -202,7 +202,14 @@ def coerce(key: Key, value: Any, where: str) -> Any:
         if value.lower() not in (key.choices or FORMATS):
             raise bad()
         return value.lower()
-    if kind == "url":
+    if kind == "mode":
+        from proxycore.wgconf import parse_mode
+
+        try:
+            parse_mode(value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    elif kind == "url":
         _check_upstream(value, bad)
     elif kind == "db":
         try:

@@ -73,9 +73,12 @@ def format_flow_line(flow: Flow) -> str:
         status = "-"
     if flow.passthrough:
         ctype = "[tunnel]"
+    elif flow.tcp_messages is not None:
+        ctype = "[tcp]"
     else:
         ctype = short_content_type(resp.headers.get("content-type") if resp is not None else None)
-    size = human_size(resp.body_size if resp is not None else None)
+    size = human_size(resp.body_size if resp is not None else
+                      sum(m.size for m in flow.tcp_messages) if flow.tcp_messages is not None else None)
     dur = human_duration(flow.timings.duration_ms)
     head = f"{_clock(flow.timings.start)} {_addr(flow.client_addr):<21} {req.method:<7}"
     tail = f"{status} {ctype} {size} {dur}"
@@ -107,7 +110,10 @@ def listening_line(proxy: Proxy, options: Options) -> str:
         mitm = "MITM off"
     if options.upstream:
         mitm += f", upstream: {mask_password(options.upstream)}"
-    line = f"proxy listening on http://{shown}:{port} ({mitm}) — capture: {describe_capture(options)}"
+    if proxy.wireguard is not None:
+        line = f"WireGuard server on {shown}:{port} (UDP) ({mitm}) — capture: {describe_capture(options)}"
+    else:
+        line = f"proxy listening on http://{shown}:{port} ({mitm}) — capture: {describe_capture(options)}"
     # who may connect, when that is more than this machine without credentials
     throttle = [proxy.throttle.describe()] if proxy.throttle.profile is not None else []
     return " — ".join([line, *proxy.access_facts, *throttle])
@@ -214,6 +220,9 @@ async def run_headless(options: Options, *, log: TextIO = sys.stderr) -> int:
             return 2
         unsubscribe = proxy.subscribe(lines.on_event)
         lines.write(listening_line(proxy, options))
+        if proxy.wireguard is not None:
+            # the client's configuration (its own key only): what a WireGuard app imports
+            lines.write("WireGuard client configuration:\n" + proxy.wireguard.client_config.rstrip())
         # What start-up made (modules, the CA, compiled filters) lives as long as the process:
         # moved out of the collector's sight, full collections under traffic only walk what
         # traffic made (headless keeps no flows), not ~30 000 start-up objects each time.

@@ -41,9 +41,10 @@ ENV_PREFIX = "OMNIPROXY_"
 #   specs                          like files, but each entry is a mitmproxy-style rule spec
 #                                  (/filter/a/b), checked by proxycore.addons.rules
 #   rules                          a YAML list of rule mappings (proxycore.addons.rules); no flag
+#   mode                           `regular` or `wireguard[:CONF_PATH][@PORT]` (proxycore.wgconf)
 #   preset, rate, ms               throttling: a preset name, 512kbit / 1mbit, 100ms / 1.5s (proxycore.throttle)
 KINDS = frozenset({"bool", "int", "float", "str", "path", "list", "size", "count", "files", "headers",
-                   "format", "url", "db", "specs", "rules", "preset", "rate", "ms"})
+                   "format", "url", "db", "specs", "rules", "preset", "rate", "ms", "mode"})
 LIST_KINDS = frozenset({"list", "files", "headers", "specs"})
 
 
@@ -128,6 +129,14 @@ class Options:
     port: int = opt(8080, "server.port", "port to listen on (0 = any free port)", minimum=0, maximum=65535,
                     flag="--port", short="-p", flag_help="Port to listen on (0: any free port).")
     # An int since -v became a count; the config file may still say true/false (= 1/0).
+    mode: str = opt("regular", "server.mode", "regular (an HTTP(S) proxy) or wireguard[:CONF_PATH][@PORT] (a "
+                    "user-space WireGuard server, UDP 51820 on the listen host; keys in <home>/wireguard.conf)",
+                    kind="mode", flag="--mode", metavar="MODE",
+                    flag_help="regular, or wireguard[:CONF_PATH][@PORT]: a WireGuard server (UDP, on --host) "
+                    "whose clients' TCP traffic is proxied (as mitmproxy's --mode wireguard).")
+    wireguard_dns: str | None = opt(None, "server.wireguardDns", "DNS server (host or host:port) WireGuard "
+                                    "clients' queries are forwarded to; null = the first nameserver of "
+                                    "/etc/resolv.conf", flag="--wireguard-dns", metavar="HOST[:PORT]")
     verbose: int = opt(0, "server.verbose", "log detail: 0 = one line per flow, 1 = per-connection detail "
                        "in --no-ui mode (true = 1)", kind="count", flag="--verbose", short="-v",
                        flag_help="Log more detail; repeatable (-vv). With --no-ui, -v adds per-connection "

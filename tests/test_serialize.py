@@ -25,6 +25,7 @@ from proxycore.flows.flow import (
     TLSInfo,
 )
 from proxycore.flows.serialize import FlowFormatError, dumps_flow, loads_flow, read_flows, write_flows
+from proxycore.flows.tcp import TCPMessage
 from proxycore.flows.websocket import BINARY, TEXT, WebSocketData, WebSocketMessage
 
 # ------------------------------------------------------------------ comparing every slot
@@ -122,6 +123,9 @@ def _tls(draw: st.DrawFn) -> TLSInfo:
     return t
 
 
+_tcp_message = st.builds(TCPMessage, st.booleans(), _bytes, _time, st.none() | st.integers(0, 2**40))
+
+
 @st.composite
 def flows(draw: st.DrawFn) -> Flow:
     req = draw(_request())
@@ -152,6 +156,7 @@ def flows(draw: st.DrawFn) -> Flow:
     f.original_request = draw(st.none() | _request())
     f.original_response = draw(st.none() | _response())
     f.websocket = draw(st.none() | _websocket())
+    f.tcp_messages = draw(st.none() | st.lists(_tcp_message, max_size=4))
     return f
 
 

@@ -40,13 +40,14 @@ from omniproxy_tui.widgets.detail_sections import (
     add_set_cookies,
 )
 from omniproxy_tui.widgets.lineview import Document, LineView
-from omniproxy_tui.widgets.messages import MessagesPane
+from omniproxy_tui.widgets.messages import MessagesPane, has_messages
+from omniproxy_tui.widgets.tcpdetail import tcp_document
 from proxycore.flows.flow import ERROR, INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 from proxycore.safefile import SafeFileError
 
 TABS = ("request", "response", "timing", "raw")  # the text tabs (a LineView each)
 TAB_TITLES = {"request": "Request", "response": "Response", "timing": "Timing", "raw": "Raw"}
-WS_TAB = "messages"  # a WebSocket flow's messages (omniproxy_tui/widgets/messages.py), shown for those only
+WS_TAB = "messages"  # a WebSocket or TCP flow's messages (omniproxy_tui/widgets/messages.py), shown for those only
 BAR_WIDTH = 40
 _PHASES = (("connect", "yellow"), ("TLS", "magenta"), ("wait", "cyan"), ("receive", "green"))
 S_TITLE = "bold"
@@ -346,6 +347,8 @@ def flow_summary(flow: Flow) -> Text:
         t.append(f"  {human_size(flow.response.body_size)}", S_DIM)
     elif flow.error:
         t.append("  → err", S_ERROR)
+    elif flow.tcp_messages is not None:
+        t.append(f"  {human_size(sum(m.size for m in flow.tcp_messages))}", S_DIM)
     if flow.timings.duration_ms is not None:
         t.append(f"  {flow.timings.duration_ms:,.0f} ms", S_DIM)
     if flow.comment:
@@ -364,7 +367,14 @@ def _signature(flow: Flow) -> tuple:
             resp, t.connect_end, t.tls_end, t.first_byte, t.end, flow.server_tls is None,
             flow.client_tls is None, flow.server_addr, len(flow.rules_applied),
             None if flow.websocket is None else (len(flow.websocket.messages), flow.websocket.omitted,
-                                                 flow.websocket.close_code))
+                                                 flow.websocket.close_code),
+            flow.tcp_messages is not None and len(flow.tcp_messages))
+
+
+def _tcp_no_response() -> Document:
+    doc = Document()
+    doc.add(Text("A TCP flow has no response: both directions are in the Messages tab", S_DIM))
+    return doc
 
 
 # --- the widget ---------------------------------------------------------------------------------
@@ -477,7 +487,7 @@ class FlowDetail(Widget):
 
     def tabs(self) -> tuple[str, ...]:
         """The tabs this flow has, in order."""
-        return TABS + (WS_TAB,) if self.flow is not None and self.flow.websocket is not None else TABS
+        return TABS + (WS_TAB,) if has_messages(self.flow) else TABS
 
     def show_flow(self, flow: Flow | None) -> None:
         """Show `flow` (None: an empty detail). The same flow again only refreshes it."""
@@ -550,7 +560,8 @@ class FlowDetail(Widget):
             self.query_one("#detail-error", Static).update(Text(error) if error else "")
         tabs = self.query_one(TabbedContent)
         paused = flow.state == INTERCEPTED
-        labels = {"request": "Request ⏸" if paused and flow.response is None else "Request",
+        labels = {"request": "Stream" if flow.tcp_messages is not None else
+                  "Request ⏸" if paused and flow.response is None else "Request",
                   "response": "Response ⏸" if paused and flow.response is not None else "Response"}
         for tab_id, label in labels.items():
             tab = tabs.get_tab(tab_id)
@@ -559,10 +570,10 @@ class FlowDetail(Widget):
         self._update_status()
 
     def _ws_tab(self, flow: Flow | None) -> None:
-        """The Messages tab: shown (and brought up to date) for a WebSocket flow only."""
+        """The Messages tab: shown (and brought up to date) for a WebSocket or TCP flow only."""
         tabs = self.query_one(TabbedContent)
         pane = self.query_one(MessagesPane)
-        if flow is None or flow.websocket is None:
+        if not has_messages(flow):
             if pane.flow is not None:
                 if self.active_tab == WS_TAB:
                     tabs.active = "request"
@@ -571,9 +582,12 @@ class FlowDetail(Widget):
             return
         if pane.flow is None:
             tabs.show_tab(WS_TAB)
+        assert flow is not None
         pane.show(flow)
+        ws = flow.websocket
+        count = len(ws.messages) + ws.omitted if ws is not None else len(flow.tcp_messages or ())
         label = "Messages ⏸" if flow.state == INTERCEPTED and pane._paused_message() is not None else \
-            f"Messages {len(flow.websocket.messages) + flow.websocket.omitted:,}"
+            f"Messages {count:,}"
         tab = tabs.get_tab(WS_TAB)
         if str(tab.label) != label:
             tab.label = label
@@ -586,7 +600,9 @@ class FlowDetail(Widget):
         pending = (fid, tab) in self._pending
         original = flow.original_request if tab == "request" else \
             flow.original_response if tab == "response" else None
-        if original is not None:
+        if flow.tcp_messages is not None and tab != "timing":  # a raw TCP flow: its messages
+            doc = tcp_document(flow) if tab != "response" else _tcp_no_response()
+        elif original is not None:
             doc = self._edited_document(tab, original, mode, pending)
         elif tab == "request":
             doc = request_document(flow, self._content("request", flow.request, mode), pending)
@@ -657,6 +673,10 @@ class FlowDetail(Widget):
         parts: list[str] = []
         if tab == WS_TAB:
             parts.append("⏎ view · > send to server · < send to client")
+        elif flow is not None and flow.tcp_messages is not None and tab != "timing":
+            if tab != "response":  # the stream has no body of its own: its messages are the content
+                n = len(flow.tcp_messages)
+                parts.append(f"{n:,} message{'' if n == 1 else 's'} in order · 5: one a row (open, send, edit)")
         elif flow is not None and tab in ("request", "response", "raw"):
             msg = flow.request if tab == "request" else flow.response
             if tab == "raw":

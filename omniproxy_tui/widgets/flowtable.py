@@ -400,7 +400,8 @@ class FlowTable(ScrollView, can_focus=True):
         return (flow.id, width, flow.state, resp.status if resp is not None else None,
                 resp.body_size if resp is not None else None, flow.timings.end, flow.error is not None,
                 flow.marked, bool(flow.comment), flow.is_replay, flow.modified, flow.passthrough, req.method, req.host, req.port,
-                req.target, None if ws is None else len(ws.messages) + ws.omitted)
+                req.target, None if ws is None else len(ws.messages) + ws.omitted,
+                flow.tcp_messages is not None and len(flow.tcp_messages))
 
     def _row_segments(self, flow: Flow, cols: list[Column], width: int) -> list[Segment]:
         key = self._row_key(flow, width)
@@ -433,7 +434,11 @@ class FlowTable(ScrollView, can_focus=True):
                 text = _clean(req.host if req.port in (80, 443) else f"{req.host}:{req.port}")
                 style = "flowtable--host"
             elif name == "path":
-                text = "(tunnel)" if req.method == "CONNECT" else _clean(req.target)
+                if flow.tcp_messages is not None:  # a raw TCP flow (WireGuard mode)
+                    n = len(flow.tcp_messages)
+                    text = f"(tcp) {n} message{'' if n == 1 else 's'}"
+                else:
+                    text = "(tunnel)" if req.method == "CONNECT" else _clean(req.target)
                 style = "flowtable--path"
             elif name == "status":
                 text, style = self._status(flow)
@@ -442,6 +447,8 @@ class FlowTable(ScrollView, can_focus=True):
                     text, style = "websocket", "flowtable--ws"
                 elif resp is not None:
                     text = _clean(short_content_type(resp.headers.get("content-type")))
+                elif flow.tcp_messages is not None:
+                    text = "tcp"
             elif name == "size":
                 if flow.websocket is not None:  # a WebSocket: its message count, not a body size
                     n = len(flow.websocket.messages) + flow.websocket.omitted
@@ -449,6 +456,9 @@ class FlowTable(ScrollView, can_focus=True):
                 elif resp is not None:
                     text = human_size(resp.body_size)
                     style = f"flowtable--size-{_size_class(resp.body_size)}"
+                elif flow.tcp_messages is not None:
+                    total = sum(m.size for m in flow.tcp_messages)
+                    text, style = human_size(total), f"flowtable--size-{_size_class(total)}"
             elif name == "duration":
                 t = flow.timings
                 if t.end is not None:

@@ -25,6 +25,7 @@ from proxycore import __version__
 from proxycore.capture.har import (
     dumps_har,
     har_to_records,
+    is_tcp_record,
     record_to_har_entry,
     records_to_har,
     write_bytes_atomic,
@@ -151,6 +152,8 @@ def _har_doc(records: Iterable[dict], creator_version: str) -> dict:
     object, headers that are not a map) is a one-line error naming it, not a traceback."""
     entries = []
     for i, rec in enumerate(records, 1):
+        if isinstance(rec, dict) and is_tcp_record(rec):
+            continue  # HAR has no TCP flows (as mitmproxy's HAR export)
         try:
             entries.append(record_to_har_entry(rec))
         except (AttributeError, TypeError, ValueError, KeyError) as e:

@@ -28,6 +28,8 @@ def _check_exportable(flow: Flow) -> Request:
     req = flow.request
     if req.method == "CONNECT":
         raise ValueError("a CONNECT tunnel has no HTTP request to export")
+    if flow.tcp_messages is not None:
+        raise ValueError("a TCP flow has no HTTP request to export")
     return req
 
 

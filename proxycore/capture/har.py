@@ -320,6 +320,12 @@ def record_to_har_entry(rec: dict) -> dict:
     return entry
 
 
+def is_tcp_record(rec: dict) -> bool:
+    """A raw TCP flow's record: HAR has no place for it and skips it, as mitmproxy's HAR export
+    skips TCP flows."""
+    return "tcpMessages" in rec
+
+
 def _har_ws_message(m: dict) -> dict:
     """One message as Chrome writes it: type send/receive, time (epoch seconds), opcode 1 (text)
     or 2 (binary, data base64), data."""
@@ -363,7 +369,7 @@ def records_to_har(records: Iterable[dict], creator_version: str) -> dict:
             "version": "1.2",
             "creator": {"name": CREATOR_NAME, "version": creator_version},
             "pages": [],
-            "entries": [record_to_har_entry(r) for r in records],
+            "entries": [record_to_har_entry(r) for r in records if not is_tcp_record(r)],
         }
     }
 

@@ -293,6 +293,11 @@ def record_to_flow(rec: dict) -> Flow:
     ws = rec.get("websocket")
     if isinstance(ws, dict):
         flow.websocket = _websocket(ws)
+    if "tcpMessages" in rec:  # a raw TCP flow
+        from proxycore.flows.tcp import messages_from_records
+
+        flow.tcp_messages = messages_from_records(rec["tcpMessages"])
+        flow.request.target = ""  # the stand-in request of a TCP flow (proxycore.flows.tcp)
     flow.state = ERROR if flow.error else DONE  # loaded flows are finished: nothing changes them
     return flow
 

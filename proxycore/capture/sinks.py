@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from proxycore import __version__
-from proxycore.capture.har import HAR_TAIL, har_head, record_to_har_entry
+from proxycore.capture.har import HAR_TAIL, har_head, is_tcp_record, record_to_har_entry
 from proxycore.options import FORMATS, Options
 from proxycore.safefile import REGULAR, open_for_writing_async
 
@@ -274,6 +274,8 @@ class HarSink(_Reporter):
     def _entries(self, records: list[dict]) -> list[bytes]:
         out = []
         for r in records:
+            if is_tcp_record(r):
+                continue  # HAR has no TCP flows (as mitmproxy's HAR export)
             try:
                 out.append(encode_record(record_to_har_entry(r)))
             except Exception as e:  # a record HAR cannot express: lose it, not the batch

@@ -85,6 +85,10 @@ class EngineClient(ABC):
         """Send a new message on a live WebSocket flow; ValueError when it is not live."""
         raise ValueError("this engine cannot send WebSocket messages")
 
+    def tcp_inject(self, flow_id: int, to_client: bool, content: bytes) -> None:
+        """Send new data on a live TCP flow; ValueError when it is not live."""
+        raise ValueError("this engine cannot send TCP messages")
+
     def replay_clear(self) -> int:
         """Drop the queued replays; returns how many were dropped."""
         return 0
@@ -125,6 +129,12 @@ class EngineClient(ABC):
     @abstractmethod
     def events(self) -> EventLog:
         """The engine's event log: start-up facts, warnings, errors (bounded, oldest first)."""
+
+    @property
+    def wireguard_config(self) -> str | None:
+        """The WireGuard client's configuration text in WireGuard mode (its own private key, the
+        server's public key, the endpoint), else None."""
+        return None
 
     @property
     @abstractmethod
@@ -253,11 +263,22 @@ class LocalEngine(EngineClient):
     def events(self) -> EventLog:
         return self.proxy.events
 
+    @property
+    def wireguard_config(self) -> str | None:
+        wg = self.proxy.wireguard
+        return wg.client_config if wg is not None else None
+
     def websocket_inject(self, flow_id: int, to_client: bool, content: bytes, is_text: bool) -> None:
         relay = self.proxy.websockets.get(flow_id)
         if relay is None:
             raise ValueError(f"flow #{flow_id} is not a live WebSocket connection")
         relay.inject(to_client, content, is_text)
+
+    def tcp_inject(self, flow_id: int, to_client: bool, content: bytes) -> None:
+        relay = self.proxy.tcp_relays.get(flow_id)
+        if relay is None:
+            raise ValueError(f"flow #{flow_id} is not a live TCP connection")
+        relay.inject(to_client, content)
 
     def inject(self, kind: str, flow: Flow) -> None:
         """Publish a flow as the proxy's connection code would ("add", "update", "done"), without

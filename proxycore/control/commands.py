@@ -739,6 +739,6 @@ def _capture_load(ctx: CommandContext, path: str) -> Job:
 # --------------------------------------------------------------------------- other areas' commands
 
 # Commands defined in their own modules register themselves on import.
-from proxycore.control import intercept_cmds, throttle_commands  # noqa: E402,F401,I001
+from proxycore.control import intercept_cmds, throttle_commands, wireguard_cmds  # noqa: E402,F401,I001
 # the option commands live with the options code; registered here so `registry` always has them
 from proxycore.control import settings as _settings  # noqa: E402,F401

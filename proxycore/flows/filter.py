@@ -184,7 +184,9 @@ def _flag_asset(f: Flow) -> bool:
 
 
 _FLAGS: dict[str, tuple[Predicate, str]] = {
-    "q": (lambda f: f.response is None and f.error is None, "request without a response or error (pending)"),
+    # an HTTP flow only, as mitmproxy's: an intercept filter ~q must not pause every TCP message
+    "q": (lambda f: f.response is None and f.error is None and f.tcp_messages is None,
+          "request without a response or error (pending; HTTP flows only)"),
     "s": (lambda f: f.response is not None, "has a response"),
     "e": (lambda f: f.error is not None, "has an error"),
     "a": (_flag_asset, "asset: CSS, JavaScript, image or font (content type or path extension)"),
@@ -193,9 +195,11 @@ _FLAGS: dict[str, tuple[Predicate, str]] = {
     "replayq": (lambda f: bool(f.is_replay), "replayed request (same as ~replay)"),
     "replays": (lambda f: False, "server-replayed response (never, for mitmproxy compatibility)"),
     "all": (lambda f: True, "every flow"),
-    "http": (lambda f: not f.passthrough, "HTTP flow (not a relayed tunnel)"),
+    # as mitmproxy: a blind tunnel and a raw TCP stream are TCP flows, everything else is HTTP
+    "http": (lambda f: not f.passthrough and f.tcp_messages is None, "HTTP flow (not TCP)"),
     "websocket": (lambda f: getattr(f, "websocket", None) is not None, "WebSocket flow (a 101 to WebSocket)"),
-    "tcp": (lambda f: bool(f.passthrough), "raw TCP tunnel relayed untouched"),
+    "tcp": (lambda f: f.passthrough or f.tcp_messages is not None,
+            "TCP flow: a raw stream (WireGuard mode) or a tunnel relayed untouched"),
     "udp": (lambda f: False, "UDP flow (never; for mitmproxy compatibility)"),
     "dns": (lambda f: False, "DNS flow (never; for mitmproxy compatibility)"),
 }
@@ -283,8 +287,8 @@ def _sided(get: Callable[[object], object], rx: re.Pattern, side: str) -> Predic
 
 
 def _op_body(rx: re.Pattern, side: str) -> Predicate:
-    """The bodies, then (as mitmproxy's ~b ~bq ~bs) the WebSocket messages: all of them, those
-    from the client, those from the server."""
+    """The bodies, then (as mitmproxy's ~b ~bq ~bs) the WebSocket or TCP messages: all of them,
+    those from the client, those from the server."""
     bodies = _sided(_body, rx, side)
     s = rx.search
     want = None if not side else side == "q"  # from_client wanted
@@ -293,9 +297,10 @@ def _op_body(rx: re.Pattern, side: str) -> Predicate:
         if bodies(f):
             return True
         ws = getattr(f, "websocket", None)
-        if ws is None:
+        msgs = ws.messages if ws is not None else f.tcp_messages
+        if msgs is None:
             return False
-        for m in ws.messages:
+        for m in msgs:
             if (want is None or m.from_client is want) and s(m.content):
                 return True
         return False

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from proxycore.flows.spill import SpilledBody
+    from proxycore.flows.tcp import TCPMessage
     from proxycore.flows.websocket import WebSocketData
 
 _ids = itertools.count(1)
@@ -452,7 +453,7 @@ class Flow:
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
         "modified", "passthrough", "in_scope", "sampled", "killed", "original_request", "original_response",
-        "rules_applied", "websocket", "stream", "__weakref__",
+        "rules_applied", "websocket", "tcp_messages", "stream", "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -487,6 +488,8 @@ class Flow:
         self.rules_applied: tuple[str, ...] = ()
         # the messages after a 101 to WebSocket (proxycore.flows.websocket); None for other flows
         self.websocket: WebSocketData | None = None
+        # A raw TCP flow's messages (proxycore.flows.tcp); None on every HTTP flow
+        self.tcp_messages: list[TCPMessage] | None = None
         # (h2 connection id, stream id) for a flow that was one stream of a client's HTTP/2
         # connection (proxycore.proxy.http2); flows sharing the id shared the connection
         self.stream: tuple[int, int] | None = None
@@ -497,6 +500,12 @@ class Flow:
         self.killed = True
         if self.error is None:
             self.error = "killed"
+
+    @property
+    def messages(self) -> list[TCPMessage] | None:
+        """A TCP flow's messages under mitmproxy's name (TCPFlow.messages): `tcp_message` hooks
+        written for mitmproxy read `flow.messages[-1]`. None on HTTP flows."""
+        return self.tcp_messages
 
     def ensure_id(self) -> None:
         if not self.id:

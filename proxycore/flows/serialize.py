@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from proxycore.flows.flow import Flow, Headers, Request, Response, Timings, TLSInfo
+from proxycore.flows.tcp import messages_from_list, messages_to_list
 from proxycore.flows.websocket import WebSocketData, WebSocketMessage
 from proxycore.safefile import write_atomic
 
@@ -167,6 +168,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         "original_response": _opt(_response, flow.original_response),
         "rules_applied": list(flow.rules_applied),
         "websocket": _opt(_websocket, flow.websocket),
+        "tcp_messages": None if flow.tcp_messages is None else messages_to_list(flow.tcp_messages),
         "stream": list(flow.stream) if flow.stream is not None else None,
     }
 
@@ -202,6 +204,8 @@ def flow_from_dict(d: dict[str, Any]) -> Flow:
         flow.original_response = _opt(_unresponse, d["original_response"])
         flow.rules_applied = tuple(str(x) for x in d.get("rules_applied") or ())
         flow.websocket = _opt(_unwebsocket, d.get("websocket"))
+        if d.get("tcp_messages") is not None:
+            flow.tcp_messages = messages_from_list(d["tcp_messages"])
         stream = d.get("stream")
         flow.stream = (int(stream[0]), int(stream[1])) if stream else None
     except (KeyError, TypeError, ValueError) as exc:

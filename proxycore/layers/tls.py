@@ -67,7 +67,10 @@ def _feed(proto: sslproto.SSLProtocol, data: bytes) -> None:
 class StreamTransport(asyncio.Transport):
     """An asyncio transport over any object with async `read(n)` and sync-ish `write(data)`
     (+ optional async `drain()`, `close()`): a WireGuard TCP stream, or an in-memory pipe in tests.
-    A task pumps reads into the protocol; `pause_reading` holds the pump."""
+    A task pumps reads into the protocol; `pause_reading` holds the pump. A stream with `drain()`
+    gets flow control: past HIGH_WATER unsent bytes the protocol is paused until it drains."""
+
+    HIGH_WATER = 256 * 1024
 
     def __init__(self, stream: object, protocol: asyncio.BaseProtocol, peername: tuple | None = None,
                  sockname: tuple | None = None) -> None:
@@ -76,6 +79,8 @@ class StreamTransport(asyncio.Transport):
         self._protocol = protocol
         self._extra = {"peername": peername, "sockname": sockname}
         self._closing = False
+        self._unflushed = 0  # bytes written since the stream last drained
+        self._drainer: asyncio.Task | None = None
         self._reading = asyncio.Event()
         self._reading.set()
         loop = asyncio.get_running_loop()
@@ -121,6 +126,29 @@ class StreamTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._closing:
             self._stream.write(bytes(data))  # type: ignore[attr-defined]
+            self._unflushed += len(data)
+            if self._unflushed > self.HIGH_WATER and self._drainer is None:
+                drain = getattr(self._stream, "drain", None)
+                if drain is not None:
+                    # the stream buffers whatever it is given: past the mark the protocol pauses
+                    # (as on a full socket) until the stream has sent it
+                    self._drainer = asyncio.get_running_loop().create_task(self._drain(drain))
+
+    async def _drain(self, drain: Callable[[], Any]) -> None:
+        proto = self._protocol
+        pause = getattr(proto, "pause_writing", None)
+        if pause is not None:
+            pause()
+        try:
+            await drain()
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            self._unflushed = 0
+            self._drainer = None
+            resume = getattr(proto, "resume_writing", None)
+            if resume is not None and not self._closing:
+                resume()
 
     def writelines(self, list_of_data) -> None:  # type: ignore[no-untyped-def,override]
         for d in list_of_data:
@@ -159,6 +187,10 @@ class StreamTransport(asyncio.Transport):
             self._task.cancel()
 
     def abort(self) -> None:
+        self.close()
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        """What asyncio's SSL protocol calls on a fatal error (a refused handshake)."""
         self.close()
 
 

@@ -439,6 +439,10 @@ class ClientConnection(TunnelMixin, Endpoint):
         self.client_addr: tuple[str, int] | None = None
         self.peer: Peer | None = None
         self.tunnel: tuple[str, int] | None = None  # origin of a MITMed CONNECT
+        self.tunnel_scheme = "https"  # "http": a plain stream to `tunnel` (WireGuard mode)
+        # Where the tunnel's origin is dialled when that is not its name (WireGuard mode: the name
+        # is the client's SNI, the address the one its packets went to)
+        self.dial: tuple[str, int] | None = None
         self.client_tls: TLSInfo | None = None
         self.queue: deque[Exchange] = deque()
         self.current: Exchange | None = None  # being parsed
@@ -656,7 +660,7 @@ class ClientConnection(TunnelMixin, Endpoint):
                 u = httptools.parse_url(url.encode("latin-1"))
                 if self.tunnel is not None:
                     # inside a MITM tunnel only the tunnel's origin is reachable, whatever the URL says
-                    scheme = "https"
+                    scheme = self.tunnel_scheme
                     host, port = self.tunnel
                     authority = headers.get("host") or ""
                 else:
@@ -678,7 +682,7 @@ class ClientConnection(TunnelMixin, Endpoint):
                         if i > 0 and url[:7].lower() == "http://":
                             _AUTHORITIES[url[7:i]] = (host, port, authority)
             elif self.tunnel is not None:
-                scheme = "https"
+                scheme = self.tunnel_scheme
                 host, port = self.tunnel
                 authority = headers.get("host") or ""
                 if not target.startswith("/") and target != "*":
@@ -849,7 +853,11 @@ class ClientConnection(TunnelMixin, Endpoint):
                         conn = await proxy.pool.connect(flow, "http", up.host, up.port)
                         conn.key = key
                     else:
-                        conn = await proxy.pool.connect(flow, req.scheme, req.host, req.port, self.h2_upstream)
+                        dial = self.dial
+                        if dial is not None and (req.host, req.port) != self.tunnel:
+                            dial = None  # an addon sent the request elsewhere
+                        conn = await proxy.pool.connect(flow, req.scheme, req.host, req.port, dial,
+                                                      self.h2_upstream)
                 except UpstreamError as exc:
                     self.send_error(ex, exc.status, str(exc))
                     return

@@ -221,6 +221,7 @@ class H2StreamConnection(ClientConnection):
     def __init__(self, proxy: Proxy, parent: H2ClientConnection, stream_id: int) -> None:
         super().__init__(proxy)
         self.tunnel = parent.tunnel
+        self.dial = parent.origin.dial  # where the origin is when not at its name (WireGuard mode)
         self.client_tls = parent.client_tls
         self.peer = parent.peer
         self.h2_parent = parent

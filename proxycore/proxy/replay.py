@@ -43,6 +43,8 @@ def replay_problem(flow: Flow) -> str | None:
     req = flow.request
     if not flow.is_finished:
         return "cannot replay a flow still in flight"
+    if flow.tcp_messages is not None:
+        return "cannot replay a TCP flow"
     if flow.passthrough or req.method == "CONNECT":
         return "cannot replay a tunnel (CONNECT)"
     if req.scheme not in ("http", "https") or not req.host or not req.port:

@@ -22,12 +22,15 @@ from proxycore.options import Options, omniproxy_home
 from proxycore.proxy.http1 import ClientConnection
 from proxycore.proxy.upstream import Pool, UpstreamProxy
 from proxycore.throttle import Throttle
+from proxycore.wgconf import Mode, parse_mode, parse_resolver
 
 if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
     from proxycore.certs import CertificateAuthority
     from proxycore.flows.spill import SpillStore
+    from proxycore.proxy.tcprelay import TCPRelay
     from proxycore.proxy.websocket import WebSocketRelay
+    from proxycore.proxy.wireguard import WireGuardServer
 
 Subscriber = Callable[[str, Flow], None]
 
@@ -89,7 +92,9 @@ class Proxy:
         self._rules_at = 0  # where the rules addon goes: after access, scope and passthrough
         # the WebSocket relays running now, by flow id (inject.websocket finds them here)
         self.websockets: dict[int, WebSocketRelay] = {}
+        self.tcp_relays: dict[int, TCPRelay] = {}  # the same for raw TCP flows (inject.tcp)
         self.throttle = Throttle()  # off until configured: the flow driver tests one attribute
+        self.wireguard: WireGuardServer | None = None  # wireguard mode's server (proxy/wireguard.py)
         self._sweeper: asyncio.Task | None = None
         self._unquiet: Callable[[], None] | None = None
         self._grpc_schema = None  # the gRPC schema this proxy loaded (--proto-path / --proto-descriptor)
@@ -148,6 +153,9 @@ class Proxy:
                 # compiled once here: the capture and the UI decode gRPC messages with it
                 grpc.set_schema(grpc.Schema.load(opts.proto_paths, opts.proto_descriptors))
                 self._grpc_schema = grpc.active_schema()
+            mode = parse_mode(opts.mode)
+            if opts.wireguard_dns:
+                parse_resolver(opts.wireguard_dns)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         # Built-in addons around the user's: access decides first (a refused request reaches no
@@ -197,6 +205,9 @@ class Proxy:
         if not listen:
             self._sweeper = loop.create_task(self._sweep())
             return
+        if mode.is_wireguard:
+            await self._start_wireguard(mode)
+            return
         try:
             self._server = await loop.create_server(
                 lambda: ClientConnection(self), opts.host, opts.port, reuse_address=True, backlog=1024)
@@ -217,12 +228,39 @@ class Proxy:
         self._unquiet = quiet_bad_sni(self.report_error)
         self._log_startup_facts()
 
+    async def _start_wireguard(self, mode: Mode) -> None:
+        """WireGuard mode (as mitmproxy's --mode wireguard): the WireGuard server instead of the
+        HTTP listener; `self.address` is its UDP address."""
+        from proxycore.proxy.wireguard import WireGuardServer
+
+        wg = WireGuardServer(self, mode)
+        try:
+            await wg.start()
+        except (ValueError, OSError, RuntimeError) as exc:
+            if self.capture is not None:
+                await self.capture.close()
+            raise StartupError(f"cannot start the WireGuard server on {self.options.host}:{mode.port} (UDP): "
+                               f"{exc}") from None
+        self.wireguard = wg
+        self.address = wg.address
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep())
+        self._unquiet = quiet_bad_sni(self.report_error)
+        self._log_startup_facts()
+
     def _log_startup_facts(self) -> None:
         """What a user asks first when nothing arrives: where the proxy listens, which CA to
         trust, where flows are written, what was loaded."""
         opts, ev = self.options, self.events
         host, port = self.address[:2]
-        ev.info(f"listening on {f'[{host}]' if ':' in host else host}:{port}")
+        shown = f"{f'[{host}]' if ':' in host else host}:{port}"
+        if self.wireguard is not None:
+            ev.info(f"WireGuard server on {shown} (UDP); keys in {self.wireguard.mode.conf_path}")
+            resolver = self.wireguard.resolver
+            ev.info(f"WireGuard DNS forwarded to {resolver[0]}:{resolver[1]}" if resolver
+                    else "WireGuard DNS: no resolver (set --wireguard-dns)")
+        else:
+            ev.info(f"listening on {shown}")
         for fact in self.access_facts:
             ev.info(fact)
         if self.ca is not None:
@@ -314,6 +352,8 @@ class Proxy:
             self._unquiet = None
         if self._server is not None:
             self._server.close()
+        if self.wireguard is not None:
+            await self.wireguard.stop()  # its raw TCP relays end; its HTTP connections close below
         # Let exchanges in flight finish (briefly), then close everything; only then drain the
         # capture, so that every flow that ends because of the shutdown is still written.
         conns = list(self.connections)

@@ -178,7 +178,7 @@ class TunnelMixin:
         if known is False:
             return False
         try:
-            conn = await pool.connect(flow, "https", host, port, True)
+            conn = await pool.connect(flow, "https", host, port, self.dial, h2=True)
         except UpstreamError:
             return False
         is_h2 = not isinstance(conn, UpstreamConnection)

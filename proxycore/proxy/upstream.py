@@ -452,8 +452,10 @@ class Pool:
                 return stream
         return None
 
-    async def connect(self, flow: Flow, scheme: str, host: str, port: int, h2: bool = False) -> UpstreamConnection:
+    async def connect(self, flow: Flow, scheme: str, host: str, port: int,
+                      dial: tuple[str, int] | None = None, h2: bool = False) -> UpstreamConnection:
         """A fresh connection for `flow`, TLS set up for https; timings and TLS facts on the flow.
+        `dial`: the address to connect to when it is not `host` (TLS still names `host`).
         `h2`: the flow may go over HTTP/2 (it came from an h2 client): ALPN offers h2 too, and when
         the origin picks it the connection is pooled for every such flow and a stream on it is
         returned (it stands in for an UpstreamConnection)."""
@@ -469,22 +471,22 @@ class Pool:
             fut = asyncio.get_running_loop().create_future()
             self.h2_dialing[key] = fut
             try:
-                conn = await self._connect(flow, scheme, host, port, self.h2_ssl)
+                conn = await self._connect(flow, scheme, host, port, dial, self.h2_ssl)
             finally:
                 if self.h2_dialing.get(key) is fut:
                     del self.h2_dialing[key]
                 fut.set_result(None)
             return conn
-        return await self._connect(flow, scheme, host, port, None)
+        return await self._connect(flow, scheme, host, port, dial, None)
 
-    async def _connect(self, flow: Flow, scheme: str, host: str, port: int,
+    async def _connect(self, flow: Flow, scheme: str, host: str, port: int, dial: tuple[str, int] | None,
                        h2_ssl: ssl.SSLContext | None) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         key = (scheme, host, port)
         t = flow.timings
         t.connect_start = time.time()
         via = self.upstream
-        dial_host, dial_port = (via.host, via.port) if via else (host, port)
+        dial_host, dial_port = (via.host, via.port) if via else (dial or (host, port))
         try:
             if scheme == "https":
                 transport, _ = await asyncio.wait_for(
