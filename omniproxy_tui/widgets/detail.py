@@ -282,8 +282,15 @@ def timing_document(flow: Flow) -> Document:
         doc.add(Text(f"error: {flow.error}", S_ERROR), hang=7)
     doc.add("")
     doc.add(Text("Connection", S_TITLE))
-    for name, value in (("client", _addr(flow.client_addr)), ("server", _addr(flow.server_addr)),
-                        ("HTTP", flow.request.http_version)):
+    rows = [("client", _addr(flow.client_addr)), ("server", _addr(flow.server_addr)),
+            ("HTTP", flow.request.http_version)]
+    if flow.stream is not None:
+        resp = flow.response
+        if resp is not None and resp.http_version != flow.request.http_version:
+            rows.append(("origin", resp.http_version))  # translated from HTTP/1.1
+        # flows with the same connection number were streams of one client HTTP/2 connection
+        rows.append(("h2 stream", f"{flow.stream[1]} on client connection #{flow.stream[0]}"))
+    for name, value in rows:
         doc.add(Text.assemble((f"  {name:<9} ", S_NAME), value))
     if flow.passthrough:
         doc.add(Text("  TLS passthrough: relayed without interception", S_WARN))

@@ -518,6 +518,8 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
         rec["rules"] = list(flow.rules_applied)  # the rewrite rules that changed it
     if flow.websocket is not None:
         rec["websocket"] = _websocket_dict(flow.websocket, opts)
+    if flow.stream is not None:  # one stream of a client's HTTP/2 connection
+        rec["http2"] = {"connection": flow.stream[0], "stream": flow.stream[1]}
     rec["timings"] = timings_dict(t)
     return rec
 

@@ -453,7 +453,7 @@ class Flow:
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
         "modified", "passthrough", "in_scope", "sampled", "killed", "original_request", "original_response",
-        "rules_applied", "websocket", "tcp_messages", "__weakref__",
+        "rules_applied", "websocket", "tcp_messages", "stream", "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -490,6 +490,9 @@ class Flow:
         self.websocket: WebSocketData | None = None
         # A raw TCP flow's messages (proxycore.flows.tcp); None on every HTTP flow
         self.tcp_messages: list[TCPMessage] | None = None
+        # (h2 connection id, stream id) for a flow that was one stream of a client's HTTP/2
+        # connection (proxycore.proxy.http2); flows sharing the id shared the connection
+        self.stream: tuple[int, int] | None = None
 
     def kill(self) -> None:
         """End the flow at once: the client connection is closed without a response (an

@@ -179,11 +179,13 @@ class Proxy:
             if opts.mitm:
                 self.ca = await loop.run_in_executor(
                     None, certs.CertificateAuthority.load_or_create, opts.ca_cert_path, opts.ca_key_path)
-                self.ca.alpn = list(opts.alpn)
+                self.ca.alpn = [p for p in opts.alpn if opts.http2 or p != "h2"]
             client_ssl = certs.client_context(opts.ssl_insecure, opts.upstream_ca)
+            h2_ssl = certs.client_context(opts.ssl_insecure, opts.upstream_ca, h2=True) if opts.http2 else None
         except certs.CAError as exc:
             raise StartupError(str(exc)) from None
         self.pool = Pool(client_ssl, upstream, opts, self.via_token)
+        self.pool.h2_ssl = h2_ssl
         self.pool.loop = loop
 
         try:
