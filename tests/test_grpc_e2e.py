@@ -17,7 +17,6 @@ from grpcutil import PROTO_DIR, compile_echo
 from proxycore import grpc as pgrpc
 from proxycore.capture.convert import read_records
 
-
 grpc = pytest.importorskip("grpc")
 
 
