@@ -1,0 +1,252 @@
+"""WebSocket over HTTP/2 (RFC 8441) through the proxy: a real h2 WebSocket origin (hypercorn,
+which allows extended CONNECT, with an ASGI websocket app over TLS) and an h2 client written here
+with the h2 library (extended CONNECT, then wsproto frames on the stream), trusting only the
+proxy's CA. Messages are captured both ways, close codes recorded, hooks and breakpoints act."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+import wsproto
+import wsproto.events as wse
+from conftest import collect_done, wait_for
+from h2origin import H2Origin
+from wsproto import ConnectionType
+
+from proxycore.flows.websocket import BINARY, TEXT
+
+TIMEOUT = 10
+
+
+class WsOrigin(H2Origin):
+    """H2Origin plus /ws: sends "welcome", echoes text as "echo:..." and bytes reversed,
+    "close-me" makes it close with 4001 "bye"; records how each socket ended."""
+
+    def __init__(self, ca) -> None:
+        super().__init__(ca)
+        self.ws_versions: list[str] = []
+        self.disconnects: list[int] = []
+
+    async def app(self, scope, receive, send) -> None:
+        if scope["type"] != "websocket":
+            await super().app(scope, receive, send)
+            return
+        self.ws_versions.append(scope["http_version"])
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "welcome"})
+        while True:
+            msg = await receive()
+            if msg["type"] == "websocket.disconnect":
+                self.disconnects.append(msg.get("code", 0))
+                return
+            if msg.get("text") == "close-me":
+                await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
+                return
+            if msg.get("text") is not None:
+                await send({"type": "websocket.send", "text": "echo:" + msg["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": msg["bytes"][::-1]})
+
+
+@pytest.fixture
+async def ws_origin(origin_ca):
+    o = await WsOrigin(origin_ca).start()
+    yield o
+    await o.stop()
+
+
+class H2WsClient:
+    """An RFC 8441 client: h2 through the proxy's CONNECT, then a WebSocket on one stream."""
+
+    def __init__(self) -> None:
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.ws = wsproto.Connection(ConnectionType.CLIENT)
+        self.sid = 0
+        self.status = b""
+        self.connect_protocol = False
+        self.events: list = []
+        self.ended = False
+        self.reset: int | None = None
+
+    async def open(self, proxy, port: int) -> None:
+        self.r, self.w = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+        self.w.write(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
+        assert (await asyncio.wait_for(self.r.readuntil(b"\r\n\r\n"), TIMEOUT)).startswith(b"HTTP/1.1 200")
+        ctx = ssl.create_default_context(cafile=str(proxy.ca.cert_path))
+        ctx.set_alpn_protocols(["h2"])
+        await asyncio.wait_for(self.w.start_tls(ctx, server_hostname="localhost"), TIMEOUT)
+        assert self.w.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
+        self.h2.initiate_connection()
+        self.w.write(self.h2.data_to_send())
+        # the proxy must say SETTINGS_ENABLE_CONNECT_PROTOCOL=1 before a client may use it
+        await self._until(lambda: self.connect_protocol, "ENABLE_CONNECT_PROTOCOL from the proxy")
+        self.sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(self.sid, [
+            (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"https"),
+            (b":path", b"/ws"), (b":authority", f"localhost:{port}".encode()),
+            (b"sec-websocket-version", b"13"), (b"origin", b"https://localhost")])
+        self.w.write(self.h2.data_to_send())
+        await self._until(lambda: self.status or self.reset is not None, "the CONNECT's answer")
+
+    async def _until(self, cond, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT
+        while not cond():
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            data = await asyncio.wait_for(self.r.read(65536), left)
+            if not data:
+                self.ws.receive_data(None)
+                self.events.extend(self.ws.events())
+                self.ended = True
+                return
+            for ev in self.h2.receive_data(data):
+                if isinstance(ev, h2.events.RemoteSettingsChanged):
+                    s = ev.changed_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL)
+                    if s is not None and s.new_value == 1:
+                        self.connect_protocol = True
+                elif isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == self.sid:
+                    self.status = dict(ev.headers)[b":status"]
+                elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == self.sid:
+                    self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    self.ws.receive_data(ev.data)
+                    self.events.extend(self.ws.events())
+                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == self.sid:
+                    self.ended = True
+                elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == self.sid:
+                    self.reset = ev.error_code
+            self.w.write(self.h2.data_to_send())
+
+    def send(self, event: wse.Event) -> None:
+        self.h2.send_data(self.sid, self.ws.send(event))
+        self.w.write(self.h2.data_to_send())
+
+    async def recv(self) -> wse.Event:
+        """The next WebSocket event (a whole message: these are small, one frame each)."""
+        await self._until(lambda: self.events, "a WebSocket message")
+        return self.events.pop(0)
+
+    async def recv_message(self) -> str | bytes:
+        ev = await self.recv()
+        assert isinstance(ev, wse.Message) and ev.message_finished, ev
+        return ev.data
+
+    def close(self) -> None:
+        self.w.close()
+
+
+async def test_text_and_binary_both_ways_client_closes(make_proxy, ws_origin):
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    c = H2WsClient()
+    await c.open(proxy, ws_origin.port)
+    try:
+        assert c.status == b"200"
+        assert await c.recv_message() == "welcome"
+        c.send(wse.TextMessage("hello"))
+        assert await c.recv_message() == "echo:hello"
+        c.send(wse.BytesMessage(b"\x00\x01\xff"))
+        assert await c.recv_message() == b"\xff\x01\x00"
+        c.send(wse.CloseConnection(4000, "done"))
+        ev = await c.recv()
+        assert isinstance(ev, wse.CloseConnection) and ev.code == 4000  # the close reply
+        await c._until(lambda: c.ended, "END_STREAM from the proxy")
+        assert c.reset is None  # a clean end, not a reset
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+    finally:
+        c.close()
+    assert ws_origin.ws_versions == ["2"]  # the origin was spoken to over h2 (an extended CONNECT)
+    # the origin's app hears of the end (hypercorn's ws_stream reports 1006 to the app for any
+    # peer close while the app has not closed itself, whatever the close frame said)
+    await wait_for(lambda: ws_origin.disconnects, what="the origin's end")
+    assert flow.request.http_version == "HTTP/2.0" and flow.stream is not None
+    assert flow.response.status == 101 and flow.response.http_version == "HTTP/2.0"
+    ws = flow.websocket
+    assert [(m.from_client, m.type, m.content) for m in ws.messages] == [
+        (False, TEXT, b"welcome"), (True, TEXT, b"hello"), (False, TEXT, b"echo:hello"),
+        (True, BINARY, b"\x00\x01\xff"), (False, BINARY, b"\xff\x01\x00")]
+    assert ws.close_code == 4000 and ws.close_reason == "done" and ws.closed_by_client is True
+    assert flow.error is None
+
+
+async def test_origin_closes_with_a_code_and_hooks_see_every_message(make_proxy, ws_origin):
+    proxy = await make_proxy()
+    seen: list[str] = []
+
+    class Addon:
+        def websocket_start(self, flow):
+            seen.append("start")
+
+        def websocket_message(self, flow):
+            msg = flow.websocket.messages[-1]
+            seen.append(f"{'>' if msg.from_client else '<'}{msg.text}")
+            if msg.content == b"hello":
+                msg.content = b"HELLO"
+
+        def websocket_end(self, flow):
+            seen.append(f"end {flow.websocket.close_code}")
+
+    proxy.addons.add(Addon())
+    done = collect_done(proxy)
+    c = H2WsClient()
+    await c.open(proxy, ws_origin.port)
+    try:
+        assert await c.recv_message() == "welcome"
+        c.send(wse.TextMessage("hello"))
+        assert await c.recv_message() == "echo:HELLO"  # changed by the hook on its way
+        c.send(wse.TextMessage("close-me"))
+        ev = await c.recv()
+        assert isinstance(ev, wse.CloseConnection) and ev.code == 4001 and ev.reason == "bye"
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+    finally:
+        c.close()
+    assert seen == ["start", "<welcome", ">hello", "<echo:HELLO", ">close-me", "end 4001"]
+    assert flow.websocket.closed_by_client is False and flow.websocket.close_reason == "bye"
+
+
+async def test_breakpoint_pauses_a_message_then_resumes(make_proxy, ws_origin):
+    from proxycore.flows.flow import INTERCEPTED
+
+    proxy = await make_proxy()
+    proxy.intercept.set_filter("~websocket & ~bq stop")
+    c = H2WsClient()
+    await c.open(proxy, ws_origin.port)
+    try:
+        assert await c.recv_message() == "welcome"
+        c.send(wse.TextMessage("stop-1"))
+        await wait_for(lambda: proxy.intercept.paused, what="a paused message")
+        p = next(iter(proxy.intercept.paused.values()))
+        assert p.phase == "message" and p.message.content == b"stop-1" and p.flow.state == INTERCEPTED
+        p.message.content = b"edited"
+        proxy.intercept.resume([p.flow])
+        assert await c.recv_message() == "echo:edited"
+        c.send(wse.CloseConnection(1000))
+        ev = await c.recv()
+        assert isinstance(ev, wse.CloseConnection) and ev.code == 1000
+    finally:
+        c.close()
+    assert not proxy.intercept.paused
+
+
+async def test_inject_both_ways(make_proxy, ws_origin):
+    proxy = await make_proxy()
+    c = H2WsClient()
+    await c.open(proxy, ws_origin.port)
+    try:
+        assert await c.recv_message() == "welcome"
+        flow_id, relay = next(iter(proxy.websockets.items()))
+        relay.inject(True, b"from the proxy", True)
+        assert await c.recv_message() == "from the proxy"
+        relay.inject(False, b"\x01\x02", False)  # to the origin, which echoes it reversed
+        assert await c.recv_message() == b"\x02\x01"
+        assert [m.injected for m in relay.flow.websocket.messages] == [False, True, True, False]
+    finally:
+        c.close()
