@@ -18,6 +18,7 @@ import wsproto.events as wse
 from conftest import collect_done, wait_for
 from h2origin import H2Origin
 from wsproto import ConnectionType
+from wsproto.extensions import PerMessageDeflate
 
 from proxycore.flows.websocket import BINARY, TEXT
 
@@ -70,12 +71,18 @@ class H2WsClient:
         self.ws = wsproto.Connection(ConnectionType.CLIENT)
         self.sid = 0
         self.status = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.statuses: dict[int, bytes] = {}
         self.connect_protocol = False
         self.events: list = []
         self.ended = False
         self.reset: int | None = None
 
-    async def open(self, proxy, port: int) -> None:
+    async def open(self, proxy, port: int, **kw) -> None:
+        await self.connect(proxy, port)
+        await self.open_ws(port, **kw)
+
+    async def connect(self, proxy, port: int, wait_setting: bool = True) -> None:
         self.r, self.w = await asyncio.open_connection("127.0.0.1", proxy.address[1])
         self.w.write(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
         assert (await asyncio.wait_for(self.r.readuntil(b"\r\n\r\n"), TIMEOUT)).startswith(b"HTTP/1.1 200")
@@ -85,15 +92,33 @@ class H2WsClient:
         assert self.w.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
         self.h2.initiate_connection()
         self.w.write(self.h2.data_to_send())
-        # the proxy must say SETTINGS_ENABLE_CONNECT_PROTOCOL=1 before a client may use it
-        await self._until(lambda: self.connect_protocol, "ENABLE_CONNECT_PROTOCOL from the proxy")
+        if wait_setting:
+            # the proxy must say SETTINGS_ENABLE_CONNECT_PROTOCOL=1 before a client may use it
+            await self._until(lambda: self.connect_protocol, "ENABLE_CONNECT_PROTOCOL from the proxy")
+
+    async def open_ws(self, port: int, extensions: bytes = b"") -> None:
         self.sid = self.h2.get_next_available_stream_id()
         self.h2.send_headers(self.sid, [
             (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"https"),
             (b":path", b"/ws"), (b":authority", f"localhost:{port}".encode()),
-            (b"sec-websocket-version", b"13"), (b"origin", b"https://localhost")])
+            (b"sec-websocket-version", b"13"), (b"origin", b"https://localhost")]
+            + ([(b"sec-websocket-extensions", extensions)] if extensions else []))
         self.w.write(self.h2.data_to_send())
         await self._until(lambda: self.status or self.reset is not None, "the CONNECT's answer")
+        ext = self.headers.get(b"sec-websocket-extensions")
+        if ext:  # permessage-deflate as the server accepted it
+            d = PerMessageDeflate()
+            d.finalize(ext.decode())
+            self.ws = wsproto.Connection(ConnectionType.CLIENT, [d])
+
+    async def get(self, path: str, port: int) -> bytes:
+        """A plain GET on a stream of its own; its status."""
+        sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"https"), (b":path", path.encode()),
+                                   (b":authority", f"localhost:{port}".encode())], end_stream=True)
+        self.w.write(self.h2.data_to_send())
+        await self._until(lambda: sid in self.statuses, f"the answer to GET {path}")
+        return self.statuses[sid]
 
     async def _until(self, cond, what: str) -> None:
         loop = asyncio.get_running_loop()
@@ -113,8 +138,13 @@ class H2WsClient:
                     s = ev.changed_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL)
                     if s is not None and s.new_value == 1:
                         self.connect_protocol = True
-                elif isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == self.sid:
-                    self.status = dict(ev.headers)[b":status"]
+                elif isinstance(ev, h2.events.ResponseReceived):
+                    self.statuses[ev.stream_id] = dict(ev.headers)[b":status"]
+                    if ev.stream_id == self.sid:
+                        self.headers = dict(ev.headers)
+                        self.status = self.headers[b":status"]
+                elif isinstance(ev, h2.events.DataReceived) and ev.stream_id != self.sid:
+                    self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == self.sid:
                     self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     self.ws.receive_data(ev.data)
@@ -143,13 +173,15 @@ class H2WsClient:
         self.w.close()
 
 
-async def test_text_and_binary_both_ways_client_closes(make_proxy, ws_origin):
+@pytest.mark.parametrize("compression", [False, True])
+async def test_text_and_binary_both_ways_client_closes(make_proxy, ws_origin, compression):
     proxy = await make_proxy()
     done = collect_done(proxy)
     c = H2WsClient()
-    await c.open(proxy, ws_origin.port)
+    await c.open(proxy, ws_origin.port, extensions=b"permessage-deflate" if compression else b"")
     try:
         assert c.status == b"200"
+        assert (b"sec-websocket-extensions" in c.headers) == compression
         assert await c.recv_message() == "welcome"
         c.send(wse.TextMessage("hello"))
         assert await c.recv_message() == "echo:hello"
@@ -250,3 +282,87 @@ async def test_inject_both_ways(make_proxy, ws_origin):
         assert [m.injected for m in relay.flow.websocket.messages] == [False, True, True, False]
     finally:
         c.close()
+
+
+async def test_http1_origin_when_no_h2_connection_allows_it(make_proxy, ws_origin):
+    """The tunnel's h2 origin connection is gone when the WebSocket opens: the stream goes to the
+    origin as an HTTP/1.1 upgrade; the client still speaks RFC 8441 to the proxy."""
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    c = H2WsClient()
+    await c.connect(proxy, ws_origin.port)
+    for conn in list(proxy.pool.h2.get(("https", "localhost", ws_origin.port)) or ()):
+        conn.close()
+    try:
+        await c.open_ws(ws_origin.port)
+        assert c.status == b"200"
+        assert await c.recv_message() == "welcome"
+        c.send(wse.BytesMessage(b"abc"))
+        assert await c.recv_message() == b"cba"
+        c.send(wse.TextMessage("close-me"))
+        ev = await c.recv()
+        assert isinstance(ev, wse.CloseConnection) and ev.code == 4001
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+    finally:
+        c.close()
+    assert ws_origin.ws_versions == ["1.1"]
+    assert flow.request.http_version == "HTTP/2.0" and flow.response.http_version == "HTTP/1.1"
+    assert [m.content for m in flow.websocket.messages] == [b"welcome", b"abc", b"cba", b"close-me"]
+    assert flow.websocket.close_code == 4001
+
+
+class PlainH2Origin:
+    """An h2 origin (the h2 library over TLS) that does not allow extended CONNECT until a
+    GET /enable, whose answer comes after SETTINGS_ENABLE_CONNECT_PROTOCOL=1; any other GET: 200."""
+
+    def __init__(self, ca) -> None:
+        ca.alpn = ["h2"]
+        self.ctx = ca.server_context("localhost", h2=True)
+        self.port = 0
+        self.connects = 0
+        self.writers: list = []
+
+    async def start(self) -> PlainH2Origin:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.ctx)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def handle(self, r, w) -> None:
+        self.writers.append(w)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        w.write(conn.data_to_send())
+        while data := await r.read(65536):
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    h = dict(ev.headers)
+                    if h[b":method"] == b"CONNECT":
+                        self.connects += 1
+                    if h.get(b":path") == b"/enable":
+                        conn.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+                    conn.send_headers(ev.stream_id, [(b":status", b"200"), (b"content-length", b"2")])
+                    conn.send_data(ev.stream_id, b"ok", end_stream=True)
+            w.write(conn.data_to_send())
+
+    async def stop(self) -> None:
+        for w in self.writers:
+            w.close()
+        self.server.close()
+
+
+async def test_setting_follows_the_origin_and_extended_connect_is_refused_before(make_proxy, origin_ca):
+    origin = await PlainH2Origin(origin_ca).start()
+    proxy = await make_proxy()
+    c = H2WsClient()
+    try:
+        await c.connect(proxy, origin.port, wait_setting=False)
+        assert await c.get("/plain", origin.port) == b"200"  # the proxy's SETTINGS came before this
+        assert not c.connect_protocol
+        await c.open_ws(origin.port)  # a client that does not wait for the setting: refused here
+        assert c.status == b"501" and origin.connects == 0
+        # the origin allows it later (a second SETTINGS frame): the proxy says so to its client
+        assert await c.get("/enable", origin.port) == b"200"
+        await c._until(lambda: c.connect_protocol, "ENABLE_CONNECT_PROTOCOL passed on")
+    finally:
+        c.close()
+        await origin.stop()

@@ -80,9 +80,9 @@ def origin_settings(origin: H2OriginConnection, changed: Any) -> None:
 
 
 def _enable(conn: H2ClientConnection) -> None:
-    if getattr(conn, "ws_enabled", False) or conn.closed:
+    if conn.ws_enabled or conn.closed:
         return
-    conn.ws_enabled = True  # type: ignore[attr-defined]
+    conn.ws_enabled = True
     try:
         # a later SETTINGS frame may turn it on (RFC 8441 3: only 1 -> 0 is forbidden)
         conn.h2.update_settings({SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
@@ -96,7 +96,7 @@ def _enable(conn: H2ClientConnection) -> None:
 def extended_connect(conn: H2ClientConnection, sid: int, headers: list[tuple[bytes, bytes]], ended: bool) -> bool:
     """A CONNECT on a client stream: True when it is a WebSocket this proxy takes (the stream
     now has its flow), False to refuse it as before (501)."""
-    if not getattr(conn, "ws_enabled", False) or ended:
+    if not conn.ws_enabled or ended:
         return False
     pseudo: dict[bytes, bytes] = {}
     fields: list[tuple[bytes, bytes]] = []
@@ -114,9 +114,11 @@ def extended_connect(conn: H2ClientConnection, sid: int, headers: list[tuple[byt
         fields.append((b"cookie", b"; ".join(cookies)))
     authority = pseudo.get(b":authority") or b""
     if not authority and conn.tunnel is not None:
-        authority = ("%s:%d" % conn.tunnel).encode()
+        host, port = conn.tunnel
+        authority = f"{host}:{port}".encode()
     key = base64.b64encode(os.urandom(16))  # the HTTP/1.1 handshake's; an h2 origin never sees it
-    head = b"GET %s HTTP/1.1\r\nhost: %s\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-key: %s\r\n%b\r\n" % (
+    head = (b"GET %s HTTP/1.1\r\nhost: %s\r\nconnection: Upgrade\r\nupgrade: websocket\r\n"
+            b"sec-websocket-key: %s\r\n%b\r\n") % (
         pseudo[b":path"], authority, key, b"".join(k + b": " + v + b"\r\n" for k, v in fields))
     stream = WsStreamConnection(conn.proxy, conn, sid)
     transport = _WsStreamTransport(conn, sid, stream, "GET")
@@ -159,11 +161,14 @@ class _WsStreamTransport(_StreamTransport):
                 self._check_pause()
                 self.parent.flush_soon()
             return
-        if not self.head_buf:
-            if self.parser.in_message or data[:5] != b"HTTP/" or data[9:12] != b"101":
-                super().write(data)  # not switching (an error answer): an ordinary h2 response
-                return
         buf = self.head_buf + bytes(data)
+        if len(buf) < 12 and b"HTTP/".startswith(buf[:5]) and not self.parser.in_message:
+            self.head_buf = buf  # too little to tell whether it is the 101 (a throttled write)
+            return
+        if buf[:5] != b"HTTP/" or buf[9:12] != b"101" or self.parser.in_message:
+            self.head_buf = b""
+            super().write(buf)  # not switching (an error answer): an ordinary h2 response
+            return
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > _WS_HEAD_LIMIT:
