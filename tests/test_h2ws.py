@@ -174,7 +174,7 @@ class H2WsClient:
 
 
 @pytest.mark.parametrize("compression", [False, True])
-async def test_text_and_binary_both_ways_client_closes(make_proxy, ws_origin, compression):
+async def test_text_and_binary_both_ways_client_closes(ws_origin, make_proxy, compression):
     proxy = await make_proxy()
     done = collect_done(proxy)
     c = H2WsClient()
@@ -209,7 +209,7 @@ async def test_text_and_binary_both_ways_client_closes(make_proxy, ws_origin, co
     assert flow.error is None
 
 
-async def test_origin_closes_with_a_code_and_hooks_see_every_message(make_proxy, ws_origin):
+async def test_origin_closes_with_a_code_and_hooks_see_every_message(ws_origin, make_proxy):
     proxy = await make_proxy()
     seen: list[str] = []
 
@@ -244,7 +244,7 @@ async def test_origin_closes_with_a_code_and_hooks_see_every_message(make_proxy,
     assert flow.websocket.closed_by_client is False and flow.websocket.close_reason == "bye"
 
 
-async def test_breakpoint_pauses_a_message_then_resumes(make_proxy, ws_origin):
+async def test_breakpoint_pauses_a_message_then_resumes(ws_origin, make_proxy):
     from proxycore.flows.flow import INTERCEPTED
 
     proxy = await make_proxy()
@@ -268,7 +268,7 @@ async def test_breakpoint_pauses_a_message_then_resumes(make_proxy, ws_origin):
     assert not proxy.intercept.paused
 
 
-async def test_inject_both_ways(make_proxy, ws_origin):
+async def test_inject_both_ways(ws_origin, make_proxy):
     proxy = await make_proxy()
     c = H2WsClient()
     await c.open(proxy, ws_origin.port)
@@ -284,7 +284,7 @@ async def test_inject_both_ways(make_proxy, ws_origin):
         c.close()
 
 
-async def test_http1_origin_when_no_h2_connection_allows_it(make_proxy, ws_origin):
+async def test_http1_origin_when_no_h2_connection_allows_it(ws_origin, make_proxy):
     """The tunnel's h2 origin connection is gone when the WebSocket opens: the stream goes to the
     origin as an HTTP/1.1 upgrade; the client still speaks RFC 8441 to the proxy."""
     proxy = await make_proxy()
@@ -366,3 +366,20 @@ async def test_setting_follows_the_origin_and_extended_connect_is_refused_before
     finally:
         c.close()
         await origin.stop()
+
+
+async def test_client_end_stream_without_a_close_frame_is_1006_by_the_client(ws_origin, make_proxy):
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    c = H2WsClient()
+    await c.open(proxy, ws_origin.port)
+    try:
+        assert await c.recv_message() == "welcome"
+        c.h2.end_stream(c.sid)  # RFC 8441: END_STREAM is the TCP FIN
+        c.w.write(c.h2.data_to_send())
+        await c._until(lambda: c.ended, "END_STREAM from the proxy")
+        flow = (await wait_for(lambda: done, what="flow"))[0]
+    finally:
+        c.close()
+    assert flow.websocket.close_code == 1006 and flow.websocket.closed_by_client is True
+    await wait_for(lambda: ws_origin.disconnects, what="the origin's end")

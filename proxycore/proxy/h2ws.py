@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import h2.exceptions
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from wsproto import ConnectionState
 from wsproto.utilities import generate_accept_token
 
 from proxycore.layers import http1 as h1
@@ -144,6 +145,8 @@ class WsStreamConnection(H2StreamConnection):
 class _WsStreamTransport(_StreamTransport):
     """The stream's transport: the driver's 101 becomes `:status 200`, then bytes go as DATA."""
 
+    ws = True
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.ws_open = False
@@ -191,6 +194,11 @@ class _WsStreamTransport(_StreamTransport):
         self.parent.flush_soon()
         if end + 4 < len(buf):
             self.write(buf[end + 4:])
+
+    def client_ended(self) -> None:
+        """The client's END_STREAM: for the relay, the client connection is gone (as a FIN is)."""
+        if self.ws_open and not self.closing and self.protocol.relay_to is not None:
+            self.close()  # our END_STREAM after what is queued; the relay hears the client is gone
 
     def close(self) -> None:
         if not self.ws_open or self.closing:
@@ -301,7 +309,7 @@ class WsOriginStream(H2OriginStream):
             h.response_body(data)
 
     def close(self) -> None:
-        if self.ws_sent and self.sid and not self.finished and not self.closed:
+        if self.ws_sent and self.sid and not self.finished and not self.closed and self._close_sent():
             # a clean end of the relay: END_STREAM after what is queued, not a reset
             self.out.end = True
             self.out.push(self.origin.h2, self.sid)
@@ -311,6 +319,15 @@ class WsOriginStream(H2OriginStream):
 
     def abort(self) -> None:
         H2OriginStream.close(self)
+
+    def _close_sent(self) -> bool:
+        """Whether the relay sent the origin a close frame. If not (the client vanished: 1006),
+        the stream is reset, as closing a TCP connection ends it for both directions; an
+        END_STREAM alone would leave the origin's socket open (hypercorn waits on)."""
+        relay = getattr(self.handler, "relay", None)
+        if relay is None:
+            return False
+        return relay.lanes[1].ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
 
 
 __all__ = ["WsOriginStream", "WsStreamConnection", "advertise", "extended_connect", "origin_settings"]

@@ -256,6 +256,8 @@ class _StreamTransport(asyncio.Transport):
     frames on the stream; its pause_reading holds back (and leaves unacknowledged) the request
     data of the stream."""
 
+    ws = False  # an RFC 8441 WebSocket stream (h2ws._WsStreamTransport)
+
     def __init__(self, parent: H2ClientConnection, sid: int, protocol: H2StreamConnection, method: str) -> None:
         super().__init__()
         self.parent = parent
@@ -518,6 +520,8 @@ class H2ClientConnection(Endpoint):
                 if s is not None and self.framing.pop(ev.stream_id, False):
                     tr = self.trailers.pop(ev.stream_id, None)
                     s.request_end(b"0\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in tr or ()) + b"\r\n")
+                elif s is not None and s.ws:
+                    s.client_ended()  # a WebSocket's END_STREAM: its TCP FIN (h2ws.py)
             elif t is h2.events.TrailersReceived:
                 self.trailers[ev.stream_id] = list(ev.headers)
             elif t is h2.events.StreamReset:
