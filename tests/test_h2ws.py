@@ -214,6 +214,9 @@ async def test_origin_closes_with_a_code_and_hooks_see_every_message(ws_origin, 
     seen: list[str] = []
 
     class Addon:
+        async def responseheaders(self, flow):  # async: the driver awaits it before the relay
+            seen.append(f"{flow.response.status} {flow.websocket is not None}")
+
         def websocket_start(self, flow):
             seen.append("start")
 
@@ -240,7 +243,7 @@ async def test_origin_closes_with_a_code_and_hooks_see_every_message(ws_origin, 
         flow = (await wait_for(lambda: done, what="flow"))[0]
     finally:
         c.close()
-    assert seen == ["start", "<welcome", ">hello", "<echo:HELLO", ">close-me", "end 4001"]
+    assert seen == ["101 True", "start", "<welcome", ">hello", "<echo:HELLO", ">close-me", "end 4001"]
     assert flow.websocket.closed_by_client is False and flow.websocket.close_reason == "bye"
 
 
@@ -286,8 +289,16 @@ async def test_inject_both_ways(ws_origin, make_proxy):
 
 async def test_http1_origin_when_no_h2_connection_allows_it(ws_origin, make_proxy):
     """The tunnel's h2 origin connection is gone when the WebSocket opens: the stream goes to the
-    origin as an HTTP/1.1 upgrade; the client still speaks RFC 8441 to the proxy."""
+    origin as an HTTP/1.1 upgrade; the client still speaks RFC 8441 to the proxy. An async
+    responseheaders hook runs on the 101 (it used to hold an HTTP/1.1 upgrade forever)."""
     proxy = await make_proxy()
+    heads: list[int] = []
+
+    class Addon:
+        async def responseheaders(self, flow):
+            heads.append(flow.response.status)
+
+    proxy.addons.add(Addon())
     done = collect_done(proxy)
     c = H2WsClient()
     await c.connect(proxy, ws_origin.port)
@@ -305,7 +316,7 @@ async def test_http1_origin_when_no_h2_connection_allows_it(ws_origin, make_prox
         flow = (await wait_for(lambda: done, what="flow"))[0]
     finally:
         c.close()
-    assert ws_origin.ws_versions == ["1.1"]
+    assert ws_origin.ws_versions == ["1.1"] and heads == [101]
     assert flow.request.http_version == "HTTP/2.0" and flow.response.http_version == "HTTP/1.1"
     assert [m.content for m in flow.websocket.messages] == [b"welcome", b"abc", b"cba", b"close-me"]
     assert flow.websocket.close_code == 4001
