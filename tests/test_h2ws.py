@@ -165,9 +165,14 @@ class H2WsClient:
         return self.events.pop(0)
 
     async def recv_message(self) -> str | bytes:
-        ev = await self.recv()
-        assert isinstance(ev, wse.Message) and ev.message_finished, ev
-        return ev.data
+        """The next whole message (wsproto hands a large one over in pieces as it arrives)."""
+        parts = []
+        while True:
+            ev = await self.recv()
+            assert isinstance(ev, wse.Message), ev
+            parts.append(ev.data)
+            if ev.message_finished:
+                return parts[0][:0].join(parts)
 
     def close(self) -> None:
         self.w.close()
@@ -394,3 +399,46 @@ async def test_client_end_stream_without_a_close_frame_is_1006_by_the_client(ws_
         c.close()
     assert flow.websocket.close_code == 1006 and flow.websocket.closed_by_client is True
     await wait_for(lambda: ws_origin.disconnects, what="the origin's end")
+
+
+async def test_throttling_shapes_messages_both_ways(ws_origin, make_proxy):
+    """The relay's writes go through the stream connections' write path: a throttled flow's
+    messages are booked on the shared links, and a 101 head the shaper splits still switches."""
+    import os
+
+    from proxycore.throttle import DOWN, UP
+
+    proxy = await make_proxy(throttle_down="64mbit", throttle_up="64mbit")
+    links = proxy.throttle.links
+    payload = os.urandom(64 * 1024)
+    c = H2WsClient()
+    await c.open(proxy, ws_origin.port)
+    try:
+        assert c.status == b"200"
+        assert await c.recv_message() == "welcome"
+        up0, down0 = links[UP].bytes, links[DOWN].bytes
+        c.send(wse.BytesMessage(payload))
+        assert await c.recv_message() == payload[::-1]
+        assert links[UP].bytes - up0 >= len(payload)
+        assert links[DOWN].bytes - down0 >= len(payload)
+    finally:
+        c.close()
+
+
+async def test_throttled_upload_to_an_h2_origin_is_paced_not_failed(ws_origin, make_proxy):
+    """A throttled request body past the shaper's high-water mark pauses its producer through the
+    h2 origin stream (which had no pause_writing, so the flow failed)."""
+    import hashlib
+    import json
+
+    import httpx
+
+    proxy = await make_proxy(throttle_up="64mbit")
+    body = bytes(range(256)) * 1024  # 256 KiB
+    ctx = ssl.create_default_context(cafile=str(proxy.ca.cert_path))
+    async with httpx.AsyncClient(http2=True, proxy=f"http://127.0.0.1:{proxy.address[1]}", verify=ctx,
+                                 timeout=TIMEOUT) as client:
+        r = await client.post(ws_origin.url("/echo"), content=body)
+    assert r.status_code == 200 and r.http_version == "HTTP/2"
+    got = json.loads(r.content)
+    assert got["http_version"] == "2" and got["body_sha256"] == hashlib.sha256(body).hexdigest()

@@ -778,6 +778,14 @@ class H2OriginStream:
             n, self.unacked = self.unacked, 0
             self.origin.ack(self.sid, n)
 
+    def pause_writing(self) -> None:  # a throttling shaper's back-pressure (as UpstreamConnection's)
+        if self.handler is not None:
+            self.handler.upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.upstream_resume_writing()
+
     def release(self) -> None:
         self.handler = None
         self.deadline = 0.0
