@@ -6,7 +6,10 @@ proxy's CA. Messages are captured both ways, close codes recorded, hooks and bre
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import ssl
+from pathlib import Path
 
 import h2.config
 import h2.connection
@@ -15,7 +18,7 @@ import h2.settings
 import pytest
 import wsproto
 import wsproto.events as wse
-from conftest import collect_done, wait_for
+from conftest import collect_done, run, wait_for
 from h2origin import H2Origin
 from wsproto import ConnectionType
 from wsproto.extensions import PerMessageDeflate
@@ -429,7 +432,6 @@ async def test_throttled_upload_to_an_h2_origin_is_paced_not_failed(ws_origin, m
     """A throttled request body past the shaper's high-water mark pauses its producer through the
     h2 origin stream (which had no pause_writing, so the flow failed)."""
     import hashlib
-    import json
 
     import httpx
 
@@ -442,3 +444,22 @@ async def test_throttled_upload_to_an_h2_origin_is_paced_not_failed(ws_origin, m
     assert r.status_code == 200 and r.http_version == "HTTP/2"
     got = json.loads(r.content)
     assert got["http_version"] == "2" and got["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node (its http2 module: nghttp2)")
+async def test_node_http2_client_speaks_rfc8441_through_the_proxy(ws_origin, make_proxy):
+    """Another h2 stack than the h2 library on the client side: Node's (nghttp2)."""
+    proxy = await make_proxy()
+    done = collect_done(proxy)
+    rc, out, err = await run("node", str(Path(__file__).parent / "h2ws_node_client.js"),
+                             str(proxy.address[1]), str(ws_origin.port), str(proxy.ca.cert_path), timeout=30)
+    assert rc == 0, err.decode(errors="replace")
+    got = json.loads(out)
+    assert got == {"status": 200, "close": 4000, "messages": [
+        [1, "welcome"], [1, "echo:hello from node"], [2, "ff030201"]]}
+    flow = (await wait_for(lambda: done, what="flow"))[0]
+    assert flow.request.http_version == "HTTP/2.0" and ws_origin.ws_versions == ["2"]
+    msgs = flow.websocket.messages
+    assert [m.content for m in msgs if m.from_client] == [b"hello from node", b"\x01\x02\x03\xff"]
+    assert [m.content for m in msgs if not m.from_client] == [b"welcome", b"echo:hello from node", b"\xff\x03\x02\x01"]
+    assert flow.websocket.close_code == 4000 and flow.websocket.closed_by_client is True
