@@ -895,6 +895,9 @@ class ClientConnection(TunnelMixin, Endpoint):
             how = await ex.done
             while how == "head":  # async responseheaders hooks
                 ex.done = loop.create_future()
+                if ex.upgrade and ex.response_complete_ok:
+                    # the 101 was complete in the same read as its head (before this future)
+                    ex.done.set_result("ok")
                 await proxy.addons.responseheaders.run(flow)  # type: ignore[union-attr]
                 if self.closed:
                     how = "client-gone"

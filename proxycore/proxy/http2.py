@@ -256,6 +256,8 @@ class _StreamTransport(asyncio.Transport):
     frames on the stream; its pause_reading holds back (and leaves unacknowledged) the request
     data of the stream."""
 
+    ws = False  # an RFC 8441 WebSocket stream (h2ws._WsStreamTransport)
+
     def __init__(self, parent: H2ClientConnection, sid: int, protocol: H2StreamConnection, method: str) -> None:
         super().__init__()
         self.parent = parent
@@ -478,11 +480,15 @@ class H2ClientConnection(Endpoint):
         self.goaway = False
         self.dirty: set[_StreamTransport] = set()  # streams with data to send at the next flush
         self.acks: dict[int, int] = {}  # stream id -> bytes handed on, acknowledged at the next flush
+        self.ws_enabled = False  # SETTINGS_ENABLE_CONNECT_PROTOCOL=1 sent (h2ws.py)
 
     def start(self, transport: asyncio.Transport, initial: bytes) -> None:
         self.transport = transport
         self.take_socket(transport)
         _start(self.h2, False)
+        from proxycore.proxy.h2ws import advertise
+
+        advertise(self)  # extended CONNECT (WebSocket) only if the origin allows it too
         self.flush()
         if initial:
             self.data_received(initial)
@@ -514,6 +520,8 @@ class H2ClientConnection(Endpoint):
                 if s is not None and self.framing.pop(ev.stream_id, False):
                     tr = self.trailers.pop(ev.stream_id, None)
                     s.request_end(b"0\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in tr or ()) + b"\r\n")
+                elif s is not None and s.ws:
+                    s.client_ended()  # a WebSocket's END_STREAM: its TCP FIN (h2ws.py)
             elif t is h2.events.TrailersReceived:
                 self.trailers[ev.stream_id] = list(ev.headers)
             elif t is h2.events.StreamReset:
@@ -568,7 +576,12 @@ class H2ClientConnection(Endpoint):
         if authority and not has_host:
             fields.insert(0, (b"host", authority))
         if method == b"CONNECT" or not path:
-            # extended CONNECT (WebSocket over h2) is not spoken here: refused on this stream only
+            if method == b"CONNECT" and self.ws_enabled:
+                from proxycore.proxy.h2ws import extended_connect  # WebSocket over h2 (RFC 8441)
+
+                if extended_connect(self, sid, headers, ended):
+                    return
+            # any other CONNECT is not spoken here: refused on this stream only
             self.h2.send_headers(sid, [(b":status", b"501"), (b"content-length", b"0")], end_stream=True)
             self.flush_soon()
             return
@@ -764,6 +777,14 @@ class H2OriginStream:
             self.reading = True
             n, self.unacked = self.unacked, 0
             self.origin.ack(self.sid, n)
+
+    def pause_writing(self) -> None:  # a throttling shaper's back-pressure (as UpstreamConnection's)
+        if self.handler is not None:
+            self.handler.upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.upstream_resume_writing()
 
     def release(self) -> None:
         self.handler = None
@@ -1061,6 +1082,10 @@ class H2OriginConnection(Endpoint):
                 if SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
                     for s in list(self.streams.values()):
                         s.window_opened()
+                if SettingCodes.ENABLE_CONNECT_PROTOCOL in ev.changed_settings:
+                    from proxycore.proxy.h2ws import origin_settings
+
+                    origin_settings(self, ev.changed_settings)  # clients waiting to hear of it
             elif t is h2.events.ConnectionTerminated:
                 self.usable = False
                 self._drop_from_pool()
