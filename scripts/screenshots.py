@@ -7,6 +7,8 @@ with its real proxy on port 0 (OMNIPROXY_HOME in a temporary directory, so a fre
 the user's own is never touched), sends real requests through the proxy with httpx — HTML, JSON,
 an image, a conditional 304, a 404, a POST, a slow 500, an HTTPS request through the generated CA
 and a connection error — and saves what the app shows, driven by the same keys a user presses.
+Last (so the other pictures never show them) a WebSocket session over wss:// with the `websockets`
+client and server, and a server-streaming gRPC-Web call whose `.proto` the app is given.
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import httpx  # noqa: E402
 from textual.widgets import TextArea  # noqa: E402
+from websockets.asyncio.client import connect as ws_connect  # noqa: E402
+from websockets.asyncio.server import ServerConnection  # noqa: E402
+from websockets.asyncio.server import serve as ws_serve  # noqa: E402
 
 from omniproxy_tui.app import OmniProxyApp  # noqa: E402
 from omniproxy_tui.widgets.breakpoints import EditorScreen, InboxScreen  # noqa: E402
 from omniproxy_tui.widgets.detail import DetailScreen, FlowDetail  # noqa: E402
 from omniproxy_tui.widgets.help import HelpScreen  # noqa: E402
+from omniproxy_tui.widgets.messages import MessagesPane  # noqa: E402
 from proxycore.certs import CertificateAuthority  # noqa: E402
 from proxycore.flows.flow import DONE, ERROR  # noqa: E402
 from proxycore.options import Options  # noqa: E402
@@ -71,6 +77,58 @@ USERS = {"page": 2, "per_page": 3, "total": 12, "data": [
     {"id": 6, "email": "grace@example.com", "name": "Grace Hopper", "active": False, "roles": ["ops"]},
 ], "next": "/api/users?page=3"}
 ETAG = '"5f3a-1b2c"'
+
+# A server-streaming gRPC method; the app is given this file (--proto-path), so it names the fields.
+SHOP_PROTO = """syntax = "proto3";
+package shop;
+
+service Catalog {
+  rpc ListProducts(ListProductsRequest) returns (stream Product);
+}
+
+message ListProductsRequest {
+  string category = 1;
+  int32 page_size = 2;
+}
+
+message Product {
+  string sku = 1;
+  string name = 2;
+  int32 price_cents = 3;
+  bool in_stock = 4;
+  repeated string tags = 5;
+}
+"""
+GRPC_PATH = "/shop.Catalog/ListProducts"
+PRODUCTS = [("WID-42", "Widget", 1299, True, ["new"]), ("GAD-7", "Gadget", 4500, False, []),
+            ("SPR-3", "Sprocket", 350, True, ["sale", "bulk"])]
+
+
+def pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(number: int, value: int | str | bool) -> bytes:
+    """One protobuf field: an int or bool as a varint, a str length-delimited (proto3 skips defaults)."""
+    if isinstance(value, str):
+        data = value.encode()
+        return pb_varint(number << 3 | 2) + pb_varint(len(data)) + data
+    return pb_varint(number << 3) + pb_varint(int(value)) if value else b""
+
+
+def grpc_frame(payload: bytes, flag: int = 0) -> bytes:
+    """A length-prefixed gRPC message (flag 0x80: a gRPC-Web trailer frame)."""
+    return bytes([flag]) + struct.pack(">I", len(payload)) + payload
+
+
+def product(sku: str, name: str, cents: int, in_stock: bool, tags: list[str]) -> bytes:
+    return b"".join([pb_field(1, sku), pb_field(2, name), pb_field(3, cents), pb_field(4, in_stock),
+                     *(pb_field(5, t) for t in tags)])
 
 
 class Origin:
@@ -130,6 +188,10 @@ class Origin:
             else:
                 status, ctype, out = 200, "text/css", b"body { font-family: sans-serif; }\n"
             extra = [("ETag", ETAG)]
+        elif path == GRPC_PATH and method == "POST":  # gRPC-Web: the messages, then the trailer frame
+            status, ctype = 200, "application/grpc-web+proto"
+            out = b"".join(grpc_frame(product(*p)) for p in PRODUCTS)
+            out += grpc_frame(b"grpc-status: 0\r\n", 0x80)
         elif path == "/api/report":
             await asyncio.sleep(0.35)  # a slow, failing backend: the duration column colours it
             status, ctype, out = 500, "text/plain", b"report worker crashed\n"
@@ -141,6 +203,19 @@ class Origin:
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + out)
         await writer.drain()
         return True
+
+
+async def live_orders(ws: ServerConnection) -> None:
+    """A WebSocket origin: answers a subscription with text and a binary snapshot, echoes binary
+    pings reversed, acknowledges acks; the client closes."""
+    async for msg in ws:
+        if isinstance(msg, bytes):
+            await ws.send(bytes(reversed(msg)))
+        elif '"subscribe"' in msg:
+            await ws.send('{"op": "subscribed", "channel": "orders", "since": "ord_8f2k"}')
+            await ws.send(struct.pack(">HHI", 3, 42, 1299) + b"WID-42")  # a packed order snapshot
+        else:
+            await ws.send('{"op": "ok"}')
 
 
 # --------------------------------------------------------------------------- driving the app
@@ -174,6 +249,28 @@ async def send_traffic(proxy_port: int, ca_file: Path, http: Origin, https: Orig
         for request in requests:
             await request
     return len(requests)
+
+
+async def send_streaming(proxy_port: int, ca_file: Path, ws_port: int, http: Origin) -> int:
+    """A WebSocket session (text and binary both ways; each reply awaited, so the order is fixed)
+    and a gRPC-Web call, through the proxy."""
+    verify = ssl.create_default_context(cafile=str(ca_file))
+    async with ws_connect(f"wss://localhost:{ws_port}/live/orders", proxy=f"http://127.0.0.1:{proxy_port}",
+                          ssl=verify, open_timeout=10, close_timeout=5) as ws:
+        await ws.send('{"op": "subscribe", "channel": "orders"}')
+        for _ in range(2):
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        await ws.send(b"\x01\x00\x2a\xff")
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
+        await ws.send('{"op": "ack", "id": "ord_8f2k"}')
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
+        await ws.close(1000, "done")
+    async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{proxy_port}", trust_env=False, timeout=10) as client:
+        await client.post(f"http://127.0.0.1:{http.port}{GRPC_PATH}",
+                          content=grpc_frame(pb_field(1, "tools") + pb_field(2, 3)),
+                          headers={"Content-Type": "application/grpc-web+proto", "X-Grpc-Web": "1",
+                                   "Accept": "application/grpc-web+proto"})
+    return 2
 
 
 def flows_settled(app: OmniProxyApp, n: int) -> bool:
@@ -230,12 +327,50 @@ async def breakpoints(pilot, http: Origin, shot: Callable[[str], None]) -> None:
     await until(pilot, lambda: not app.engine.intercept.active, "breakpoints off")
 
 
+async def streaming(pilot, http: Origin, ws_port: int, shot: Callable[[str], None]) -> None:
+    """The WebSocket flow's Messages tab and the gRPC call's Response tab, at 80x24."""
+    app: OmniProxyApp = pilot.app
+    n = len(app.view.all_flows()) + await send_streaming(app.proxy.address[1], app.options.ca_cert_path,
+                                                         ws_port, http)
+    await until(pilot, lambda: flows_settled(app, n), f"{n} finished flows in the table")
+
+    await focus_flow(pilot, "/live/orders")
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, DetailScreen), "the WebSocket flow's detail")
+    await pilot.press("5")
+    detail = app.screen.query_one(FlowDetail)
+    pane = detail.query_one(MessagesPane)
+    await until(pilot, lambda: detail.active_tab == "messages" and pane.list.option_count == 7, "the Messages tab")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    shot("websocket-80x24.svg")
+    await pilot.press("escape")
+    await until(pilot, lambda: not isinstance(app.screen, DetailScreen), "the detail closed")
+
+    await focus_flow(pilot, GRPC_PATH)
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, DetailScreen), "the gRPC call's detail")
+    await pilot.press("2")
+    detail = app.screen.query_one(FlowDetail)
+    await until(pilot, lambda: detail.active_tab == "response" and "gRPC" in detail.status_text,
+                "the gRPC section")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    shot("grpc-80x24.svg")
+    await pilot.press("escape")
+
+
 async def capture(out: Path, home: Path) -> list[Path]:
     ca_dir = home / "origin-ca"
     ca_dir.mkdir(parents=True)
     origin_ca = CertificateAuthority.generate(ca_dir / "ca.crt", ca_dir / "ca.key", cn="Demo Origin CA")
     http, https = await Origin().start(), await Origin(origin_ca.server_context("localhost")).start()
-    app = OmniProxyApp(Options(host="127.0.0.1", port=0, upstream_ca=str(ca_dir / "ca.crt")))
+    ws_server = await ws_serve(live_orders, "127.0.0.1", 0, ssl=origin_ca.server_context("localhost"))
+    proto_dir = home / "proto"
+    proto_dir.mkdir()
+    (proto_dir / "shop.proto").write_text(SHOP_PROTO)
+    app = OmniProxyApp(Options(host="127.0.0.1", port=0, upstream_ca=str(ca_dir / "ca.crt"),
+                               proto_paths=[str(proto_dir)]))
     app.theme = THEME
     saved: list[Path] = []
 
@@ -284,10 +419,12 @@ async def capture(out: Path, home: Path) -> list[Path]:
             await show_response_tab(pilot)
             shot("main-160x48.svg")
             await breakpoints(pilot, http, shot)
+            await streaming(pilot, http, ws_server.sockets[0].getsockname()[1], shot)
             await app.shutdown()
     finally:
         await http.stop()
         await https.stop()
+        ws_server.close()
     return saved
 
 
