@@ -252,6 +252,7 @@ class LineView(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         if self._avail() != self._width:
             self._relayout()
+            self.refresh()  # the rows were cut for the old width
 
     def _avail(self) -> int:
         return max(8, self.scrollable_content_region.width)
