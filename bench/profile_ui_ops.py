@@ -67,17 +67,22 @@ class Clock:
         return self.now
 
 
+def record(label: str, prof: cProfile.Profile, secs: float, results: dict, profiles: dict) -> None:
+    stats = pstats.Stats(prof)
+    calls = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
+    results[label] = (calls, secs)
+    profiles[label] = stats
+
+
 async def measure(label: str, fn, results: dict, profiles: dict) -> None:
+    """Profile `fn` as a whole (nested profilers would displace each other: the parts of `live`
+    are measured in a second run of the same script)."""
     prof = cProfile.Profile()
     t = time.perf_counter()
     prof.enable()
     await fn()
     prof.disable()
-    secs = time.perf_counter() - t
-    stats = pstats.Stats(prof)
-    calls = sum(v[1] for v in stats.stats.values())  # type: ignore[attr-defined]
-    results[label] = (calls, secs)
-    profiles[label] = stats
+    record(label, prof, time.perf_counter() - t, results, profiles)
 
 
 async def run(args) -> None:
@@ -95,6 +100,9 @@ async def run(args) -> None:
             n += 5000
             clock.now += 1.0
             app._tick()
+        while app._pending_add or app._pending_upd or app._pending_del:  # a tick may skip painting
+            clock.now += 1.0
+            app._tick()
         await pilot.pause()
         screen = app.screen
 
@@ -106,13 +114,19 @@ async def run(args) -> None:
 
         batches = [[make_flow(n + r * args.batch + i, t0) for i in range(args.batch)] for r in range(args.rounds)]
 
+        parts = {name: cProfile.Profile() for name in ("  publish", "  tick", "  frames")}
+
         async def live() -> None:
+            # the whole, and its parts: publishing (store, events), the ticks (view), the frames
             for batch in batches:
-                publish(app, batch)
+                with parts["  publish"]:
+                    publish(app, batch)
                 for _ in range(3):
                     clock.now += 0.2 / 3
-                    app._tick()
-                await frame()
+                    with parts["  tick"]:
+                        app._tick()
+                with parts["  frames"]:
+                    await frame()
 
         view = app.view
 
@@ -142,14 +156,24 @@ async def run(args) -> None:
                 app.sync_view()
                 await frame()
 
-        await measure("live", live, results, profiles)
+        t = time.perf_counter()
+        await live()
+        secs = time.perf_counter() - t
+        for name, prof in parts.items():
+            record(name, prof, 0.0, results, profiles)
+        results["live"] = (sum(results[name][0] for name in parts), secs)
+        profiles["live"] = pstats.Stats(*parts.values())
         await measure("sort x6", sort_keys, results, profiles)
         await measure("filter", filter_keys, results, profiles)
         await measure("cursor x30", cursor_keys, results, profiles)
         await pilot.pause()
     per = args.rounds * args.batch
-    for k, (calls, secs) in results.items():
-        extra = f"  ({calls / per:,.1f} calls/flow)" if k == "live" else ""
+    order = ["live", *parts, "sort x6", "filter", "cursor x30"]
+    for k, (calls, secs) in sorted(results.items(), key=lambda kv: order.index(kv[0])):
+        extra = f"  ({calls / per:,.1f} calls/flow)" if k.strip() in ("live", "publish", "tick") else ""
+        if not secs:  # the parts' own times would include the profiler's overhead only
+            print(f"{k:<12} {calls:>12,} calls{extra}")
+            continue
         print(f"{k:<12} {calls:>12,} calls  {secs * 1000:8.0f} ms{extra}")
     for k in args.show or ():
         profiles[k].sort_stats(args.sort).print_stats(args.top)

@@ -418,8 +418,10 @@ class FlowTable(ScrollView, can_focus=True):
         if segs is None:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            segs = self._cache[key] = list(Strip(self._build_row(flow, cols)).adjust_cell_length(
-                width, self._style("")))
+            row = self._build_row(flow, cols)
+            if sum(c.width for c in cols) + len(cols) - 1 != width:  # else every cell is _fit exactly
+                row = list(Strip(row).adjust_cell_length(width, self._style("")))
+            segs = self._cache[key] = row
         return segs
 
     def _build_row(self, flow: Flow, cols: list[Column]) -> list[Segment]:
