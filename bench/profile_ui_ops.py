@@ -11,7 +11,8 @@ engine store (`on_flow_event`), exactly as proxied ones do. Measured, each with 
   app's tick (three calls: under this rate two of three ticks skip painting) and one frame composed
   (`Screen._compositor_refresh`), with `--kept` flows already in the view;
 - keys: cycling the sort key through all six, a filter applied and cleared, the filter switched
-  off and on, over the same view.
+  off and on, 30 cursor moves (the detail beside the table follows), the filter bar opened and
+  closed three times, over the same view.
 
 Reports calls and (noisy, for orientation) seconds per part; --show PART prints its profile.
 """
@@ -150,6 +151,13 @@ async def run(args) -> None:
             app.sync_view()
             await frame()
 
+        async def filter_bar() -> None:
+            for _ in range(3):
+                await pilot.press("f")
+                await frame()
+                await pilot.press("escape")
+                await frame()
+
         async def cursor_keys() -> None:
             for d in (-1, -1, -1, 1, 1, -1) * 5:
                 view.move_focus(d)
@@ -166,9 +174,10 @@ async def run(args) -> None:
         await measure("sort x6", sort_keys, results, profiles)
         await measure("filter", filter_keys, results, profiles)
         await measure("cursor x30", cursor_keys, results, profiles)
+        await measure("f+esc x3", filter_bar, results, profiles)
         await pilot.pause()
     per = args.rounds * args.batch
-    order = ["live", *parts, "sort x6", "filter", "cursor x30"]
+    order = ["live", *parts, "sort x6", "filter", "cursor x30", "f+esc x3"]
     for k, (calls, secs) in sorted(results.items(), key=lambda kv: order.index(kv[0])):
         extra = f"  ({calls / per:,.1f} calls/flow)" if k.strip() in ("live", "publish", "tick") else ""
         if not secs:  # the parts' own times would include the profiler's overhead only
