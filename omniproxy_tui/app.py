@@ -1066,7 +1066,7 @@ class OmniProxyApp(App[int]):
             self.push_screen(EditorScreen(flow, text))
 
     def _edit_ws_message(self, flow: Flow) -> bool:
-        """A flow paused at a WebSocket message: its text in a prompt (True), not the HTTP editor."""
+        """A flow paused at a WebSocket or TCP message: its text in a prompt (True), not the HTTP editor."""
         ctl = self.engine.intercept
         p = ctl.paused.get(flow.id) if ctl is not None else None
         if p is None or p.phase != "message":
@@ -1201,11 +1201,11 @@ class OmniProxyApp(App[int]):
         sections = [
             ("Flow list", binding_rows([b for b in MainScreen.BINDINGS if b not in INTERCEPT_BINDINGS])),
             ("Moving", binding_rows(FlowTable.BINDINGS)),
-            ("Detail (⏎ on a flow)", [("1 2 3 4 5", "Request, Response, Timing, Raw, Messages (WebSocket) tab"),
+            ("Detail (⏎ on a flow)", [("1 2 3 4 5", "Request (Stream: TCP), Response, Timing, Raw, Messages (WebSocket, TCP) tab"),
                                       ("tab shift+tab", "next / previous tab")]
              + [r for r in binding_rows(FlowDetail.BINDINGS) if r[0] not in "12345"]
              + [("j k g G space", "scroll"), ("esc q", "back to the flow list (q does not quit here)")]),
-            ("Messages tab (WebSocket flows)", binding_rows(MessagesPane.BINDINGS)
+            ("Messages tab (WebSocket and TCP flows)", binding_rows(MessagesPane.BINDINGS)
              + [("a", "resume the paused message"), ("↑ ↓", "move"), ("m", "(a message) cycle the content view")]),
             ("Anywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette (every command, themes)")]),
             ("Filter bar (f)", [("⏎", "keep the filter"), ("esc", "restore the previous filter"),

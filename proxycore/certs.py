@@ -231,7 +231,8 @@ class CertificateAuthority:
             self._aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
         org = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         self._leaf_org = str(org[0].value) if org else None
-        self.alpn: list[str] = list(ALPN)  # offered to clients by every minted context (options.alpn)
+        self.alpn: list[str] = list(ALPN)  # offered to clients by minted contexts (options.alpn)
+        self._h2_contexts: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()  # minted with h2 offered
         self._sni_cb = _make_sni_callback(weakref.ref(self))
 
     # -- construction -------------------------------------------------------------------------
@@ -366,30 +367,38 @@ class CertificateAuthority:
 
     # -- leaves --------------------------------------------------------------------------------
 
-    def server_context(self, host: str) -> ssl.SSLContext:
-        """Server-side context presenting a leaf for ``host`` signed by this CA (cached, one mint per host)."""
+    def server_context(self, host: str, h2: bool = False) -> ssl.SSLContext:
+        """Server-side context presenting a leaf for ``host`` signed by this CA (cached, one mint per host).
+        ``h2``: the context offers the full ``alpn`` list (h2 included); without it h2 is left out,
+        since a client is offered h2 only when its origin speaks it (an extra mint per such host)."""
         name = _normalize_host(host)
+        key = name + "\0h2" if h2 else name
         now = time.monotonic()
         with self._lock:
-            entry = self._cache.get(name)
+            entry = self._cache.get(key)
             if entry is not None and entry[0] > now:
-                self._cache.move_to_end(name)
+                self._cache.move_to_end(key)
                 self.cache_hits += 1
                 return entry[1]
             self.cache_misses += 1
-            ctx = self._mint(name)
-            self._cache[name] = (now + self.cache_ttl, ctx)
-            self._cache.move_to_end(name)
+            ctx = self._mint(name, h2)
+            self._cache[key] = (now + self.cache_ttl, ctx)
+            self._cache.move_to_end(key)
             while len(self._cache) > self.cache_capacity:
                 self._cache.popitem(last=False)
             return ctx
 
-    def mitm_context(self, default_host: str) -> ssl.SSLContext:
-        """Context for ``default_host`` that switches to the SNI host's leaf and records the SNI."""
+    def mitm_context(self, default_host: str, h2: bool = False) -> ssl.SSLContext:
+        """Context for ``default_host`` that switches to the SNI host's leaf and records the SNI
+        (``h2``: offering h2 too, see server_context)."""
         # every minted context carries the SNI callback, so this is the cached context itself
-        return self.server_context(default_host)
+        return self.server_context(default_host, h2)
 
-    def _mint(self, name: str) -> ssl.SSLContext:
+    def offers_h2(self, ctx: ssl.SSLContext) -> bool:
+        """Whether ``ctx`` is a context minted to offer h2 (the SNI callback keeps the variant)."""
+        return ctx in self._h2_contexts
+
+    def _mint(self, name: str, h2: bool = False) -> ssl.SSLContext:
         leaf_key, leaf_key_pem = _get_leaf_key()
         try:
             ip = ipaddress.ip_address(name)
@@ -425,7 +434,11 @@ class CertificateAuthority:
         )
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.set_alpn_protocols(self.alpn)
+        if h2 and "h2" in self.alpn:
+            ctx.set_alpn_protocols(self.alpn)
+            self._h2_contexts.add(ctx)
+        else:
+            ctx.set_alpn_protocols([p for p in self.alpn if p != "h2"] or list(ALPN))
         if self._loader is None:
             self._loader = _ChainLoader(leaf_key_pem)
         self._loader.load(ctx, cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem)
@@ -449,7 +462,7 @@ def _make_sni_callback(ca_ref: weakref.ref):
             ca = ca_ref()
             if ca is None:
                 return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
-            new_ctx = ca.server_context(server_name)
+            new_ctx = ca.server_context(server_name, ca.offers_h2(ctx))
             if new_ctx is not ctx:
                 ssl_obj.context = new_ctx
         except Exception:
@@ -462,12 +475,13 @@ def _make_sni_callback(ca_ref: weakref.ref):
 
 # ------------------------------------------------------------------------------------- upstream side
 
-_client_ctx_cache: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+_client_ctx_cache: dict[tuple[bool, str | None, bool], ssl.SSLContext] = {}
 
 
-def client_context(insecure: bool = False, extra_ca: str | None = None) -> ssl.SSLContext:
-    """Context for connecting to origin servers: system trust (+ ``extra_ca``), verified unless insecure."""
-    key = (insecure, extra_ca)
+def client_context(insecure: bool = False, extra_ca: str | None = None, h2: bool = False) -> ssl.SSLContext:
+    """Context for connecting to origin servers: system trust (+ ``extra_ca``), verified unless insecure;
+    ``h2``: offering ALPN h2 before http/1.1 (only for connections that can carry HTTP/2)."""
+    key = (insecure, extra_ca, h2)
     ctx = _client_ctx_cache.get(key)
     if ctx is not None:
         return ctx
@@ -491,7 +505,7 @@ def client_context(insecure: bool = False, extra_ca: str | None = None) -> ssl.S
         ctx.check_hostname = True
         ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(ALPN)
+    ctx.set_alpn_protocols(["h2", *ALPN] if h2 else ALPN)
     _client_ctx_cache[key] = ctx
     return ctx
 

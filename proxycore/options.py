@@ -24,8 +24,8 @@ DEFAULT_REDACT = [
     "proxy-authorization",
 ]
 FORMATS = ("ndjson", "json", "har", "ir")
-# ALPN protocols the MITM layer can speak to clients (HTTP/2 is not implemented yet).
-ALPN_PROTOCOLS = ("http/1.1",)
+# ALPN protocols the MITM layer can speak to clients (h2 only where the origin speaks it too).
+ALPN_PROTOCOLS = ("h2", "http/1.1")
 ENV_PREFIX = "OMNIPROXY_"
 
 # Value kinds, each with its own parsing and checks in `proxycore.config.coerce`:
@@ -200,8 +200,11 @@ class Options:
                              flag="--ssl-insecure", flag_help="Do not verify upstream server certificates.")
     upstream_ca: str | None = opt(None, "mitm.upstreamCa", "extra CA file (PEM) trusted for upstream servers",
                                   flag="--upstream-ca", metavar="FILE")
-    alpn: list[str] = opt(list(ALPN_PROTOCOLS), "mitm.alpn", "ALPN protocols offered to clients; only "
-                          "http/1.1 for now (HTTP/2 is not implemented)", choices=ALPN_PROTOCOLS)
+    alpn: list[str] = opt(list(ALPN_PROTOCOLS), "mitm.alpn", "ALPN protocols offered to clients; h2 only "
+                          "to hosts whose origin negotiates h2", choices=ALPN_PROTOCOLS)
+    http2: bool = opt(True, "mitm.http2", "speak HTTP/2 with clients and origins that offer it (as "
+                      "mitmproxy's http2 option)", flag="--http2/--no-http2",
+                      flag_help="Speak HTTP/2 with clients and origins that offer it.")
     # ---------------------------------------------------------------- capture
     output: str | None = opt(None, "capture.output", "capture file; null = stdout in --no-ui mode",
                              example="traffic.ndjson", flag="--output", short="-o", metavar="FILE",

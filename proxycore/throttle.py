@@ -605,6 +605,40 @@ class Throttle:
             d += self.rng.uniform(0.0, p.jitter / 2)
         return d
 
+    async def pace(self, direction: str, data: bytes, write: Callable[[bytes], Any],
+                   drain: Callable[[], Any], turn: bool) -> None:
+        """Write `data` through a stream at the link's pace: the shaping of a relay that owns its
+        writes as coroutines (a raw TCP flow's), where `attach` has no `Endpoint` to stand in for.
+        Each quantum is booked on the same shared `Link` as the shaped connections and written when
+        its slot ends; `turn` (the other side spoke last: a request or an answer begins) waits
+        half the latency first, as a request or a response does. Turning throttling off mid-way
+        sends the rest at once."""
+        import asyncio
+
+        clock = self.clock
+        if turn:
+            d = self.delay()
+            if d > 0:
+                await asyncio.sleep(d)
+        link, meter = self.links[direction], self.meters[direction]
+        view = memoryview(data)
+        off, n = 0, len(data)
+        while off < n:
+            if self.profile is None:
+                write(bytes(view[off:]))
+                await drain()
+                return
+            chunk = view[off:off + link.quantum()]
+            link.bytes += len(chunk)
+            at = link.reserve(len(chunk), clock.time())
+            wait = at - clock.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            write(bytes(chunk))
+            meter.add(len(chunk), clock.time())
+            off += len(chunk)
+            await drain()
+
     def attach(self, client: Any, upstream: Any) -> None:
         """A matching flow is about to be sent on `upstream` and answered on `client`: shape both
         sides; the next write on each (the request head, the response head) waits the latency."""

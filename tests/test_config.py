@@ -402,7 +402,7 @@ def test_new_option_defaults() -> None:
     assert (o.connect_timeout, o.client_head_timeout, o.keepalive_timeout, o.response_timeout,
             o.body_idle_timeout) == (15.0, 30.0, 60.0, 120.0, 60.0)
     assert (o.max_head_size, o.max_pipelined, o.body_buffer_limit) == (65536, 16, 32 * 1024 * 1024)
-    assert o.scripts == [] and o.verbose == 0 and o.alpn == ["http/1.1"]
+    assert o.scripts == [] and o.verbose == 0 and o.alpn == ["h2", "http/1.1"] and o.http2 is True
     assert Options().alpn is not o.alpn  # a fresh list per instance
 
 
@@ -446,8 +446,8 @@ def test_new_options_from_file_and_env(tmp_path: Path, monkeypatch: pytest.Monke
          "config.yaml: server.verbose: expected a non-negative integer, or true/false, got 'lots'"),
         ("server:\n  scripts: [/nonexistent/addon.py]\n",
          "config.yaml: server.scripts: '/nonexistent/addon.py': no such file"),
-        ("mitm:\n  alpn: [h2, http/1.1]\n",
-         "config.yaml: mitm.alpn: 'h2' is not supported (allowed: http/1.1), got ['h2', 'http/1.1']"),
+        ("mitm:\n  alpn: [h3, http/1.1]\n",
+         "config.yaml: mitm.alpn: 'h3' is not supported (allowed: h2, http/1.1), got ['h3', 'http/1.1']"),
     ],
 )
 def test_new_options_bad_values_name_the_key(text: str, message: str) -> None:
@@ -459,8 +459,8 @@ def test_new_options_bad_values_name_the_key(text: str, message: str) -> None:
 def test_new_options_bad_env_and_flag_values() -> None:
     with pytest.raises(ConfigError, match=r"^OMNIPROXY_CLIENT_HEAD_TIMEOUT: expected a positive number, got '0'$"):
         read_env({"OMNIPROXY_CLIENT_HEAD_TIMEOUT": "0"})
-    with pytest.raises(ConfigError, match=r"^OMNIPROXY_ALPN: 'h2' is not supported \(allowed: http/1\.1\)"):
-        read_env({"OMNIPROXY_ALPN": "h2"})
+    with pytest.raises(ConfigError, match=r"^OMNIPROXY_ALPN: 'spdy/3' is not supported \(allowed: h2, http/1\.1\)"):
+        read_env({"OMNIPROXY_ALPN": "spdy/3"})
     with pytest.raises(ConfigError, match=r"^--connect-timeout: expected a positive number, got 0\.0$"):
         load_options(None, {}, {"connect_timeout": 0.0})
     with pytest.raises(ConfigError, match=r"^--script: 'nope\.py': no such file$"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import importlib.util
 from concurrent import futures
 
 import pytest
@@ -17,8 +16,6 @@ from grpcutil import PROTO_DIR, compile_echo
 
 from proxycore import grpc as pgrpc
 from proxycore.capture.convert import read_records
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("proxycore.proxy.http2") is None, reason="needs the HTTP/2 layer (branch h2)")
 
 grpc = pytest.importorskip("grpc")
 

@@ -40,14 +40,14 @@ from omniproxy_tui.widgets.detail_sections import (
     add_set_cookies,
 )
 from omniproxy_tui.widgets.lineview import Document, LineView
-from omniproxy_tui.widgets.messages import MessagesPane
+from omniproxy_tui.widgets.messages import MessagesPane, has_messages
 from omniproxy_tui.widgets.tcpdetail import tcp_document
 from proxycore.flows.flow import ERROR, INTERCEPTED, Flow, Headers, Request, Response, Timings, TLSInfo
 from proxycore.safefile import SafeFileError
 
 TABS = ("request", "response", "timing", "raw")  # the text tabs (a LineView each)
 TAB_TITLES = {"request": "Request", "response": "Response", "timing": "Timing", "raw": "Raw"}
-WS_TAB = "messages"  # a WebSocket flow's messages (omniproxy_tui/widgets/messages.py), shown for those only
+WS_TAB = "messages"  # a WebSocket or TCP flow's messages (omniproxy_tui/widgets/messages.py), shown for those only
 BAR_WIDTH = 40
 _PHASES = (("connect", "yellow"), ("TLS", "magenta"), ("wait", "cyan"), ("receive", "green"))
 S_TITLE = "bold"
@@ -282,8 +282,15 @@ def timing_document(flow: Flow) -> Document:
         doc.add(Text(f"error: {flow.error}", S_ERROR), hang=7)
     doc.add("")
     doc.add(Text("Connection", S_TITLE))
-    for name, value in (("client", _addr(flow.client_addr)), ("server", _addr(flow.server_addr)),
-                        ("HTTP", flow.request.http_version)):
+    rows = [("client", _addr(flow.client_addr)), ("server", _addr(flow.server_addr)),
+            ("HTTP", flow.request.http_version)]
+    if flow.stream is not None:
+        resp = flow.response
+        if resp is not None and resp.http_version != flow.request.http_version:
+            rows.append(("origin", resp.http_version))  # translated from HTTP/1.1
+        # flows with the same connection number were streams of one client HTTP/2 connection
+        rows.append(("h2 stream", f"{flow.stream[1]} on client connection #{flow.stream[0]}"))
+    for name, value in rows:
         doc.add(Text.assemble((f"  {name:<9} ", S_NAME), value))
     if flow.passthrough:
         doc.add(Text("  TLS passthrough: relayed without interception", S_WARN))
@@ -480,7 +487,7 @@ class FlowDetail(Widget):
 
     def tabs(self) -> tuple[str, ...]:
         """The tabs this flow has, in order."""
-        return TABS + (WS_TAB,) if self.flow is not None and self.flow.websocket is not None else TABS
+        return TABS + (WS_TAB,) if has_messages(self.flow) else TABS
 
     def show_flow(self, flow: Flow | None) -> None:
         """Show `flow` (None: an empty detail). The same flow again only refreshes it."""
@@ -553,7 +560,7 @@ class FlowDetail(Widget):
             self.query_one("#detail-error", Static).update(Text(error) if error else "")
         tabs = self.query_one(TabbedContent)
         paused = flow.state == INTERCEPTED
-        labels = {"request": "Messages" if flow.tcp_messages is not None else
+        labels = {"request": "Stream" if flow.tcp_messages is not None else
                   "Request ⏸" if paused and flow.response is None else "Request",
                   "response": "Response ⏸" if paused and flow.response is not None else "Response"}
         for tab_id, label in labels.items():
@@ -563,10 +570,10 @@ class FlowDetail(Widget):
         self._update_status()
 
     def _ws_tab(self, flow: Flow | None) -> None:
-        """The Messages tab: shown (and brought up to date) for a WebSocket flow only."""
+        """The Messages tab: shown (and brought up to date) for a WebSocket or TCP flow only."""
         tabs = self.query_one(TabbedContent)
         pane = self.query_one(MessagesPane)
-        if flow is None or flow.websocket is None:
+        if not has_messages(flow):
             if pane.flow is not None:
                 if self.active_tab == WS_TAB:
                     tabs.active = "request"
@@ -575,9 +582,12 @@ class FlowDetail(Widget):
             return
         if pane.flow is None:
             tabs.show_tab(WS_TAB)
+        assert flow is not None
         pane.show(flow)
+        ws = flow.websocket
+        count = len(ws.messages) + ws.omitted if ws is not None else len(flow.tcp_messages or ())
         label = "Messages ⏸" if flow.state == INTERCEPTED and pane._paused_message() is not None else \
-            f"Messages {len(flow.websocket.messages) + flow.websocket.omitted:,}"
+            f"Messages {count:,}"
         tab = tabs.get_tab(WS_TAB)
         if str(tab.label) != label:
             tab.label = label
@@ -663,6 +673,10 @@ class FlowDetail(Widget):
         parts: list[str] = []
         if tab == WS_TAB:
             parts.append("⏎ view · > send to server · < send to client")
+        elif flow is not None and flow.tcp_messages is not None and tab != "timing":
+            if tab != "response":  # the stream has no body of its own: its messages are the content
+                n = len(flow.tcp_messages)
+                parts.append(f"{n:,} message{'' if n == 1 else 's'} in order · 5: one a row (open, send, edit)")
         elif flow is not None and tab in ("request", "response", "raw"):
             msg = flow.request if tab == "request" else flow.response
             if tab == "raw":

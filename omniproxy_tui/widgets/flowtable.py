@@ -130,7 +130,8 @@ def layout_columns(width: int, id_width: int = 4) -> list[Column]:
 
 
 def flow_marks(flow: Flow) -> str:
-    """Up to two state symbols: ⏸ intercepted, ● marked, ¶ commented, ↺ replayed, ✎ modified, ⇄ tunnel."""
+    """Up to two state symbols: ⏸ intercepted, ● marked, ¶ commented, ↺ replayed, ✎ modified, ⇄ tunnel,
+    ² a stream of a client's HTTP/2 connection."""
     out = ""
     if flow.state == INTERCEPTED:
         out += "⏸"
@@ -144,6 +145,8 @@ def flow_marks(flow: Flow) -> str:
         out += "✎"
     if flow.passthrough:
         out += "⇄"
+    if flow.stream is not None:
+        out += "²"
     return out[:2]
 
 

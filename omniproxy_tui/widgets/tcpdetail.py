@@ -1,5 +1,7 @@
-"""The detail of a raw TCP flow (WireGuard mode): its messages, each with direction, time and
-size, the content through the content views (text as text, binary as a hex dump), capped."""
+"""The Stream tab of a raw TCP flow (WireGuard mode): its messages one after the other, each with
+direction, time, size and marks (dropped, injected), the content through the content views (text
+as text, binary as a hex dump), capped. The Messages tab (widgets/messages.py) lists them one a
+row, where they can be opened, sent, edited and dropped."""
 
 from __future__ import annotations
 
@@ -56,6 +58,10 @@ def tcp_document(flow: Flow) -> Document:
         line.append(f"  {clock}  +{max(0.0, m.timestamp - start) * 1000:,.0f} ms  {human_size(m.size)}", S_DIM)
         if len(m.content) < m.size:
             line.append(f"  ({human_size(len(m.content))} kept)", S_WARN)
+        if m.dropped:
+            line.append("  ✕ dropped (not sent on)", S_WARN)
+        if m.injected:
+            line.append("  ✚ injected", S_WARN)
         doc.add(line)
         if m.content:
             view = view_body(m.content, None, None, mode="auto", limit_lines=LINES_PER_MESSAGE)

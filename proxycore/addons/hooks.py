@@ -22,6 +22,12 @@ The hooks, in the order a flow meets them (each gets the Flow, the connection ho
     websocket_message(flow)         a whole message arrived: flow.websocket.messages[-1]; a hook
                                     may change its content or drop() it before it is sent on
     websocket_end(flow)             the WebSocket closed (flow.websocket.close_code, closed_by_client)
+    tcp_start(flow)                 a raw TCP flow began (flow.tcp_messages set; before the server
+                                    is connected, as mitmproxy's)
+    tcp_message(flow)               one read from one side: flow.messages[-1]; a hook may change
+                                    its content or drop() it before it is sent on
+    tcp_end(flow) | tcp_error(flow) exactly one, when the TCP flow ended (tcp_error: flow.error set:
+                                    the server could not be reached, the flow was killed, ...)
     error(flow) | done(flow)        exactly one, when the flow has ended
     client_disconnected(peer)
 
@@ -37,6 +43,7 @@ from typing import Any
 HOOKS = (
     "client_connected", "client_disconnected", "connect", "tls", "requestheaders", "request",
     "responseheaders", "response", "error", "done", "websocket_start", "websocket_message", "websocket_end",
+    "tcp_start", "tcp_message", "tcp_end", "tcp_error",
 )
 
 
@@ -107,6 +114,10 @@ class Addons:
     websocket_start: Chain | None
     websocket_message: Chain | None
     websocket_end: Chain | None
+    tcp_start: Chain | None
+    tcp_message: Chain | None
+    tcp_end: Chain | None
+    tcp_error: Chain | None
 
     def __init__(self, on_error: Callable[[str], None] | None = None) -> None:
         self._on_error = on_error or (lambda msg: None)

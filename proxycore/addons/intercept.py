@@ -34,12 +34,12 @@ class Paused:
     """One paused flow: which part waits, since when, and when it resumes by itself."""
 
     flow: Flow
-    phase: str  # "request", "response" or "message" (a WebSocket message)
+    phase: str  # "request", "response" or "message" (a WebSocket or TCP message)
     since: float  # time.monotonic()
     deadline: float | None  # time.monotonic() of the auto-resume, None: waits for the user
     future: asyncio.Future = field(repr=False)
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-    message: Any = None  # the paused WebSocketMessage (phase "message")
+    message: Any = None  # the paused WebSocketMessage or TCPMessage (phase "message")
 
     def waited(self, now: float | None = None) -> float:
         return (time.monotonic() if now is None else now) - self.since
@@ -86,6 +86,14 @@ class InterceptHooks:
         if ws is None or not ws.messages or not flow.in_scope:
             return
         msg = ws.messages[-1]
+        if self.ctl.matches_message(flow, msg):
+            await self.ctl.pause(flow, "message", msg)
+
+    async def tcp_message(self, flow: Flow) -> None:
+        msgs = flow.tcp_messages
+        if not msgs or not flow.in_scope:
+            return
+        msg = msgs[-1]
         if self.ctl.matches_message(flow, msg):
             await self.ctl.pause(flow, "message", msg)
 
@@ -154,17 +162,20 @@ class Intercept:
         return self.active and f is not None and f(flow)
 
     def matches_message(self, flow: Flow, msg: Any) -> bool:
-        """Does the filter match this one WebSocket message? It sees the flow as if the message
-        were its only one, so ~b pauses the messages that contain the text, not every message
-        after the first that did (mitmproxy tries the whole flow)."""
+        """Does the filter match this one WebSocket or TCP message? It sees the flow as if the
+        message were its only one, so ~b pauses the messages that contain the text, not every
+        message after the first that did (mitmproxy tries the whole flow)."""
         f = self.filter
         if not self.active or f is None:
             return False
-        from proxycore.flows.websocket import WebSocketData
-
         view = copy.copy(flow)
-        view.websocket = WebSocketData()
-        view.websocket.messages.append(msg)
+        if flow.tcp_messages is not None:
+            view.tcp_messages = [msg]
+        else:
+            from proxycore.flows.websocket import WebSocketData
+
+            view.websocket = WebSocketData()
+            view.websocket.messages.append(msg)
         return f(view)
 
     def wants(self, flow: Flow) -> bool:
@@ -213,7 +224,8 @@ class Intercept:
         return sum(self._release(fid) for fid in list(self.paused))
 
     def kill(self, flows: list[Flow]) -> int:
-        """Kill paused flows: their client connection is closed without a response."""
+        """Kill paused flows: their client connection is closed without a response (a TCP or
+        WebSocket flow: both connections end)."""
         n = 0
         for f in flows:
             if f.id in self.paused:

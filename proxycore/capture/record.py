@@ -330,6 +330,12 @@ def _addr(addr: tuple[str, int] | None) -> str | None:
 
 
 
+def _micros(ts: float) -> int:
+    """``ts`` in whole microseconds, rounded as _rfc3339 writes it."""
+    frac, whole = math.modf(ts)
+    return int(whole) * 1000000 + round(frac * 1e6)
+
+
 def _rfc3339(ts: float) -> str:
     # local time with its offset and microseconds, e.g. 2026-11-25T13:00:00.123456+01:00.
     # The flows of one second share everything but the microseconds: format the rest once per
@@ -487,7 +493,9 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
     rec["startTime"] = _rfc3339(t.start)
     if t.end is not None:
         rec["endTime"] = _rfc3339(t.end)
-        rec["durationMs"] = t.duration_ms
+        # from the two times as written (each rounded to a microsecond), so start + duration is
+        # exactly the end a reader (HAR has only start and duration) gets back
+        rec["durationMs"] = (_micros(t.end) - _micros(t.start)) / 1000
     if flow.error:
         rec["error"] = flow.error
     client = _addr(flow.client_addr)
@@ -510,6 +518,8 @@ def flow_to_record(flow: Flow, opts: RecordOptions) -> dict[str, Any]:
         rec["rules"] = list(flow.rules_applied)  # the rewrite rules that changed it
     if flow.websocket is not None:
         rec["websocket"] = _websocket_dict(flow.websocket, opts)
+    if flow.stream is not None:  # one stream of a client's HTTP/2 connection
+        rec["http2"] = {"connection": flow.stream[0], "stream": flow.stream[1]}
     rec["timings"] = timings_dict(t)
     return rec
 

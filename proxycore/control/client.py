@@ -85,6 +85,10 @@ class EngineClient(ABC):
         """Send a new message on a live WebSocket flow; ValueError when it is not live."""
         raise ValueError("this engine cannot send WebSocket messages")
 
+    def tcp_inject(self, flow_id: int, to_client: bool, content: bytes) -> None:
+        """Send new data on a live TCP flow; ValueError when it is not live."""
+        raise ValueError("this engine cannot send TCP messages")
+
     def replay_clear(self) -> int:
         """Drop the queued replays; returns how many were dropped."""
         return 0
@@ -269,6 +273,12 @@ class LocalEngine(EngineClient):
         if relay is None:
             raise ValueError(f"flow #{flow_id} is not a live WebSocket connection")
         relay.inject(to_client, content, is_text)
+
+    def tcp_inject(self, flow_id: int, to_client: bool, content: bytes) -> None:
+        relay = self.proxy.tcp_relays.get(flow_id)
+        if relay is None:
+            raise ValueError(f"flow #{flow_id} is not a live TCP connection")
+        relay.inject(to_client, content)
 
     def inject(self, kind: str, flow: Flow) -> None:
         """Publish a flow as the proxy's connection code would ("add", "update", "done"), without

@@ -154,7 +154,7 @@ def _flow_edit_apply(ctx: CommandContext, text: str, part: str, selector: str) -
     return f"edited the {done} of flow #{flow.id}"
 
 
-# --- WebSocket messages ---------------------------------------------------------------------------
+# --- WebSocket and TCP messages (a paused message has the same fields in both) ---------------------
 
 
 def _paused_message(ctx: CommandContext, selector: str) -> tuple[Intercept, Flow, object]:
@@ -164,11 +164,11 @@ def _paused_message(ctx: CommandContext, selector: str) -> tuple[Intercept, Flow
         raise CommandError("this applies to one flow")
     p = ctl.paused.get(flows[0].id)
     if p is None or p.phase != "message":
-        raise CommandError(f"flow #{flows[0].id} has no paused WebSocket message")
+        raise CommandError(f"flow #{flows[0].id} has no paused message")
     return ctl, flows[0], p.message
 
 
-@command("websocket.message.edit", "Replace the content of the paused WebSocket message (UTF-8 text)",
+@command("websocket.message.edit", "Replace the content of the paused WebSocket or TCP message (UTF-8 text)",
          Arg("text", str, "the new content"), Arg("flows", str, "the flow", "@focus"))
 def _ws_edit(ctx: CommandContext, text: str, selector: str) -> str:
     _ctl_, flow, msg = _paused_message(ctx, selector)
@@ -179,7 +179,7 @@ def _ws_edit(ctx: CommandContext, text: str, selector: str) -> str:
     return f"edited the paused message of flow #{flow.id} (resume to send it)"
 
 
-@command("websocket.message.drop", "Drop the paused WebSocket message (it is not sent on) and go on",
+@command("websocket.message.drop", "Drop the paused WebSocket or TCP message (it is not sent on) and go on",
          Arg("flows", str, "the flow", "@focus"))
 def _ws_drop(ctx: CommandContext, selector: str) -> str:
     ctl, flow, msg = _paused_message(ctx, selector)
@@ -205,6 +205,27 @@ def _ws_inject(ctx: CommandContext, selector: str, to_client: bool, message: str
         raise CommandError("injecting needs a running proxy")
     try:
         inject(flow.id, to_client, message.encode("utf-8"), is_text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return f"sent a message to the {'client' if to_client else 'server'} of flow #{flow.id}"
+
+
+@command("inject.tcp", "Send new data on a live TCP flow (mitmproxy's inject.tcp)",
+         Arg("flows", str, "the flow", "@focus"),
+         Arg("to_client", bool, "true: to the client; false: to the server"),
+         Arg("message", str, "the data (sent as UTF-8)"))
+def _tcp_inject(ctx: CommandContext, selector: str, to_client: bool, message: str) -> str:
+    flows = _flows(ctx, selector)
+    if len(flows) != 1:
+        raise CommandError("a message goes to one flow")
+    flow = flows[0]
+    if flow.tcp_messages is None:
+        raise CommandError(f"flow #{flow.id} is not a TCP flow")
+    inject = getattr(ctx.engine, "tcp_inject", None) if ctx.engine is not None else None
+    if inject is None:
+        raise CommandError("injecting needs a running proxy")
+    try:
+        inject(flow.id, to_client, message.encode("utf-8"))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     return f"sent a message to the {'client' if to_client else 'server'} of flow #{flow.id}"

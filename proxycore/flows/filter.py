@@ -184,7 +184,9 @@ def _flag_asset(f: Flow) -> bool:
 
 
 _FLAGS: dict[str, tuple[Predicate, str]] = {
-    "q": (lambda f: f.response is None and f.error is None, "request without a response or error (pending)"),
+    # an HTTP flow only, as mitmproxy's: an intercept filter ~q must not pause every TCP message
+    "q": (lambda f: f.response is None and f.error is None and f.tcp_messages is None,
+          "request without a response or error (pending; HTTP flows only)"),
     "s": (lambda f: f.response is not None, "has a response"),
     "e": (lambda f: f.error is not None, "has an error"),
     "a": (_flag_asset, "asset: CSS, JavaScript, image or font (content type or path extension)"),

@@ -455,7 +455,7 @@ class Flow:
         "id", "client_addr", "server_addr", "request", "response", "error", "timings",
         "client_tls", "server_tls", "state", "marked", "comment", "tags", "is_replay",
         "modified", "passthrough", "in_scope", "sampled", "killed", "original_request", "original_response",
-        "rules_applied", "websocket", "tcp_messages", "__weakref__",
+        "rules_applied", "websocket", "tcp_messages", "stream", "__weakref__",
     )
 
     def __init__(self, request: Request, client_addr: tuple[str, int] | None = None,
@@ -492,6 +492,9 @@ class Flow:
         self.websocket: WebSocketData | None = None
         # A raw TCP flow's messages (proxycore.flows.tcp); None on every HTTP flow
         self.tcp_messages: list[TCPMessage] | None = None
+        # (h2 connection id, stream id) for a flow that was one stream of a client's HTTP/2
+        # connection (proxycore.proxy.http2); flows sharing the id shared the connection
+        self.stream: tuple[int, int] | None = None
 
     def kill(self) -> None:
         """End the flow at once: the client connection is closed without a response (an
@@ -499,6 +502,12 @@ class Flow:
         self.killed = True
         if self.error is None:
             self.error = "killed"
+
+    @property
+    def messages(self) -> list[TCPMessage] | None:
+        """A TCP flow's messages under mitmproxy's name (TCPFlow.messages): `tcp_message` hooks
+        written for mitmproxy read `flow.messages[-1]`. None on HTTP flows."""
+        return self.tcp_messages
 
     def ensure_id(self) -> None:
         if not self.id:

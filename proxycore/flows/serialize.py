@@ -169,6 +169,7 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
         "rules_applied": list(flow.rules_applied),
         "websocket": _opt(_websocket, flow.websocket),
         "tcp_messages": None if flow.tcp_messages is None else messages_to_list(flow.tcp_messages),
+        "stream": list(flow.stream) if flow.stream is not None else None,
     }
 
 
@@ -205,6 +206,8 @@ def flow_from_dict(d: dict[str, Any]) -> Flow:
         flow.websocket = _opt(_unwebsocket, d.get("websocket"))
         if d.get("tcp_messages") is not None:
             flow.tcp_messages = messages_from_list(d["tcp_messages"])
+        stream = d.get("stream")
+        flow.stream = (int(stream[0]), int(stream[1])) if stream else None
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, FlowFormatError):
             raise

@@ -430,6 +430,8 @@ class Exchange:
 
 
 class ClientConnection(TunnelMixin, Endpoint):
+    h2_upstream = False  # flows may reach the origin over HTTP/2 (the streams of an h2 client: http2.py)
+
     def __init__(self, proxy: Proxy) -> None:
         super().__init__()
         self.proxy = proxy
@@ -842,7 +844,7 @@ class ClientConnection(TunnelMixin, Endpoint):
                 self._kill(ex)
                 return
         for attempt in (0, 1):
-            conn = proxy.pool.take(key)
+            conn = self._take(key)
             reused = conn is not None
             if conn is None:
                 try:
@@ -854,7 +856,8 @@ class ClientConnection(TunnelMixin, Endpoint):
                         dial = self.dial
                         if dial is not None and (req.host, req.port) != self.tunnel:
                             dial = None  # an addon sent the request elsewhere
-                        conn = await proxy.pool.connect(flow, req.scheme, req.host, req.port, dial)
+                        conn = await proxy.pool.connect(flow, req.scheme, req.host, req.port, dial,
+                                                      self.h2_upstream)
                 except UpstreamError as exc:
                     self.send_error(ex, exc.status, str(exc))
                     return
@@ -940,6 +943,10 @@ class ClientConnection(TunnelMixin, Endpoint):
         if self.shaper is not None and not self.closed:
             await self.shaper.wait_drained()  # a throttled response ends when the client has it
         self._finish(ex)
+
+    def _take(self, key: tuple) -> UpstreamConnection | None:
+        """A pooled connection for the request (H2StreamConnection also looks for an h2 one)."""
+        return self.proxy.pool.take(key)
 
     async def _send_whole_response(self, ex: Exchange) -> None:
         """The response was buffered whole for the hooks: run them, then send what they left."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from proxycore.capture.queue import CaptureQueue
     from proxycore.certs import CertificateAuthority
     from proxycore.flows.spill import SpillStore
+    from proxycore.proxy.tcprelay import TCPRelay
     from proxycore.proxy.websocket import WebSocketRelay
     from proxycore.proxy.wireguard import WireGuardServer
 
@@ -91,6 +92,7 @@ class Proxy:
         self._rules_at = 0  # where the rules addon goes: after access, scope and passthrough
         # the WebSocket relays running now, by flow id (inject.websocket finds them here)
         self.websockets: dict[int, WebSocketRelay] = {}
+        self.tcp_relays: dict[int, TCPRelay] = {}  # the same for raw TCP flows (inject.tcp)
         self.throttle = Throttle()  # off until configured: the flow driver tests one attribute
         self.wireguard: WireGuardServer | None = None  # wireguard mode's server (proxy/wireguard.py)
         self._sweeper: asyncio.Task | None = None
@@ -177,11 +179,13 @@ class Proxy:
             if opts.mitm:
                 self.ca = await loop.run_in_executor(
                     None, certs.CertificateAuthority.load_or_create, opts.ca_cert_path, opts.ca_key_path)
-                self.ca.alpn = list(opts.alpn)
+                self.ca.alpn = [p for p in opts.alpn if opts.http2 or p != "h2"]
             client_ssl = certs.client_context(opts.ssl_insecure, opts.upstream_ca)
+            h2_ssl = certs.client_context(opts.ssl_insecure, opts.upstream_ca, h2=True) if opts.http2 else None
         except certs.CAError as exc:
             raise StartupError(str(exc)) from None
         self.pool = Pool(client_ssl, upstream, opts, self.via_token)
+        self.pool.h2_ssl = h2_ssl
         self.pool.loop = loop
 
         try:

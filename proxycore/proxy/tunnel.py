@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from proxycore.addons.hooks import run_hook
 from proxycore.certs import get_sni
-from proxycore.flows.flow import Response
+from proxycore.flows.flow import Flow, Response
 from proxycore.layers import http1 as h1
 from proxycore.layers.tls import start_tls
 from proxycore.proxy.upstream import UpstreamConnection, UpstreamError, _tls_info
@@ -74,8 +74,16 @@ class TunnelMixin:
             await self._tunnel(ex, host, port)
             return
         assert proxy.ca is not None and self.transport is not None
+        offer_h2 = False
+        if proxy.pool.h2_ssl is not None and "h2" in proxy.ca.alpn:
+            # h2 is offered to the client only when the origin speaks it: ask the origin first
+            # (mitmproxy's eager connection strategy); the connection serves the first requests
+            offer_h2 = await self._eager_connect(flow, host, port)
+            if self.closed:
+                self._finish(ex)
+                return
         try:
-            ctx = proxy.ca.mitm_context(host)
+            ctx = proxy.ca.mitm_context(host, offer_h2)
         except Exception as exc:  # a host name the CA cannot mint for
             flow.ensure_id()
             self.send_error(ex, 502, f"cannot create a certificate for {host}: {exc}")
@@ -88,6 +96,12 @@ class TunnelMixin:
         self.tunnel = (host, port)
         self.codec = h1.H1Server(proxy.options.max_head_size)
         self.current = None
+        hold = None
+        if offer_h2:
+            # the layer depends on the ALPN the handshake picks: hold what arrives meanwhile
+            from proxycore.proxy.http2 import Buffering
+
+            hold = self.relay_to = Buffering()  # type: ignore[assignment]
         try:
             tls_transport = await start_tls(self.transport, self, ctx, server_side=True, initial=early,
                                             timeout=proxy.options.client_head_timeout)
@@ -101,6 +115,7 @@ class TunnelMixin:
                               "(does the client trust the OmniProxy CA? see `omniproxy-tui ca info`)")
             flow.passthrough = False
             ex.resp_size = 0
+            self.relay_to = None
             self._finish(ex)
             self.abort()
             return
@@ -112,8 +127,25 @@ class TunnelMixin:
             self.client_tls.alpn = sslobj.selected_alpn_protocol()
             c = sslobj.cipher()
             self.client_tls.cipher = c[0] if c else None
+        if hold is not None and self.client_tls.alpn == "h2":
+            from proxycore.proxy.http2 import H2ClientConnection
+
+            flow.client_tls = self.client_tls
+            await run_hook(proxy.addons.tls, flow)
+            if self.closed:
+                self._finish(ex)
+                return
+            conn = H2ClientConnection(proxy, self)
+            self.relay_to = conn  # this connection's serve loop ends here; the h2 layer takes over
+            self.deadline = 0.0
+            tls_transport.set_protocol(conn)
+            conn.start(tls_transport, hold.take())
+            return
+        if hold is not None:  # offered h2, the client chose HTTP/1.1: its flows go over HTTP/1.1;
+            # the h2 connection stays pooled for h2 clients (and spares later CONNECTs the dial)
+            self.relay_to = None
         if self.client_tls.alpn not in (None, "http/1.1"):
-            # only the HTTP/1.1 layer exists; a context never offers anything else (options.alpn)
+            # a context never offers anything else (options.alpn)
             flow.ensure_id()
             flow.error = f"client negotiated {self.client_tls.alpn!r}, which this proxy does not speak"
             self._finish(ex)
@@ -125,7 +157,35 @@ class TunnelMixin:
             queued.flow.client_tls = self.client_tls
         flow.client_tls = self.client_tls
         await run_hook(proxy.addons.tls, flow)
+        if hold is not None:
+            early = hold.take()
+            if early and not self.closed:
+                self.data_received(early)
         # The CONNECT itself is not recorded once intercepted: the requests inside it are.
+
+    async def _eager_connect(self: ClientConnection, flow: Flow, host: str, port: int) -> bool:
+        """Connect to the origin offering h2 before the client's handshake; True when it speaks h2.
+        The connection stays in the pool for the tunnel's first requests. An origin known to
+        speak only HTTP/1.1, or one that cannot be reached, is left to the first request (as
+        without HTTP/2: its flow reports the error)."""
+        pool = self.proxy.pool
+        key = ("https", host, port)
+        if pool.h2.get(key):
+            for c in pool.h2[key]:
+                if c.usable and not c.closed:
+                    return True
+        known = pool.alpn_known.get(key)
+        if known is False:
+            return False
+        try:
+            conn = await pool.connect(flow, "https", host, port, self.dial, h2=True)
+        except UpstreamError:
+            return False
+        is_h2 = not isinstance(conn, UpstreamConnection)
+        if len(pool.alpn_known) < 4096:
+            pool.alpn_known[key] = is_h2
+        conn.release()  # an h1 connection goes idle in the pool; an unused h2 stream is freed
+        return is_h2
 
     async def _tunnel(self: ClientConnection, ex: Exchange, host: str, port: int) -> None:
         """Blind tunnel (skip-host or --no-mitm): relayed untouched and recorded as one flow."""

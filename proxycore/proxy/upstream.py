@@ -267,6 +267,8 @@ class UpstreamConnection(Endpoint):
         if extra:
             fields = fields + extra
         version = req.http_version
+        if version[5:6] == "2":  # a flow from an h2 client ("HTTP/2.0", or "HTTP/2" after an edit)
+            version = "HTTP/1.1"
         return self.codec.request_head(req.method, target, version[5:] if version.startswith("HTTP/") else version,
                                        fields, framing)
 
@@ -404,6 +406,12 @@ class Pool:
         self.body_idle_timeout = o.body_idle_timeout
         self.max_head_size = o.max_head_size
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by Proxy.start: its clock
+        # HTTP/2 (proxycore.proxy.http2): the context offering h2 (None: --no-http2), the shared
+        # h2 connections by key, and the h2 dials under way (concurrent streams wait for one)
+        self.h2_ssl: ssl.SSLContext | None = None
+        self.h2: dict[tuple, list] = {}
+        self.h2_dialing: dict[tuple, asyncio.Future] = {}
+        self.alpn_known: dict[tuple, bool] = {}  # origin key -> it picked h2 (bounded by _eager_connect)
 
     def put(self, conn: UpstreamConnection) -> None:
         lst = self.idle[conn.key]
@@ -431,11 +439,48 @@ class Pool:
             for c in lst:
                 c.close()
         self.idle.clear()
+        for h2s in list(self.h2.values()):
+            for c in list(h2s):
+                c.close()
+        self.h2.clear()
+
+    def take_h2(self, key: tuple) -> UpstreamConnection | None:
+        """A new stream on a pooled h2 connection to `key` with room for it, or None."""
+        for c in self.h2.get(key) or ():
+            stream = c.new_stream()
+            if stream is not None:
+                return stream
+        return None
 
     async def connect(self, flow: Flow, scheme: str, host: str, port: int,
-                      dial: tuple[str, int] | None = None) -> UpstreamConnection:
+                      dial: tuple[str, int] | None = None, h2: bool = False) -> UpstreamConnection:
         """A fresh connection for `flow`, TLS set up for https; timings and TLS facts on the flow.
-        `dial`: the address to connect to when it is not `host` (TLS still names `host`)."""
+        `dial`: the address to connect to when it is not `host` (TLS still names `host`).
+        `h2`: the flow may go over HTTP/2 (it came from an h2 client): ALPN offers h2 too, and when
+        the origin picks it the connection is pooled for every such flow and a stream on it is
+        returned (it stands in for an UpstreamConnection)."""
+        if h2 and scheme == "https" and self.h2_ssl is not None:
+            key = (scheme, host, port)
+            dialing = self.h2_dialing.get(key)
+            if dialing is not None:  # another stream is dialing this origin: share its connection
+                await asyncio.wait({dialing}, timeout=self.connect_timeout)
+                stream = self.take_h2(key)
+                if stream is not None:
+                    flow.server_addr, flow.server_tls = stream.server_addr, stream.tls
+                    return stream
+            fut = asyncio.get_running_loop().create_future()
+            self.h2_dialing[key] = fut
+            try:
+                conn = await self._connect(flow, scheme, host, port, dial, self.h2_ssl)
+            finally:
+                if self.h2_dialing.get(key) is fut:
+                    del self.h2_dialing[key]
+                fut.set_result(None)
+            return conn
+        return await self._connect(flow, scheme, host, port, dial, None)
+
+    async def _connect(self, flow: Flow, scheme: str, host: str, port: int, dial: tuple[str, int] | None,
+                       h2_ssl: ssl.SSLContext | None) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         key = (scheme, host, port)
         t = flow.timings
@@ -453,6 +498,8 @@ class Pool:
                 transport.set_protocol(conn)
                 conn.connection_made(transport)
                 assert self.client_ssl is not None
+                if h2_ssl is not None:
+                    return await self._connect_h2(flow, conn, transport, host, port, h2_ssl)
                 tls_transport = await asyncio.wait_for(
                     loop.start_tls(transport, conn, self.client_ssl, server_hostname=host), self.connect_timeout)
                 if tls_transport is None:
@@ -474,6 +521,45 @@ class Pool:
             raise UpstreamError(describe_connect_error(exc, *where), status) from None
         self.connections_opened += 1
         flow.server_addr = conn.server_addr
+        return conn
+
+    async def _connect_h2(self, flow: Flow, conn: UpstreamConnection, transport: asyncio.Transport,
+                          host: str, port: int, h2_ssl: ssl.SSLContext) -> UpstreamConnection:
+        """The TLS handshake offering h2: an h2 connection (and a stream on it) when the origin
+        picks h2, else `conn` as an HTTP/1.1 connection. Called inside _connect's error handling."""
+        from proxycore.proxy.http2 import Buffering, H2OriginConnection  # only once h2 is in use
+
+        loop = asyncio.get_running_loop()
+        hold = Buffering()  # an h2 server sends its SETTINGS right after the handshake
+        tls_transport = await asyncio.wait_for(
+            loop.start_tls(transport, hold, h2_ssl, server_hostname=host), self.connect_timeout)
+        if tls_transport is None:
+            raise UpstreamError(f"TLS handshake with {host}:{port} failed")
+        flow.timings.tls_end = time.time()
+        sslobj = tls_transport.get_extra_info("ssl_object")
+        tls = _tls_info(sslobj, host)
+        flow.server_tls = tls
+        self.connections_opened += 1
+        flow.server_addr = conn.server_addr
+        if tls.alpn == "h2":
+            origin = H2OriginConnection(self, conn.key, tls, conn.server_addr)
+            tls_transport.set_protocol(origin)
+            origin.start(tls_transport, hold.take())
+            if hold.lost:
+                origin.connection_lost(None)
+            self.h2.setdefault(conn.key, []).append(origin)
+            stream = origin.new_stream()
+            if stream is None:
+                raise UpstreamError(f"the HTTP/2 connection to {host}:{port} refused any stream")
+            return stream  # type: ignore[return-value]
+        conn.transport = tls_transport
+        conn.tls = tls
+        tls_transport.set_protocol(conn)
+        early = hold.take()
+        if early:  # an HTTP/1.1 server speaking first: as on an idle pooled connection
+            conn.data_received(early)
+        if hold.lost:
+            conn.connection_lost(None)
         return conn
 
     async def open_tunnel(self, host: str, port: int) -> tuple[asyncio.Transport, RelayProtocol]:

@@ -35,6 +35,7 @@ import wsproto.utilities
 from wsproto import ConnectionState, ConnectionType
 
 from proxycore.flows.websocket import BINARY, TEXT, WebSocketData, WebSocketMessage
+from proxycore.proxy.tcprelay import CoalescedUpdates
 
 if TYPE_CHECKING:
     from proxycore.flows.flow import Flow
@@ -173,7 +174,7 @@ class WebSocketRelay:
                       _Lane(False, wsproto.Connection(ConnectionType.CLIENT, s_ext)))
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ended = False
-        self._publish: asyncio.TimerHandle | None = None
+        self._updates = CoalescedUpdates(self.proxy, self.flow, _PUBLISH_DELAY)
         self._hook_lock = asyncio.Lock()
 
     # --- the two connections ------------------------------------------------------------------
@@ -212,9 +213,7 @@ class WebSocketRelay:
             await self.done
         finally:
             self.proxy.websockets.pop(self.flow.id, None)
-            if self._publish is not None:
-                self._publish.cancel()
-                self._publish = None
+            self._updates.cancel()
             for lane in self.lanes:
                 if lane.task is not None and not lane.task.done():
                     lane.task.cancel()
@@ -323,7 +322,7 @@ class WebSocketRelay:
                 self._send(not lane.from_client, out)
         limit = self.proxy.capture_limit
         msg.cap(limit if limit is not None else 0)  # what the flow keeps (the message went whole)
-        self._changed()
+        self._updates.changed()
 
     def _control(self, lane: _Lane, ev: wse.Event) -> None:
         if isinstance(ev, (wse.Ping, wse.Pong)):
@@ -375,15 +374,6 @@ class WebSocketRelay:
                 chain.call(self.flow)
         if not self.done.done():
             self.done.set_result(None)
-
-    def _changed(self) -> None:
-        if self._publish is None and self.flow.in_scope:
-            self._publish = asyncio.get_running_loop().call_later(_PUBLISH_DELAY, self._do_publish)
-
-    def _do_publish(self) -> None:
-        self._publish = None
-        if not self.ended:
-            self.proxy.publish("update", self.flow)
 
 
 __all__ = ["WebSocketRelay", "fragments"]

@@ -17,7 +17,8 @@ UDP: DNS queries (port 53) are forwarded, those to the address the client config
 DNS server (10.0.0.53) to `--wireguard-dns` or the system's resolver, others to where they were
 sent; the answer goes back through the tunnel. Other UDP is dropped (a debug line in the event
 log, once per destination). Raw TCP relays and DNS connect directly (not through --upstream);
-TCP flows run no addon hooks (the scope options apply to them).
+TCP flows run the tcp_* hooks, breakpoints and throttling (proxy/tcprelay.py) and the scope
+options apply to them.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from proxycore.certs import get_sni
-from proxycore.flows.flow import DONE, ERROR
-from proxycore.flows.tcp import add_message, new_tcp_flow
+from proxycore.flows.tcp import new_tcp_flow
 from proxycore.layers.tls import StreamTransport, start_tls
 from proxycore.proxy.http1 import ClientConnection
+from proxycore.proxy.tcprelay import Side, TCPRelay
 from proxycore.proxy.upstream import _tls_info, describe_connect_error
 from proxycore.wgconf import (
     CLIENT_DNS,
@@ -46,7 +47,6 @@ from proxycore.wgconf import (
 )
 
 if TYPE_CHECKING:
-    from proxycore.flows.flow import Flow
     from proxycore.proxy.server import Proxy
 
 FIRST_BYTES_TIMEOUT = 1.0  # how long a stream may stay silent before it is taken as server-first
@@ -55,7 +55,6 @@ MAX_HELLO = 65536 + 5
 DNS_TIMEOUT = 5.0
 MAX_DNS_INFLIGHT = 256  # queries forwarded at once; more are dropped (the client retries)
 READ_SIZE = 65536
-UPDATE_INTERVAL = 0.25  # a TCP flow's "update" events, at most this often
 _HTTP_START = re.compile(rb"(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|TRACE|CONNECT|PROPFIND|MKCOL) ")
 
 
@@ -279,82 +278,35 @@ class WireGuardServer:
 
     async def _relay(self, stream: Any, dst: tuple[str, int], src: tuple[str, int] | None,
                      pending: asyncio.Future | None, first: bytes = b"") -> None:
-        """Relay a stream that is not HTTP to its original destination, recorded as a TCP flow."""
+        """Relay a stream that is not HTTP to its original destination, recorded as a TCP flow
+        (proxy/tcprelay.py: hooks, breakpoints, inject.tcp, throttling)."""
         proxy = self.proxy
         opts = proxy.options
         flow = new_tcp_flow(dst[0], dst[1], src)
         if proxy.scope is not None:  # --include-host and friends, as for a CONNECT (method "TCP")
             flow.in_scope = proxy.scope.matches(dst[0], flow.request.path, flow.request.method)
+        relay = TCPRelay(proxy, flow)
+        await relay.start()
+        lost = relay.lost()
+        if flow.killed or lost:  # a tcp_start hook's verdict, or throttling's loss: no connection
+            if pending is not None:
+                pending.cancel()
+            stream.close()
+            await relay.end("connection reset by throttling (packet-loss emulation)" if lost else None)
+            return
         flow.timings.connect_start = time.time()
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(*dst), opts.connect_timeout)
         except (TimeoutError, OSError) as exc:
-            flow.error = describe_connect_error(exc, *dst)
-            self._end_tcp(flow)
             if pending is not None:
                 pending.cancel()
             stream.close()
+            await relay.end(describe_connect_error(exc, *dst))
             return
         flow.timings.connect_end = time.time()
         proxy.publish("add", flow)
-        cap = [proxy.capture_limit]  # bytes of content the flow may still keep (None: all)
-        last = [0.0]
-
-        def record(from_client: bool, data: bytes) -> None:
-            room = cap[0]
-            kept = add_message(flow, from_client, data, room)
-            if room is not None:
-                cap[0] = room - kept
-            now = time.monotonic()
-            if now - last[0] >= UPDATE_INTERVAL:
-                last[0] = now
-                proxy.publish("update", flow)
-
-        async def upstream() -> None:
-            try:
-                data = first
-                if pending is not None:
-                    data = await pending
-                while data:
-                    record(True, data)
-                    writer.write(data)
-                    await writer.drain()
-                    data = await stream.read(READ_SIZE)
-                if writer.can_write_eof():
-                    writer.write_eof()
-            except (OSError, ConnectionError):
-                pass
-
-        async def downstream() -> None:
-            try:
-                while True:
-                    data = await reader.read(READ_SIZE)
-                    if not data:
-                        break
-                    record(False, data)
-                    stream.write(data)
-                    await stream.drain()
-                stream.write_eof()
-            except (OSError, ConnectionError):
-                pass
-
-        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
-        try:
-            await asyncio.gather(*tasks)
-        except asyncio.CancelledError:
-            flow.error = "the proxy stopped"
-            raise
-        finally:
-            for t in tasks:
-                t.cancel()
-            writer.close()
-            stream.close()
-            self._end_tcp(flow)
-
-    def _end_tcp(self, flow: Flow) -> None:
-        flow.timings.end = time.time()
-        flow.state = ERROR if flow.error else DONE
-        self.proxy.flow_done(flow)
+        client = Side(stream.read, stream.write, stream.drain, stream.write_eof, stream.close)
+        await relay.run(client, Side.of_streams(reader, writer), first, pending)
 
     # --- UDP ----------------------------------------------------------------------------------
     def _on_datagram(self, data: bytes, src: tuple[str, int], dst: tuple[str, int]) -> None:

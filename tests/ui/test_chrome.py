@@ -341,7 +341,7 @@ async def test_help_lists_detail_keys_filter_syntax_and_q_and_scrolls_one_line(c
         await open_screen(pilot, "question_mark", HelpScreen)
         help_screen = app.screen
         body = " ".join(t for s in help_screen.sections for row in s[1] for t in row)
-        for needle in ("Request, Response, Timing, Raw tab", "Cycle the body view", "back to the flow list",
+        for needle in ("Response, Timing, Raw, Messages (WebSocket, TCP) tab", "Cycle the body view", "back to the flow list",
                        "in the bar ? is typed as ?", "q goes back", "Command prompt", "Event log",
                        "Options:", "side pane", "Clear all flows except the marked", "[shown/total]"):
             assert needle in body, needle

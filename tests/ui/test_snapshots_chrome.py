@@ -62,7 +62,8 @@ def test_option_value_prompt(snap_compare, size: tuple[int, int]) -> None:
         await feed(pilot)
         await pilot.press("O")
         await until(pilot, lambda: isinstance(app.screen, OptionsScreen), "the options screen")
-        await pilot.press("down", "down", "down", "enter")
+        row = next(i for i, k in enumerate(app.screen.keys) if k.field == "connect_timeout")
+        await pilot.press(*["down"] * row, "enter")
         await until(pilot, lambda: isinstance(app.screen, PromptScreen), "the prompt")
         _no_blink(app)
         app.screen.input.value = "soon"

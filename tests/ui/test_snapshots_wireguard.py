@@ -76,7 +76,7 @@ def test_tcp_flow_detail(snap_compare, size: tuple[int, int]) -> None:
         await pilot.press("end")
         await until(pilot, lambda: app.view.focus is not None and app.view.focus.id == 111, "the TCP flow")
         await pilot.press("enter")
-        await until(pilot, lambda: "Messages" in str(app.screen.query("Tab").first().label)
+        await until(pilot, lambda: "Stream" in str(app.screen.query("Tab").first().label)
                     if app.screen.query("Tab") else False, "the detail")
         await pilot.pause()
 
