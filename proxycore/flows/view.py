@@ -80,14 +80,6 @@ _VAL_FUNCS: dict[str, Callable[[Flow], Any]] = {
     "duration": _val_duration,
     "status": _val_status,
 }
-# The same values for every stored flow at once (a new sort key): attribute getters run in C, with
-# no Python frame per flow as the functions above need.
-_BULK_VAL_FUNCS: dict[str, Callable[[Flow], Any]] = {
-    **_VAL_FUNCS,
-    "time": attrgetter("timings.start"),
-    "method": attrgetter("request._method"),
-    "url": attrgetter("request.url"),
-}
 
 
 def copy_flow(flow: Flow) -> Flow:
@@ -681,9 +673,9 @@ class FlowView:
         changed = key != self.sort_key
         self.sort_key = key
         if changed:
-            stored = self._store.values()
+            valfn = _VAL_FUNCS[key]
             self._cur.clear()  # the old key's values go first: never two sets of them at once
-            self._vals = {key: dict(zip(stored, map(_BULK_VAL_FUNCS[key], stored), strict=True))}
+            self._vals = {key: {f: valfn(f) for f in self._store.values()}}
         self._cur = self._vals[key]
         if reverse is not None and reverse != self.sort_reverse:
             self.sort_reverse = reverse
