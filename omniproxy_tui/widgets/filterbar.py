@@ -103,6 +103,7 @@ class FilterBar(Vertical):
         self.on_closed: Callable[[bool], None] | None = None
         self._preview_task: asyncio.Task[None] | None = None
         self._preview_steps: Generator[None, None, None] | None = None
+        self._preview_text = ""  # what the running preview filters by
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -140,8 +141,15 @@ class FilterBar(Vertical):
         if not self.is_open:
             return
         self._cancel_timer()
-        self._cancel_preview()
         v = self.view
+        if commit and self._preview_steps is not None and self._preview_text == self.input.value.strip():
+            # Enter while the preview of this very text runs: finish its remaining slices now
+            # rather than filter every flow again from the first
+            steps = self._preview_steps
+            self._preview_steps = None
+            for _ in steps:
+                pass
+        self._cancel_preview()
         if commit:
             text = self.input.value.strip()
             try:
@@ -187,6 +195,7 @@ class FilterBar(Vertical):
         self._set_error(None)
         if text != self._applied_text:
             self._cancel_preview()
+            self._preview_text = text
             self._preview_task = asyncio.get_running_loop().create_task(self._preview(flt, text))
         else:
             self._update_count()

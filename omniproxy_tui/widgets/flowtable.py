@@ -234,6 +234,10 @@ class FlowTable(ScrollView, can_focus=True):
         # none (new flows arrive below the screen) and a cursor move two.
         self._drawn: dict[int, tuple] = {}
         self._styles: tuple = ()  # the styles the cached rows were built with
+        # The same styles by name (and the widget's own under ""), read once per style change:
+        # Textual drops its cache of them on every refresh, which is every tick, and recomputing
+        # one walks every ancestor's styles (a dozen per new row otherwise).
+        self._style_map: dict[str, Style] = {}
         self._clock_cache: tuple[int, str] = (-1, "")
         self.empty_message = "No flows yet. Point a client at the proxy."
 
@@ -326,10 +330,12 @@ class FlowTable(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         # Textual re-applies the CSS on every focus change; the rows' colours rarely change with it
+        names = sorted(self.COMPONENT_CLASSES)
         try:
-            styles = (self.rich_style, *(self.get_component_rich_style(c) for c in sorted(self.COMPONENT_CLASSES)))
+            styles = (self.rich_style, *(self.get_component_rich_style(c) for c in names))
         except KeyError:  # not registered yet: nothing cached either
             styles = ()
+        self._style_map = dict(zip(["", *names], styles, strict=True)) if styles else {}
         if not styles or styles != self._styles:
             self._styles = styles
             self._cache.clear()  # e.g. the theme changed: cached colours are stale
@@ -347,6 +353,13 @@ class FlowTable(ScrollView, can_focus=True):
             self._columns_width = width
             self._cache.clear()
         return self._columns
+
+    def _style(self, name: str) -> Style:
+        """A component class's style ("": the widget's own), from the map while it is known."""
+        style = self._style_map.get(name)
+        if style is None:
+            return self.rich_style if not name else self.get_component_rich_style(name)
+        return style
 
     def _fmt_time(self, ts: float) -> tuple[str, str]:
         sec = int(ts)
@@ -369,20 +382,19 @@ class FlowTable(ScrollView, can_focus=True):
                 msg = self.empty_message if view.total == 0 else f"No flows match ({view.total} hidden)"
                 lines = msg.split("\n")
                 if index < len(lines):
-                    style = self.get_component_rich_style("flowtable--empty")
+                    style = self._style("flowtable--empty")
                     return Strip([Segment(_fit(" " + lines[index], width), style)], width)
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._style(""))
         flow = view[index]
         segments = self._row_segments(flow, cols, width)
         if flow is view.focus:
-            cursor = self.get_component_rich_style(
-                "flowtable--cursor" if self.has_focus else "flowtable--cursor-blurred")
+            cursor = self._style("flowtable--cursor" if self.has_focus else "flowtable--cursor-blurred")
             segments = list(Segment.apply_style(segments, post_style=cursor))
             return Strip(segments).adjust_cell_length(width, cursor)
         return Strip(segments, width)  # every row's segments fill the width exactly
 
     def _render_header(self, cols: list[Column], width: int) -> Strip:
-        style = self.get_component_rich_style("flowtable--header")
+        style = self._style("flowtable--header")
         sorted_style = style + Style(underline=True, bold=True)
         sorted_col = _SORT_COLUMN.get(self.view.sort_key, "")
         if sorted_col == "time" and not any(c.name == "time" for c in cols):
@@ -409,12 +421,14 @@ class FlowTable(ScrollView, can_focus=True):
         if segs is None:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            segs = self._cache[key] = list(Strip(self._build_row(flow, cols)).adjust_cell_length(
-                width, self.rich_style))
+            row = self._build_row(flow, cols)
+            if sum(c.width for c in cols) + len(cols) - 1 != width:  # else every cell is _fit exactly
+                row = list(Strip(row).adjust_cell_length(width, self._style("")))
+            segs = self._cache[key] = row
         return segs
 
     def _build_row(self, flow: Flow, cols: list[Column]) -> list[Segment]:
-        st = self.get_component_rich_style
+        st = self._style
         req, resp = flow.request, flow.response
         out: list[Segment] = []
         space = Segment(" ", st("flowtable--path"))

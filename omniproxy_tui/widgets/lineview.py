@@ -213,6 +213,9 @@ class LineView(ScrollView, can_focus=True):
         self._row_start: list[int] | None = None  # None: one row per line
         self._cuts: LRUCache[int, list[int]] = LRUCache(4096)
         self._strips: LRUCache[int, Strip] = LRUCache(1024)
+        # the widget's own style, read once per style change: `rich_style` walks every ancestor's
+        # styles on each read, and the rows below a short document are drawn with it on every frame
+        self._base: Style | None = None
         self.query_text = ""
         self.matches: list[tuple] = []  # (line, start, end[, pieces]): see find_matches
         self._by_line: dict[int, list[int]] = {}
@@ -236,10 +239,20 @@ class LineView(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._strips.clear()  # the theme changed: rows are drawn with its colours
+        self._base = None
+
+    @property
+    def base_style(self) -> Style:
+        """`rich_style`, cached until the styles change (focus, theme)."""
+        base = self._base
+        if base is None:
+            base = self._base = self.rich_style
+        return base
 
     def on_resize(self) -> None:
         if self._avail() != self._width:
             self._relayout()
+            self.refresh()  # the rows were cut for the old width
 
     def _avail(self) -> int:
         return max(8, self.scrollable_content_region.width)
@@ -275,7 +288,14 @@ class LineView(ScrollView, can_focus=True):
         else:
             self._row_start = None
             rows = len(doc)
-        self.virtual_size = Size(width, rows)
+        size = Size(width, rows)
+        if size != self.virtual_size:
+            # Not `self.virtual_size = size`: that reactive lays out and repaints the whole screen,
+            # on every cursor move while the detail beside the flow table follows the focus. The
+            # height is the container's (1fr) and the scrollbar is always there (overflow-y:
+            # scroll): only the scrollbar depends on it.
+            self.set_reactive(ScrollView.virtual_size, size)
+            self._scroll_update(size)
 
     def _indent(self, i: int, width: int) -> int:
         plain = self.doc.plain(i)
@@ -325,7 +345,7 @@ class LineView(ScrollView, can_focus=True):
         row = int(self.scroll_offset.y) + y
         width = self.scrollable_content_region.width
         if row >= self.virtual_size.height or row >= self._rows():
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self.base_style)
         selection = self.text_selection
         if selection is None:
             hit = self._strips.get(row)
@@ -341,7 +361,7 @@ class LineView(ScrollView, can_focus=True):
 
     def _render_row(self, row: int, width: int, selection: Selection | None) -> Strip:
         i, k = self._line_at(row)
-        base = self.rich_style
+        base = self.base_style
         text = self.doc.text(i)
         indent = 0
         start, end = 0, len(text.plain)

@@ -133,7 +133,8 @@ class Headers:
         return Headers(self.fields)
 
 
-_FIELDS = Headers.__dict__["fields"]  # the slot: CompactHeaders shadows it with a property
+_FIELDS = Headers.__dict__["fields"]
+_NUL = b"\0"  # the slot: CompactHeaders shadows it with a property
 
 
 class CompactHeaders(Headers):
@@ -146,8 +147,9 @@ class CompactHeaders(Headers):
     __slots__ = ("_raw",)
 
     def __init__(self, fields: Iterable[tuple[bytes, bytes]] | None = None) -> None:
-        flat = [x for kv in (fields or ()) for x in kv]
-        self._raw: bytes | None = b"\0".join(flat) if flat else None
+        # each pair joined, then the pairs: two C-level joins, no Python loop per field
+        raw = b"\0".join(map(_NUL.join, fields or ()))
+        self._raw: bytes | None = raw if raw else None
         _FIELDS.__set__(self, None)
 
     @classmethod

@@ -236,6 +236,13 @@ class FlowView:
             return None
         if self.sort_key == "time":  # ascending by start time: the newest is at the end
             return self._flows[-1]
+        if self._store_in_id_order:  # the store's newest flows first: one shown is usually near
+            shown = self._shown
+            for i, f in enumerate(reversed(self._store.values())):
+                if f in shown:
+                    return f
+                if i >= 64:  # a filter hides the newest ones: not worth walking on
+                    break
         return max(self._flows, key=_ID)
 
     def _sort_pos(self, flow: Flow) -> tuple[Any, int] | None:
@@ -667,6 +674,7 @@ class FlowView:
         self.sort_key = key
         if changed:
             valfn = _VAL_FUNCS[key]
+            self._cur.clear()  # the old key's values go first: never two sets of them at once
             self._vals = {key: {f: valfn(f) for f in self._store.values()}}
         self._cur = self._vals[key]
         if reverse is not None and reverse != self.sort_reverse:
