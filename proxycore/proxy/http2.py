@@ -485,9 +485,21 @@ class H2ClientConnection(Endpoint):
         self.transport = transport
         self.take_socket(transport)
         _start(self.h2, False)
+        self._arm_idle()
         self.flush()
         if initial:
             self.data_received(initial)
+
+    def _arm_idle(self) -> None:
+        """No stream open: --keepalive-timeout runs, on the sweep's deadline of the CONNECT's connection."""
+        o = self.origin
+        o.deadline_kind = "h2-idle"
+        o.deadline = self.proxy.pool.loop.time() + self.proxy.options.keepalive_timeout
+
+    def idle_timeout(self) -> None:
+        """Called (through the CONNECT's connection) when the connection stayed idle too long."""
+        if not self.streams and not self.closed:
+            self.close()  # GOAWAY, then the TLS connection closes
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -522,6 +534,8 @@ class H2ClientConnection(Endpoint):
                 s = self.streams.pop(ev.stream_id, None)
                 if s is not None:
                     s.peer_reset()
+                    if not self.streams:
+                        self._arm_idle()
             elif t is h2.events.WindowUpdated:
                 self._window_opened(ev.stream_id)
             elif t is h2.events.RemoteSettingsChanged:
@@ -585,6 +599,7 @@ class H2ClientConnection(Endpoint):
         conn = H2StreamConnection(self.proxy, self, sid)
         transport = _StreamTransport(self, sid, conn, method.decode("latin-1"))
         self.streams[sid] = transport
+        self.origin.deadline = 0.0  # busy: no idle timeout
         if chunked:
             self.framing[sid] = True
         conn.connection_made(transport)
@@ -631,6 +646,8 @@ class H2ClientConnection(Endpoint):
             del self.streams[sid]
             self.framing.pop(sid, None)
             self.trailers.pop(sid, None)
+            if not self.streams:
+                self._arm_idle()
 
     def flush_soon(self) -> None:
         """Write what h2 has queued once per loop turn: many streams' frames in one write."""
