@@ -130,3 +130,17 @@ async def test_failed_eager_dial_is_the_first_requests_error_without_a_second_di
         assert took < 1.9
     finally:
         await hole.stop()
+
+
+async def test_head_and_get_share_an_h2_connection_both_ways(make_proxy, h2_origin):
+    """HEAD's response has a Content-Length and no body: the origin stream must know its method."""
+    proxy = await make_proxy()
+    ctx = ssl.create_default_context(cafile=str(proxy.ca.cert_path))
+    async with httpx.AsyncClient(http2=True, proxy=proxy_url(proxy), verify=ctx, timeout=20) as c:
+        for _ in range(2):
+            r = await c.head(h2_origin.url("/bytes?n=1000"))
+            assert r.status_code == 200 and r.http_version == "HTTP/2"
+            assert r.headers["content-length"] == "1000" and r.content == b""
+            r = await c.get(h2_origin.url("/bytes?n=1000"))
+            assert r.status_code == 200 and len(r.content) == 1000
+    assert h2_origin.versions == ["2"] * 4

@@ -65,15 +65,56 @@ _SENDABLE = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)  # states where D
 
 
 def _internals_known() -> bool:
-    """Whether this h2 has the internals the DATA fast paths use (h2 4.x); else h2 does it all."""
+    """Whether this h2 has the internals the DATA and HEADERS fast paths use (h2 4.x); else h2 does it all."""
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    try:
+        st = h2.stream.H2Stream(1, config=c.config, inbound_window_size=65535, outbound_window_size=65535)
+    except TypeError:
+        return False
     return all(hasattr(o, a) for o, a in (
         (c, "_data_to_send"), (c, "outbound_flow_control_window"), (c, "_inbound_flow_control_window_manager"),
         (c, "incoming_buffer"), (c.incoming_buffer, "_data"), (c.incoming_buffer, "_headers_buffer"),
-        (c, "max_inbound_frame_size"))) and hasattr(h2.stream.H2Stream, "_track_content_length")
+        (c, "max_inbound_frame_size"), (c, "_begin_new_stream"), (c, "_open_streams"),
+        (c, "highest_outbound_stream_id"), (c, "state_machine"), (h2.connection, "ConnectionInputs"),
+        (h2.connection, "AllowedStreamIDs"), (h2.stream, "StreamInputs"))) and all(
+        hasattr(st, a) for a in ("_track_content_length", "request_method", "_authority", "state_machine"))
 
 
 _FAST = _internals_known()
+_SWEEP_EVERY = 64  # fast-opened origin streams between two passes of h2's closed-stream cleanup
+
+
+def _send_head(conn: h2.connection.H2Connection, sid: int, fields: list[tuple[bytes, bytes]], end: bool,
+               method: bytes | None = None, authority: bytes | None = None) -> bool:
+    """A final response head (or, with `method`, a request head opening stream `sid`) written as
+    one HEADERS frame straight into h2's output: h2's send_headers spends most of a small
+    request's header cost in per-frame objects and checks our fields do not need. h2's own
+    state machines take the same transitions, so h2 keeps handling the stream (DATA, resets,
+    trailers). False (nothing done) when anything is unusual: then h2's send_headers does it."""
+    if not _FAST:
+        return False
+    block = conn.encoder.encode(fields)
+    if len(block) > conn.max_outbound_frame_size:
+        return False  # needs CONTINUATION frames
+    if method is not None:
+        if sid in conn.streams or sid <= conn.highest_outbound_stream_id:
+            return False
+        conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+        stream = conn._begin_new_stream(sid, h2.connection.AllowedStreamIDs.ODD)
+        stream._authority = authority
+        stream.request_method = method  # a HEAD's response has a Content-Length and no body
+    else:
+        stream = conn.streams.get(sid)
+        if stream is None or stream.state_machine.state not in _SENDABLE:
+            return False
+        conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+    sm = stream.state_machine
+    sm.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+    if end:
+        sm.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+    conn._data_to_send += (len(block).to_bytes(3, "big") + (b"\x01\x05" if end else b"\x01\x04")
+                           + sid.to_bytes(4, "big") + block)
+    return True
 
 
 def _h2_fields(fields: list[tuple[bytes, bytes]], request: bool) -> list[tuple[bytes, bytes]]:
@@ -335,7 +376,8 @@ class _StreamTransport(asyncio.Transport):
     def _send_head(self, end: bool) -> None:
         head, self.head = self.head, None
         try:
-            self.parent.h2.send_headers(self.sid, head, end_stream=end)
+            if not _send_head(self.parent.h2, self.sid, head, end):
+                self.parent.h2.send_headers(self.sid, head, end_stream=end)
         except h2.exceptions.StreamClosedError:
             self.reset_done = True
             return
@@ -456,6 +498,8 @@ class _StreamTransport(asyncio.Transport):
         self.held.clear()
         if self.out.ended or self.reset_done:
             self.parent.forget(self.sid)
+        else:
+            self.parent.lingering.add(self.sid)  # forgotten by flush() once its response is out
         asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
 
@@ -480,6 +524,7 @@ class H2ClientConnection(Endpoint):
         self.goaway = False
         self.dirty: set[_StreamTransport] = set()  # streams with data to send at the next flush
         self.acks: dict[int, int] = {}  # stream id -> bytes handed on, acknowledged at the next flush
+        self.lingering: set[int] = set()  # streams whose connection is gone, their response not yet out
 
     def start(self, transport: asyncio.Transport, initial: bytes) -> None:
         self.transport = transport
@@ -674,10 +719,11 @@ class H2ClientConnection(Endpoint):
         data = conn.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)
-        # streams whose response went out and whose connection is gone
-        done = [sid for sid, s in self.streams.items() if s.lost and (s.out.ended or s.reset_done)]
-        for sid in done:
-            self.forget(sid)
+        if self.lingering:  # streams whose connection is gone: forgotten once their response went out
+            streams = self.streams
+            for sid in [sid for sid in self.lingering if (s := streams.get(sid)) is None or s.out.ended or s.reset_done]:
+                self.lingering.discard(sid)
+                self.forget(sid)
 
     def close(self) -> None:
         if not self.closed and not self.goaway:
@@ -981,6 +1027,7 @@ class H2OriginConnection(Endpoint):
         self._fast = _FAST  # DATA frames parsed by _fast_data
         self._rest = b""  # the start of a DATA frame _fast_data waits to complete
         self.acks: dict[int, int] = {}  # stream id -> response bytes handed on, not yet acknowledged
+        self.opened = 0  # streams opened by _send_head
 
     def start(self, transport: asyncio.Transport, initial: bytes) -> None:
         self.transport = transport
@@ -1000,8 +1047,16 @@ class H2OriginConnection(Endpoint):
         return H2OriginStream(self)
 
     def open(self, stream: H2OriginStream, headers: list[tuple[bytes, bytes]], end: bool) -> int:
-        sid = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(sid, headers, end_stream=end)
+        conn = self.h2
+        sid = conn.get_next_available_stream_id()
+        # new_stream() kept us within the peer's concurrent-stream limit, which is the check
+        # (a walk over every stream) h2's send_headers would make
+        if _send_head(conn, sid, headers, end, headers[0][1], headers[2][1]):
+            self.opened += 1
+            if self.opened % _SWEEP_EVERY == 0:
+                conn._open_streams(1)  # h2 forgets its closed streams there
+        else:
+            conn.send_headers(sid, headers, end_stream=end)
         self.pending -= 1
         self.streams[sid] = stream
         self.flush_soon()
