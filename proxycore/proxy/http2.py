@@ -40,6 +40,7 @@ import hyperframe.frame
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from h2.stream import StreamState
+from hpack import HPACKError
 
 from proxycore.flows.flow import Flow, Peer, TLSInfo
 from proxycore.layers import http1 as h1
@@ -62,6 +63,7 @@ _CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connecti
                                   b"upgrade", b"host", b"http2-settings"))
 _conn_ids = itertools.count(1)
 _SENDABLE = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)  # states where DATA may be sent
+_RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)  # states where HEADERS may arrive
 
 
 def _internals_known() -> bool:
@@ -1099,10 +1101,17 @@ class H2OriginConnection(Endpoint):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._lost(f"HTTP/2 protocol error from the origin: {exc}")
-            self.flush()
-            self.abort()
+            self._protocol_error(exc)
             return
+        self._events(events)
+        self.flush()
+
+    def _protocol_error(self, exc: Exception) -> None:
+        self._lost(f"HTTP/2 protocol error from the origin: {exc}")
+        self.flush()
+        self.abort()
+
+    def _events(self, events: list[h2.events.Event]) -> None:
         for ev in events:
             t = type(ev)
             if t is h2.events.DataReceived:
@@ -1150,7 +1159,6 @@ class H2OriginConnection(Endpoint):
                     if sid > last:  # never processed: the origin says so
                         self.streams.pop(sid, None)
                         s.on_reset("the origin closed the HTTP/2 connection (GOAWAY) before this request")
-        self.flush()
 
     def _fast_data(self, data: bytes) -> bytes:
         """A response body's DATA frames (no padding, no END_STREAM, on a stream of ours) are
@@ -1171,8 +1179,9 @@ class H2OriginConnection(Endpoint):
         try:
             while end - pos >= 9:
                 length = int.from_bytes(data[pos:pos + 3], "big")
-                if data[pos + 3] != 0 or data[pos + 4] != 0 or length > limit:
-                    break  # not DATA, or flags (END_STREAM, PADDED): h2's
+                kind, flags = data[pos + 3], data[pos + 4]
+                if length > limit or kind > 1 or flags not in ((0, 1) if kind == 0 else (4, 5)):
+                    break  # not DATA or HEADERS, or flags (padding, priority, CONTINUATION to come): h2's
                 sid = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
                 s = streams.get(sid)
                 if s is None or s.finished:
@@ -1180,6 +1189,15 @@ class H2OriginConnection(Endpoint):
                 if end - pos - 9 < length:
                     self._rest = data[pos:]  # the rest of this frame is still to come
                     return b""
+                if kind == 1 or flags:  # HEADERS, or the body's last DATA frame (END_STREAM)
+                    stream = conn.streams.get(sid)
+                    if stream is None or stream.state_machine.state not in _RECEIVING:
+                        break
+                    payload = data[pos + 9:pos + 9 + length]
+                    pos += 9 + length
+                    if not self._fast_frame(stream, kind, payload, flags & 1 == 1):
+                        return b""  # the connection failed
+                    continue
                 payload = data[pos + 9:pos + 9 + length]
                 conn._inbound_flow_control_window_manager.window_consumed(length)
                 stream = conn.streams[sid]
@@ -1190,6 +1208,29 @@ class H2OriginConnection(Endpoint):
         except (h2.exceptions.H2Error, KeyError, AttributeError):
             self._fast = False  # a violation (or an h2 without these internals): h2 decides
         return data[pos:] if pos else data
+
+    def _fast_frame(self, stream: h2.stream.H2Stream, kind: int, payload: bytes, end: bool) -> bool:
+        """A response's HEADERS frame (all in one frame, no padding or priority) or a DATA frame
+        ending the stream, taken without h2's frame objects: h2's own connection and stream logic
+        (state machines, informational heads, trailers, flow control, Content-Length) runs on it
+        as in h2's receive path, and its events are handled as h2's are. False when that failed
+        the connection."""
+        conn = self.h2
+        try:
+            if kind == 1:
+                headers = conn.decoder.decode(payload, raw=True)
+                conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+                _, events = stream.receive_headers(headers, end, None)
+            else:
+                conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+                conn._inbound_flow_control_window_manager.window_consumed(len(payload))
+                _, events = stream.receive_data(payload, end, len(payload))
+        except (h2.exceptions.H2Error, HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            # h2 would end the connection too: the header table can no longer be trusted
+            self._protocol_error(exc)
+            return False
+        self._events(events)
+        return not self.closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
