@@ -9,6 +9,7 @@ import time
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import httpx
 import pytest
@@ -144,3 +145,31 @@ async def test_head_and_get_share_an_h2_connection_both_ways(make_proxy, h2_orig
             r = await c.get(h2_origin.url("/bytes?n=1000"))
             assert r.status_code == 200 and len(r.content) == 1000
     assert h2_origin.versions == ["2"] * 4
+
+
+@pytest.mark.parametrize("bad", [(b"connection", b"keep-alive"), (b"X-Upper", b"1"), (b"x-nul", b"a\x00b")])
+async def test_a_malformed_request_head_ends_the_connection_with_goaway(make_proxy, h2_origin, bad):
+    """The request heads the proxy decodes itself are validated as h2 validates them."""
+    proxy = await make_proxy()
+    r, w, first = await open_h2(proxy, "localhost", h2_origin.port)
+    acked = False
+    while not acked:  # the proxy took the preface and SETTINGS: the HEADERS frame arrives alone
+        data = await asyncio.wait_for(r.read(65536), 10)
+        assert data
+        acked = any(isinstance(ev, h2.events.SettingsAcknowledged) for ev in first.receive_data(data))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False))
+    conn.initiate_connection()
+    conn.send_headers(1, [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"),
+                          (b":path", b"/echo"), bad], end_stream=True)
+    out = conn.data_to_send()
+    settings_end = 24 + 9 + int.from_bytes(out[24:27], "big")
+    w.write(out[settings_end:])  # the HEADERS frame alone: open_h2 sent the preface and SETTINGS
+    codes = []
+    while True:
+        data = await asyncio.wait_for(r.read(65536), 10)
+        if not data:
+            break
+        codes += [ev.error_code for ev in conn.receive_data(data) if isinstance(ev, h2.events.ConnectionTerminated)]
+    assert codes == [h2.errors.ErrorCodes.PROTOCOL_ERROR]
+    w.close()

@@ -78,7 +78,8 @@ def _internals_known() -> bool:
         (c, "incoming_buffer"), (c.incoming_buffer, "_data"), (c.incoming_buffer, "_headers_buffer"),
         (c, "max_inbound_frame_size"), (c, "_begin_new_stream"), (c, "_open_streams"),
         (c, "highest_outbound_stream_id"), (c, "state_machine"), (h2.connection, "ConnectionInputs"),
-        (h2.connection, "AllowedStreamIDs"), (h2.stream, "StreamInputs"))) and all(
+        (h2.connection, "AllowedStreamIDs"), (h2.stream, "StreamInputs"), (c, "_terminate_connection"),
+        (c, "highest_inbound_stream_id"), (c.incoming_buffer, "_preamble_len"))) and all(
         hasattr(st, a) for a in ("_track_content_length", "request_method", "_authority", "state_machine"))
 
 
@@ -558,12 +559,15 @@ class H2ClientConnection(Endpoint):
     # --- asyncio.Protocol ------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         try:
-            events = self.h2.receive_data(data)
+            first, data = self._fast_requests(data) if _FAST else ([], data)
+            events = self.h2.receive_data(data) if data else []
         except h2.exceptions.ProtocolError as exc:
             self.proxy.report_error(f"HTTP/2 protocol error from client {self.client_addr}: {exc}")
             self.flush()
             self.abort()
             return
+        if first:
+            events = first + events
         for ev in events:
             t = type(ev)
             if t is h2.events.DataReceived:
@@ -601,6 +605,49 @@ class H2ClientConnection(Endpoint):
                 self.close()
                 return
         self.flush()
+
+    def _fast_requests(self, data: bytes) -> tuple[list[h2.events.Event], bytes]:
+        """The leading HEADERS frames that open new streams (all in one frame, no padding) taken
+        without h2's frame objects and its walk over every stream per new one: h2's own
+        connection and stream logic (stream ids, state machines, header validation) runs on
+        each, as in its receive path. Their events, and what is left for h2."""
+        conn = self.h2
+        buf = conn.incoming_buffer
+        if buf._data or buf._headers_buffer or buf._preamble_len:  # h2 is in the middle of something
+            return [], data
+        events: list[h2.events.Event] = []
+        pos, end = 0, len(data)
+        limit = conn.max_inbound_frame_size
+        while end - pos >= 9:
+            length = int.from_bytes(data[pos:pos + 3], "big")
+            flags = data[pos + 4]
+            if data[pos + 3] != 1 or flags not in (4, 5, 0x24, 0x25) or length > limit or end - pos - 9 < length:
+                break
+            sid = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+            # fewer streams than our limit known to h2 at all: fewer open (h2 forgets closed ones
+            # when it counts, which the frames it handles itself still do)
+            if sid in conn.streams or not sid & 1 or sid <= conn.highest_inbound_stream_id \
+                    or len(conn.streams) >= MAX_STREAMS:
+                break
+            block = data[pos + 9:pos + 9 + length]
+            if flags & 0x20:  # PRIORITY: 5 bytes before the block (h2 refuses self-dependency)
+                if length < 5 or int.from_bytes(block[:4], "big") & 0x7FFFFFFF == sid:
+                    break
+                block = block[5:]
+            pos += 9 + length
+            try:
+                headers = conn.decoder.decode(block, raw=True)
+                conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+                stream = conn._begin_new_stream(sid, h2.connection.AllowedStreamIDs.ODD)
+                _, evs = stream.receive_headers(headers, flags & 1 == 1, None)
+            except h2.exceptions.ProtocolError as exc:
+                conn._terminate_connection(exc.error_code)  # GOAWAY, as h2's receive_data does
+                raise
+            except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+                conn._terminate_connection(ErrorCodes.COMPRESSION_ERROR)
+                raise h2.exceptions.ProtocolError(f"cannot decode a header block: {exc}") from exc
+            events += evs
+        return events, (data[pos:] if pos else data)
 
     def _window_opened(self, sid: int) -> None:
         if sid:
