@@ -234,12 +234,19 @@ class _Outbox:
             size = len(data)
             self.size -= size
             last = self.end and not chunks and not self.trailers
-            if fast and not last:
+            if fast:
+                if last:  # END_STREAM: h2's state transitions for it, as its send_data makes them
+                    conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+                    stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+                    stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
                 out = conn._data_to_send
-                out += size.to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
+                out += size.to_bytes(3, "big") + (b"\x00\x01" if last else b"\x00\x00") + sid.to_bytes(4, "big")
                 out += data
                 conn.outbound_flow_control_window -= size
                 stream.outbound_flow_control_window -= size
+                if last:
+                    self.ended = True
+                    return
                 continue
             conn.send_data(sid, data, end_stream=last)
             if last:
