@@ -431,6 +431,8 @@ class Exchange:
 
 class ClientConnection(TunnelMixin, Endpoint):
     h2_upstream = False  # flows may reach the origin over HTTP/2 (the streams of an h2 client: http2.py)
+    # (origin key, error, loop time) of the CONNECT's eager dial that failed (tunnel.py), for the first request
+    eager_failed: tuple[tuple, UpstreamError, float] | None = None
 
     def __init__(self, proxy: Proxy) -> None:
         super().__init__()
@@ -600,6 +602,9 @@ class ClientConnection(TunnelMixin, Endpoint):
         """Called by the Proxy's sweep when `deadline` has passed."""
         kind, self.deadline = self.deadline_kind, 0.0
         if self.closed:
+            return
+        if kind == "h2-idle":  # armed by the HTTP/2 layer that took this connection over
+            self.relay_to.idle_timeout()  # type: ignore[union-attr]
             return
         if kind == "head" and self.codec.in_message:
             # a request head that never completed: answer 408 (no flow: nothing was parsed)
@@ -847,6 +852,8 @@ class ClientConnection(TunnelMixin, Endpoint):
             conn = self._take(key)
             reused = conn is not None
             if conn is None:
+                if self.eager_failed is not None and self._eager_failure(ex, key):
+                    return
                 try:
                     if via_http:
                         up = proxy.pool.upstream
@@ -946,6 +953,16 @@ class ClientConnection(TunnelMixin, Endpoint):
         if self.shaper is not None and not self.closed:
             await self.shaper.wait_drained()  # a throttled response ends when the client has it
         self._finish(ex)
+
+    def _eager_failure(self, ex: Exchange, key: tuple) -> bool:
+        """The tunnel's first request to the origin the CONNECT's eager dial just failed to reach
+        gets that error rather than a second dial (a blackholed origin would cost two connect
+        timeouts); True when it was answered so."""
+        (failed_key, exc, when), self.eager_failed = self.eager_failed, None  # type: ignore[misc]
+        if failed_key != key or self.proxy.pool.loop.time() - when > self.proxy.pool.connect_timeout:
+            return False  # sent elsewhere by an addon, or long ago: dial
+        self.send_error(ex, exc.status, str(exc))
+        return True
 
     def _take(self, key: tuple) -> UpstreamConnection | None:
         """A pooled connection for the request (H2StreamConnection also looks for an h2 one)."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import functools
 import itertools
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,10 +40,12 @@ import hyperframe.frame
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from h2.stream import StreamState
+from hpack import HPACKError
 
 from proxycore.flows.flow import Flow, Peer, TLSInfo
 from proxycore.layers import http1 as h1
 from proxycore.proxy.endpoint import Endpoint
+from proxycore.proxy.hpackfast import MemoDecoder, PlainEncoder
 from proxycore.proxy.http1 import ClientConnection
 from proxycore.proxy.upstream import UpstreamConnection
 
@@ -62,18 +63,61 @@ _CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connecti
                                   b"upgrade", b"host", b"http2-settings"))
 _conn_ids = itertools.count(1)
 _SENDABLE = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)  # states where DATA may be sent
+_RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)  # states where HEADERS may arrive
 
 
 def _internals_known() -> bool:
-    """Whether this h2 has the internals the DATA fast paths use (h2 4.x); else h2 does it all."""
+    """Whether this h2 has the internals the DATA and HEADERS fast paths use (h2 4.x); else h2 does it all."""
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    try:
+        st = h2.stream.H2Stream(1, config=c.config, inbound_window_size=65535, outbound_window_size=65535)
+    except TypeError:
+        return False
     return all(hasattr(o, a) for o, a in (
         (c, "_data_to_send"), (c, "outbound_flow_control_window"), (c, "_inbound_flow_control_window_manager"),
         (c, "incoming_buffer"), (c.incoming_buffer, "_data"), (c.incoming_buffer, "_headers_buffer"),
-        (c, "max_inbound_frame_size"))) and hasattr(h2.stream.H2Stream, "_track_content_length")
+        (c, "max_inbound_frame_size"), (c, "_begin_new_stream"), (c, "_open_streams"),
+        (c, "highest_outbound_stream_id"), (c, "state_machine"), (h2.connection, "ConnectionInputs"),
+        (h2.connection, "AllowedStreamIDs"), (h2.stream, "StreamInputs"), (c, "_terminate_connection"),
+        (c, "highest_inbound_stream_id"), (c.incoming_buffer, "_preamble_len"))) and all(
+        hasattr(st, a) for a in ("_track_content_length", "request_method", "_authority", "state_machine"))
 
 
 _FAST = _internals_known()
+_SWEEP_EVERY = 64  # fast-opened origin streams between two passes of h2's closed-stream cleanup
+
+
+def _send_head(conn: h2.connection.H2Connection, sid: int, fields: list[tuple[bytes, bytes]], end: bool,
+               method: bytes | None = None, authority: bytes | None = None) -> bool:
+    """A final response head (or, with `method`, a request head opening stream `sid`) written as
+    one HEADERS frame straight into h2's output: h2's send_headers spends most of a small
+    request's header cost in per-frame objects and checks our fields do not need. h2's own
+    state machines take the same transitions, so h2 keeps handling the stream (DATA, resets,
+    trailers). False (nothing done) when anything is unusual: then h2's send_headers does it."""
+    if not _FAST:
+        return False
+    block = conn.encoder.encode(fields)
+    if len(block) > conn.max_outbound_frame_size:
+        return False  # needs CONTINUATION frames
+    if method is not None:
+        if sid in conn.streams or sid <= conn.highest_outbound_stream_id:
+            return False
+        conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+        stream = conn._begin_new_stream(sid, h2.connection.AllowedStreamIDs.ODD)
+        stream._authority = authority
+        stream.request_method = method  # a HEAD's response has a Content-Length and no body
+    else:
+        stream = conn.streams.get(sid)
+        if stream is None or stream.state_machine.state not in _SENDABLE:
+            return False
+        conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+    sm = stream.state_machine
+    sm.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+    if end:
+        sm.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+    conn._data_to_send += (len(block).to_bytes(3, "big") + (b"\x01\x05" if end else b"\x01\x04")
+                           + sid.to_bytes(4, "big") + block)
+    return True
 
 
 def _h2_fields(fields: list[tuple[bytes, bytes]], request: bool) -> list[tuple[bytes, bytes]]:
@@ -113,12 +157,21 @@ def _repr_head(data: bytes | None) -> str:
     return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
 
 
+def _frame_repr(self: hyperframe.frame.Frame) -> str:
+    """A frame's repr without its body: h2 formats every received frame (repr() before the call
+    to its trace logger), which was a few per cent of a small request."""
+    return f"{type(self).__name__}(stream_id={self.stream_id}, flags={sorted(self.flags)!r})"
+
+
 hyperframe.frame._raw_data_repr = _repr_head  # type: ignore[attr-defined]
+hyperframe.frame.Frame.__repr__ = _frame_repr  # type: ignore[method-assign]
 
 
 def _start(conn: h2.connection.H2Connection, client_side: bool) -> None:
-    # Huffman-coding every outgoing field in Python costs more than the bytes it saves here
-    conn.encoder.encode = functools.partial(conn.encoder.encode, huffman=False)  # type: ignore[method-assign]
+    # hpack's coder is most of a small request's cost: a stateless memoised encoder (no indexing,
+    # no Huffman) and a decoder that memoises blocks leaving its table alone (hpackfast)
+    conn.encoder = PlainEncoder()  # type: ignore[assignment]
+    conn.decoder = MemoDecoder(conn.decoder.max_header_list_size)
     settings = {SettingCodes.INITIAL_WINDOW_SIZE: WINDOW, SettingCodes.MAX_FRAME_SIZE: MAX_FRAME}
     if client_side:
         settings[SettingCodes.ENABLE_PUSH] = 0  # server push refused (mitmproxy does the same)
@@ -181,12 +234,19 @@ class _Outbox:
             size = len(data)
             self.size -= size
             last = self.end and not chunks and not self.trailers
-            if fast and not last:
+            if fast:
+                if last:  # END_STREAM: h2's state transitions for it, as its send_data makes them
+                    conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+                    stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+                    stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
                 out = conn._data_to_send
-                out += size.to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
+                out += size.to_bytes(3, "big") + (b"\x00\x01" if last else b"\x00\x00") + sid.to_bytes(4, "big")
                 out += data
                 conn.outbound_flow_control_window -= size
                 stream.outbound_flow_control_window -= size
+                if last:
+                    self.ended = True
+                    return
                 continue
             conn.send_data(sid, data, end_stream=last)
             if last:
@@ -335,7 +395,8 @@ class _StreamTransport(asyncio.Transport):
     def _send_head(self, end: bool) -> None:
         head, self.head = self.head, None
         try:
-            self.parent.h2.send_headers(self.sid, head, end_stream=end)
+            if not _send_head(self.parent.h2, self.sid, head, end):
+                self.parent.h2.send_headers(self.sid, head, end_stream=end)
         except h2.exceptions.StreamClosedError:
             self.reset_done = True
             return
@@ -456,6 +517,8 @@ class _StreamTransport(asyncio.Transport):
         self.held.clear()
         if self.out.ended or self.reset_done:
             self.parent.forget(self.sid)
+        else:
+            self.parent.lingering.add(self.sid)  # forgotten by flush() once its response is out
         asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
 
@@ -481,6 +544,7 @@ class H2ClientConnection(Endpoint):
         self.dirty: set[_StreamTransport] = set()  # streams with data to send at the next flush
         self.acks: dict[int, int] = {}  # stream id -> bytes handed on, acknowledged at the next flush
         self.ws_enabled = False  # SETTINGS_ENABLE_CONNECT_PROTOCOL=1 sent (h2ws.py)
+        self.lingering: set[int] = set()  # streams whose connection is gone, their response not yet out
 
     def start(self, transport: asyncio.Transport, initial: bytes) -> None:
         self.transport = transport
@@ -489,19 +553,34 @@ class H2ClientConnection(Endpoint):
         from proxycore.proxy.h2ws import advertise
 
         advertise(self)  # extended CONNECT (WebSocket) only if the origin allows it too
+        self._arm_idle()
         self.flush()
         if initial:
             self.data_received(initial)
 
+    def _arm_idle(self) -> None:
+        """No stream open: --keepalive-timeout runs, on the sweep's deadline of the CONNECT's connection."""
+        o = self.origin
+        o.deadline_kind = "h2-idle"
+        o.deadline = self.proxy.pool.loop.time() + self.proxy.options.keepalive_timeout
+
+    def idle_timeout(self) -> None:
+        """Called (through the CONNECT's connection) when the connection stayed idle too long."""
+        if not self.streams and not self.closed:
+            self.close()  # GOAWAY, then the TLS connection closes
+
     # --- asyncio.Protocol ------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         try:
-            events = self.h2.receive_data(data)
+            first, data = self._fast_requests(data) if _FAST else ([], data)
+            events = self.h2.receive_data(data) if data else []
         except h2.exceptions.ProtocolError as exc:
             self.proxy.report_error(f"HTTP/2 protocol error from client {self.client_addr}: {exc}")
             self.flush()
             self.abort()
             return
+        if first:
+            events = first + events
         for ev in events:
             t = type(ev)
             if t is h2.events.DataReceived:
@@ -528,6 +607,8 @@ class H2ClientConnection(Endpoint):
                 s = self.streams.pop(ev.stream_id, None)
                 if s is not None:
                     s.peer_reset()
+                    if not self.streams:
+                        self._arm_idle()
             elif t is h2.events.WindowUpdated:
                 self._window_opened(ev.stream_id)
             elif t is h2.events.RemoteSettingsChanged:
@@ -539,6 +620,49 @@ class H2ClientConnection(Endpoint):
                 self.close()
                 return
         self.flush()
+
+    def _fast_requests(self, data: bytes) -> tuple[list[h2.events.Event], bytes]:
+        """The leading HEADERS frames that open new streams (all in one frame, no padding) taken
+        without h2's frame objects and its walk over every stream per new one: h2's own
+        connection and stream logic (stream ids, state machines, header validation) runs on
+        each, as in its receive path. Their events, and what is left for h2."""
+        conn = self.h2
+        buf = conn.incoming_buffer
+        if buf._data or buf._headers_buffer or buf._preamble_len:  # h2 is in the middle of something
+            return [], data
+        events: list[h2.events.Event] = []
+        pos, end = 0, len(data)
+        limit = conn.max_inbound_frame_size
+        while end - pos >= 9:
+            length = int.from_bytes(data[pos:pos + 3], "big")
+            flags = data[pos + 4]
+            if data[pos + 3] != 1 or flags not in (4, 5, 0x24, 0x25) or length > limit or end - pos - 9 < length:
+                break
+            sid = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+            # fewer streams than our limit known to h2 at all: fewer open (h2 forgets closed ones
+            # when it counts, which the frames it handles itself still do)
+            if sid in conn.streams or not sid & 1 or sid <= conn.highest_inbound_stream_id \
+                    or len(conn.streams) >= MAX_STREAMS:
+                break
+            block = data[pos + 9:pos + 9 + length]
+            if flags & 0x20:  # PRIORITY: 5 bytes before the block (h2 refuses self-dependency)
+                if length < 5 or int.from_bytes(block[:4], "big") & 0x7FFFFFFF == sid:
+                    break
+                block = block[5:]
+            pos += 9 + length
+            try:
+                headers = conn.decoder.decode(block, raw=True)
+                conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+                stream = conn._begin_new_stream(sid, h2.connection.AllowedStreamIDs.ODD)
+                _, evs = stream.receive_headers(headers, flags & 1 == 1, None)
+            except h2.exceptions.ProtocolError as exc:
+                conn._terminate_connection(exc.error_code)  # GOAWAY, as h2's receive_data does
+                raise
+            except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+                conn._terminate_connection(ErrorCodes.COMPRESSION_ERROR)
+                raise h2.exceptions.ProtocolError(f"cannot decode a header block: {exc}") from exc
+            events += evs
+        return events, (data[pos:] if pos else data)
 
     def _window_opened(self, sid: int) -> None:
         if sid:
@@ -596,6 +720,7 @@ class H2ClientConnection(Endpoint):
         conn = H2StreamConnection(self.proxy, self, sid)
         transport = _StreamTransport(self, sid, conn, method.decode("latin-1"))
         self.streams[sid] = transport
+        self.origin.deadline = 0.0  # busy: no idle timeout
         if chunked:
             self.framing[sid] = True
         conn.connection_made(transport)
@@ -642,6 +767,8 @@ class H2ClientConnection(Endpoint):
             del self.streams[sid]
             self.framing.pop(sid, None)
             self.trailers.pop(sid, None)
+            if not self.streams:
+                self._arm_idle()
 
     def flush_soon(self) -> None:
         """Write what h2 has queued once per loop turn: many streams' frames in one write."""
@@ -668,10 +795,11 @@ class H2ClientConnection(Endpoint):
         data = conn.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)
-        # streams whose response went out and whose connection is gone
-        done = [sid for sid, s in self.streams.items() if s.lost and (s.out.ended or s.reset_done)]
-        for sid in done:
-            self.forget(sid)
+        if self.lingering:  # streams whose connection is gone: forgotten once their response went out
+            streams = self.streams
+            for sid in [sid for sid in self.lingering if (s := streams.get(sid)) is None or s.out.ended or s.reset_done]:
+                self.lingering.discard(sid)
+                self.forget(sid)
 
     def close(self) -> None:
         if not self.closed and not self.goaway:
@@ -983,6 +1111,7 @@ class H2OriginConnection(Endpoint):
         self._fast = _FAST  # DATA frames parsed by _fast_data
         self._rest = b""  # the start of a DATA frame _fast_data waits to complete
         self.acks: dict[int, int] = {}  # stream id -> response bytes handed on, not yet acknowledged
+        self.opened = 0  # streams opened by _send_head
 
     def start(self, transport: asyncio.Transport, initial: bytes) -> None:
         self.transport = transport
@@ -1002,8 +1131,16 @@ class H2OriginConnection(Endpoint):
         return H2OriginStream(self)
 
     def open(self, stream: H2OriginStream, headers: list[tuple[bytes, bytes]], end: bool) -> int:
-        sid = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(sid, headers, end_stream=end)
+        conn = self.h2
+        sid = conn.get_next_available_stream_id()
+        # new_stream() kept us within the peer's concurrent-stream limit, which is the check
+        # (a walk over every stream) h2's send_headers would make
+        if _send_head(conn, sid, headers, end, headers[0][1], headers[2][1]):
+            self.opened += 1
+            if self.opened % _SWEEP_EVERY == 0:
+                conn._open_streams(1)  # h2 forgets its closed streams there
+        else:
+            conn.send_headers(sid, headers, end_stream=end)
         self.pending -= 1
         self.streams[sid] = stream
         self.flush_soon()
@@ -1039,10 +1176,17 @@ class H2OriginConnection(Endpoint):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._lost(f"HTTP/2 protocol error from the origin: {exc}")
-            self.flush()
-            self.abort()
+            self._protocol_error(exc)
             return
+        self._events(events)
+        self.flush()
+
+    def _protocol_error(self, exc: Exception) -> None:
+        self._lost(f"HTTP/2 protocol error from the origin: {exc}")
+        self.flush()
+        self.abort()
+
+    def _events(self, events: list[h2.events.Event]) -> None:
         for ev in events:
             t = type(ev)
             if t is h2.events.DataReceived:
@@ -1094,7 +1238,6 @@ class H2OriginConnection(Endpoint):
                     if sid > last:  # never processed: the origin says so
                         self.streams.pop(sid, None)
                         s.on_reset("the origin closed the HTTP/2 connection (GOAWAY) before this request")
-        self.flush()
 
     def _fast_data(self, data: bytes) -> bytes:
         """A response body's DATA frames (no padding, no END_STREAM, on a stream of ours) are
@@ -1115,8 +1258,9 @@ class H2OriginConnection(Endpoint):
         try:
             while end - pos >= 9:
                 length = int.from_bytes(data[pos:pos + 3], "big")
-                if data[pos + 3] != 0 or data[pos + 4] != 0 or length > limit:
-                    break  # not DATA, or flags (END_STREAM, PADDED): h2's
+                kind, flags = data[pos + 3], data[pos + 4]
+                if length > limit or kind > 1 or flags not in ((0, 1) if kind == 0 else (4, 5)):
+                    break  # not DATA or HEADERS, or flags (padding, priority, CONTINUATION to come): h2's
                 sid = int.from_bytes(data[pos + 5:pos + 9], "big") & 0x7FFFFFFF
                 s = streams.get(sid)
                 if s is None or s.finished:
@@ -1124,6 +1268,15 @@ class H2OriginConnection(Endpoint):
                 if end - pos - 9 < length:
                     self._rest = data[pos:]  # the rest of this frame is still to come
                     return b""
+                if kind == 1 or flags:  # HEADERS, or the body's last DATA frame (END_STREAM)
+                    stream = conn.streams.get(sid)
+                    if stream is None or stream.state_machine.state not in _RECEIVING:
+                        break
+                    payload = data[pos + 9:pos + 9 + length]
+                    pos += 9 + length
+                    if not self._fast_frame(stream, kind, payload, flags & 1 == 1):
+                        return b""  # the connection failed
+                    continue
                 payload = data[pos + 9:pos + 9 + length]
                 conn._inbound_flow_control_window_manager.window_consumed(length)
                 stream = conn.streams[sid]
@@ -1134,6 +1287,29 @@ class H2OriginConnection(Endpoint):
         except (h2.exceptions.H2Error, KeyError, AttributeError):
             self._fast = False  # a violation (or an h2 without these internals): h2 decides
         return data[pos:] if pos else data
+
+    def _fast_frame(self, stream: h2.stream.H2Stream, kind: int, payload: bytes, end: bool) -> bool:
+        """A response's HEADERS frame (all in one frame, no padding or priority) or a DATA frame
+        ending the stream, taken without h2's frame objects: h2's own connection and stream logic
+        (state machines, informational heads, trailers, flow control, Content-Length) runs on it
+        as in h2's receive path, and its events are handled as h2's are. False when that failed
+        the connection."""
+        conn = self.h2
+        try:
+            if kind == 1:
+                headers = conn.decoder.decode(payload, raw=True)
+                conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+                _, events = stream.receive_headers(headers, end, None)
+            else:
+                conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+                conn._inbound_flow_control_window_manager.window_consumed(len(payload))
+                _, events = stream.receive_data(payload, end, len(payload))
+        except (h2.exceptions.H2Error, HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            # h2 would end the connection too: the header table can no longer be trusted
+            self._protocol_error(exc)
+            return False
+        self._events(events)
+        return not self.closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

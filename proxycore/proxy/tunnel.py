@@ -166,8 +166,9 @@ class TunnelMixin:
     async def _eager_connect(self: ClientConnection, flow: Flow, host: str, port: int) -> bool:
         """Connect to the origin offering h2 before the client's handshake; True when it speaks h2.
         The connection stays in the pool for the tunnel's first requests. An origin known to
-        speak only HTTP/1.1, or one that cannot be reached, is left to the first request (as
-        without HTTP/2: its flow reports the error)."""
+        speak only HTTP/1.1 is left to the first request; for one that cannot be reached the
+        CONNECT still succeeds (as without HTTP/2) and the tunnel's first request reports this
+        dial's error instead of dialing again (ClientConnection._eager_failure)."""
         pool = self.proxy.pool
         key = ("https", host, port)
         if pool.h2.get(key):
@@ -179,7 +180,8 @@ class TunnelMixin:
             return False
         try:
             conn = await pool.connect(flow, "https", host, port, self.dial, h2=True)
-        except UpstreamError:
+        except UpstreamError as exc:
+            self.eager_failed = (key, exc, pool.loop.time())  # the first request gets it: no second wait
             return False
         is_h2 = not isinstance(conn, UpstreamConnection)
         if len(pool.alpn_known) < 4096:
