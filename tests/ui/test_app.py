@@ -98,7 +98,8 @@ async def test_rows_appear_with_the_right_fields(origin, workdir) -> None:
         assert any("omniproxy-tui ca info" in n.message for n in app._notifications)
         await send(app, origin, "/json", "/status/404")
         await send(app, origin, "/echo", method="POST")
-        await until(pilot, lambda: len(row_lines(app)) == 3, "three rows")
+        # a row shows as the request arrives; its status once the tick after the response ran
+        await until(pilot, lambda: len(row_lines(app)) == 3 and " 200 " in row_lines(app)[2], "three rows")
         rows = row_lines(app)
         host = f"127.0.0.1:{origin.port}"
         assert "GET" in rows[0] and host in rows[0] and "/json" in rows[0] and " 200 " in rows[0]
