@@ -36,6 +36,7 @@ Hooks run in addon registration order; an exception in a hook is reported and th
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -88,6 +89,16 @@ async def run_hook(chain: Chain | None, arg: Any) -> None:
     if chain is not None:
         if chain.is_async:
             await chain.run(arg)
+        else:
+            chain.call(arg)
+
+
+def fire_hook(chain: Chain | None, arg: Any) -> None:
+    """Run a hook chain without waiting for it: a sync chain at once, an async one as its own task
+    (connection events and ends, which nothing waits on)."""
+    if chain is not None:
+        if chain.is_async:
+            asyncio.ensure_future(chain.run(arg))
         else:
             chain.call(arg)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from proxycore.addons.hooks import run_hook
+from proxycore.addons.hooks import fire_hook, run_hook
 from proxycore.contentdetect import CHECK_BYTES, binary_by_content_type
 from proxycore.flows import flow as flowmod
 from proxycore.flows.flow import Flow, Headers, Peer, Request, Response, TLSInfo
@@ -468,10 +468,7 @@ class ClientConnection(TunnelMixin, Endpoint):
         chain = proxy.addons.client_connected
         if chain:
             self.peer = Peer(self.client_addr)
-            if chain.is_async:
-                asyncio.ensure_future(chain.run(self.peer))
-            else:
-                chain.call(self.peer)
+            fire_hook(chain, self.peer)
 
     def _arm(self, kind: str, seconds: float) -> None:
         self.deadline_kind = kind
@@ -570,12 +567,7 @@ class ClientConnection(TunnelMixin, Endpoint):
         peer = self.peer
         if peer is not None:
             peer.closed = time.time()
-            chain = self.proxy.addons.client_disconnected
-            if chain is not None:
-                if chain.is_async:
-                    asyncio.ensure_future(chain.run(peer))
-                else:
-                    chain.call(peer)
+            fire_hook(self.proxy.addons.client_disconnected, peer)
 
     def pause_writing(self) -> None:
         # The client reads slower than we write: hold the origin, and serve no further

@@ -42,6 +42,7 @@ from h2.settings import SettingCodes
 from h2.stream import StreamState
 from hpack import HPACKError
 
+from proxycore.addons.hooks import fire_hook
 from proxycore.flows.flow import Flow, Peer, TLSInfo
 from proxycore.layers import http1 as h1
 from proxycore.proxy.endpoint import Endpoint
@@ -522,7 +523,27 @@ class _StreamTransport(asyncio.Transport):
         asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
 
-class H2ClientConnection(Endpoint):
+class _H2Pump(Endpoint):
+    """What both ends of an h2 connection do alike: a full transport pauses every stream."""
+
+    streams: dict
+    write_paused: bool
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        for s in list(self.streams.values()):
+            s._check_pause()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for s in list(self.streams.values()):
+            s._check_pause()
+
+
+class H2ClientConnection(_H2Pump):
     """The client's TLS connection once it negotiated h2: an h2 server whose streams are flows."""
 
     def __init__(self, proxy: Proxy, origin: ClientConnection) -> None:
@@ -736,25 +757,7 @@ class H2ClientConnection(Endpoint):
         peer = self.peer
         if peer is not None:
             peer.closed = time.time()
-            chain = self.proxy.addons.client_disconnected
-            if chain is not None:
-                if chain.is_async:
-                    asyncio.ensure_future(chain.run(peer))
-                else:
-                    chain.call(peer)
-
-    def eof_received(self) -> bool | None:
-        return False
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        for s in list(self.streams.values()):
-            s._check_pause()
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        for s in list(self.streams.values()):
-            s._check_pause()
+            fire_hook(self.proxy.addons.client_disconnected, peer)
 
     # --- for the streams ---------------------------------------------------------------------------
     def ack(self, sid: int, n: int) -> None:
@@ -1092,7 +1095,7 @@ def _reason(status: int) -> bytes:
         return b""
 
 
-class H2OriginConnection(Endpoint):
+class H2OriginConnection(_H2Pump):
     """An h2 connection to an origin, shared by the flows (one stream each) of any client."""
 
     def __init__(self, pool: Pool, key: tuple, tls: TLSInfo | None, server_addr: tuple[str, int] | None) -> None:
@@ -1327,19 +1330,6 @@ class H2OriginConnection(Endpoint):
         lst = self.pool.h2.get(self.key)
         if lst and self in lst:
             lst.remove(self)
-
-    def eof_received(self) -> bool | None:
-        return False
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        for s in list(self.streams.values()):
-            s._check_pause()
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        for s in list(self.streams.values()):
-            s._check_pause()
 
     def flush_soon(self) -> None:
         if not self._flush_pending:

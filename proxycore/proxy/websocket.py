@@ -34,6 +34,7 @@ import wsproto.extensions
 import wsproto.utilities
 from wsproto import ConnectionState, ConnectionType
 
+from proxycore.addons.hooks import fire_hook
 from proxycore.flows.websocket import BINARY, TEXT, WebSocketData, WebSocketMessage
 from proxycore.proxy.tcprelay import CoalescedUpdates
 
@@ -366,12 +367,7 @@ class WebSocketRelay:
                 ep.abort()
             else:
                 ep.close()
-        chain = self.proxy.addons.websocket_end
-        if chain is not None:
-            if chain.is_async:
-                asyncio.ensure_future(chain.run(self.flow))
-            else:
-                chain.call(self.flow)
+        fire_hook(self.proxy.addons.websocket_end, self.flow)
         if not self.done.done():
             self.done.set_result(None)
 
