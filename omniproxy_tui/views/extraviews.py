@@ -171,11 +171,16 @@ _PROTO_HL = re.compile(r'^(\s*)(\d+)(:| \{)|("(?:[^"\\]|\\.)*")|(<[^>]*>)|(\([^)
 
 
 def hl_protobuf(s: str) -> Text:
-    t = Text(s)
     if s.startswith("── "):
-        t.stylize("bold")
-        return t
-    for m in _PROTO_HL.finditer(s):
+        return Text(s, style="bold")
+    return hl_fields(s, _PROTO_HL)
+
+
+def hl_fields(s: str, pattern: re.Pattern[str]) -> Text:
+    """A field line of a decoded message: `pattern`'s groups 2 (field name or number), 4 (string),
+    5 (<type>) and 6 ((note)) styled."""
+    t = Text(s)
+    for m in pattern.finditer(s):
         if m.group(2):
             t.stylize(STYLE_KEY, m.start(2), m.end(2))
         elif m.group(4):

@@ -16,7 +16,8 @@ from typing import Any
 from rich.text import Text
 
 from omniproxy_tui.views.contentviews import clean_line, human_size
-from omniproxy_tui.views.prettyprint import STYLE_DIM, STYLE_KEY, STYLE_NUM, STYLE_STR
+from omniproxy_tui.views.extraviews import hl_fields
+from omniproxy_tui.views.prettyprint import STYLE_KEY
 from omniproxy_tui.widgets.lineview import Document
 from proxycore import grpc, protobuf
 from proxycore.flows.flow import Flow
@@ -78,17 +79,7 @@ _HL = re.compile(r'^(\s*)([\w.]+)(:| \{)|("(?:[^"\\]|\\.)*")|(<[^>]*>)|(\([^)]*\
 
 
 def _hl(s: str) -> Text:
-    t = Text(s)
-    for m in _HL.finditer(s):
-        if m.group(2):
-            t.stylize(STYLE_KEY, m.start(2), m.end(2))
-        elif m.group(4):
-            t.stylize(STYLE_STR, m.start(4), m.end(4))
-        elif m.group(5):
-            t.stylize(STYLE_NUM, m.start(5), m.end(5))
-        elif m.group(6):
-            t.stylize(STYLE_DIM, m.start(6), m.end(6))
-    return t
+    return hl_fields(s, _HL)
 
 
 def _message_lines(msg: grpc.Message) -> list[str]:
