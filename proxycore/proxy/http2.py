@@ -195,6 +195,12 @@ class _Outbox:
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.ended = False  # END_STREAM sent
 
+    def add(self, d: bytes | memoryview) -> None:
+        """Body data parsed from the HTTP/1.1 side (a view of the read buffer is copied)."""
+        if d:
+            self.chunks.append(d if type(d) is bytes else bytes(d))
+            self.size += len(d)
+
     def push(self, conn: h2.connection.H2Connection, sid: int) -> None:
         """Send what the windows allow, small pieces joined up to a frame (fewer frames, fewer calls)."""
         try:
@@ -362,10 +368,7 @@ class _StreamTransport(asyncio.Transport):
             if t is h1.Data:
                 if self.head is not None:
                     self._send_head(False)
-                d = ev.data  # type: ignore[attr-defined]
-                if d:
-                    self.out.chunks.append(d if type(d) is bytes else bytes(d))
-                    self.out.size += len(d)
+                self.out.add(ev.data)  # type: ignore[attr-defined]
             elif t is h1.ResponseHead:
                 status = ev.status  # type: ignore[attr-defined]
                 fields = [(b":status", str(status).encode())] + _h2_fields(ev.headers, False)  # type: ignore[attr-defined]
@@ -948,10 +951,7 @@ class H2OriginStream:
             elif t is h1.Data:
                 if self.head is not None:
                     self._send_head(False)
-                d = ev.data  # type: ignore[attr-defined]
-                if d:
-                    self.out.chunks.append(d if type(d) is bytes else bytes(d))
-                    self.out.size += len(d)
+                self.out.add(ev.data)  # type: ignore[attr-defined]
             elif t is h1.EndOfMessage:
                 tr = ev.trailers  # type: ignore[attr-defined]
                 self.out.trailers = [(k.lower(), v) for k, v in tr] if tr else None
