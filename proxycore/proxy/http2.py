@@ -531,6 +531,17 @@ class _H2Pump(Endpoint):
 
     streams: dict
     write_paused: bool
+    _flush_pending: bool
+    loop: asyncio.AbstractEventLoop  # the proxy's (get_running_loop() costs a getpid() call)
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def flush_soon(self) -> None:
+        """Write what h2 has queued once per loop turn: many streams' frames in one write."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self.flush)
 
     def eof_received(self) -> bool | None:
         return False
@@ -552,6 +563,7 @@ class H2ClientConnection(_H2Pump):
     def __init__(self, proxy: Proxy, origin: ClientConnection) -> None:
         super().__init__()
         self.proxy = proxy
+        self.loop = proxy.pool.loop
         self.origin = origin  # the ClientConnection that handled the CONNECT
         self.conn_id = next(_conn_ids)
         self.tunnel = origin.tunnel
@@ -775,12 +787,6 @@ class H2ClientConnection(_H2Pump):
             self.trailers.pop(sid, None)
             if not self.streams:
                 self._arm_idle()
-
-    def flush_soon(self) -> None:
-        """Write what h2 has queued once per loop turn: many streams' frames in one write."""
-        if not self._flush_pending:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_pending = False
@@ -1105,6 +1111,7 @@ class H2OriginConnection(_H2Pump):
         self.tls = tls
         self.server_addr = server_addr
         self.h2 = h2.connection.H2Connection(_config(True))
+        self.loop = pool.loop
         self.streams: dict[int, H2OriginStream] = {}
         self.pending = 0  # streams handed out whose head is not sent yet
         self.usable = True
@@ -1330,11 +1337,6 @@ class H2OriginConnection(_H2Pump):
         lst = self.pool.h2.get(self.key)
         if lst and self in lst:
             lst.remove(self)
-
-    def flush_soon(self) -> None:
-        if not self._flush_pending:
-            self._flush_pending = True
-            self.pool.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_pending = False
