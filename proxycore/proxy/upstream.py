@@ -11,7 +11,6 @@ import asyncio
 import base64
 import ssl
 import time
-from collections import defaultdict
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -23,7 +22,10 @@ from proxycore.proxy.endpoint import _SMALL_READ, Endpoint
 if TYPE_CHECKING:
     from proxycore.flows.flow import Flow, Request
 
-MAX_IDLE_PER_HOST = 32
+# Idle pooled connections kept per origin and in all: at least as many as the clients that use one
+# origin at once, or every request past the bound opens (and for https, handshakes) a new connection.
+MAX_IDLE_PER_HOST = 256
+MAX_IDLE = 1024
 
 
 class UpstreamError(Exception):
@@ -394,7 +396,8 @@ class Pool:
 
     def __init__(self, client_ssl: ssl.SSLContext | None, upstream: UpstreamProxy | None,
                  options: Options | None = None, via_token: str | None = None) -> None:
-        self.idle: dict[tuple, list[UpstreamConnection]] = defaultdict(list)
+        self.idle: dict[tuple, list[UpstreamConnection]] = {}
+        self.idle_count = 0  # connections in `idle`, bounded by MAX_IDLE
         self.active: set[UpstreamConnection] = set()  # serving an exchange: the timeout sweep looks here
         self.client_ssl = client_ssl
         self.upstream = upstream
@@ -414,31 +417,45 @@ class Pool:
         self.alpn_known: dict[tuple, bool] = {}  # origin key -> it picked h2 (bounded by _eager_connect)
 
     def put(self, conn: UpstreamConnection) -> None:
-        lst = self.idle[conn.key]
-        if len(lst) >= MAX_IDLE_PER_HOST:
+        lst = self.idle.get(conn.key)
+        if lst is None:
+            lst = self.idle[conn.key] = []
+        if len(lst) >= MAX_IDLE_PER_HOST or self.idle_count >= MAX_IDLE:
             conn.close()
             return
         conn.pause_reading()  # nothing is expected while idle; a close still arrives
         lst.append(conn)
+        self.idle_count += 1
 
     def discard(self, conn: UpstreamConnection) -> None:
         lst = self.idle.get(conn.key)
         if lst and conn in lst:
             lst.remove(conn)
+            self.idle_count -= 1
+            if not lst:
+                del self.idle[conn.key]
 
     def take(self, key: tuple) -> UpstreamConnection | None:
         lst = self.idle.get(key)
+        if lst is None:
+            return None
+        conn = None
         while lst:
-            conn = lst.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                return conn
-        return None
+            c = lst.pop()
+            self.idle_count -= 1
+            if not c.closed and c.transport is not None and not c.transport.is_closing():
+                conn = c
+                break
+        if not lst:
+            del self.idle[key]
+        return conn
 
     def close(self) -> None:
         for lst in self.idle.values():
             for c in lst:
                 c.close()
         self.idle.clear()
+        self.idle_count = 0
         for h2s in list(self.h2.values()):
             for c in list(h2s):
                 c.close()
