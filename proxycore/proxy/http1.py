@@ -535,6 +535,7 @@ class ClientConnection(TunnelMixin, Endpoint):
         if act is not None and not act.head_sent:
             # Gone while its request waits on the origin: end the exchange now (connection_lost
             # closes the origin connection) instead of holding both sockets half-open.
+            self.closing = True  # a CONNECT not answered yet is abandoned (tunnel.py)
             return False
         # a half-close after complete requests: answer them, then close
         if act is None and not self.queue:
@@ -549,6 +550,8 @@ class ClientConnection(TunnelMixin, Endpoint):
         ex = self.active
         if ex is not None and self.relay_to is not None:
             ex._resolve("ok")  # the client ended a tunnel / upgraded connection: a normal end
+        elif ex is not None and ex.is_connect and self.tunnel is None and not ex.head_sent:
+            pass  # a CONNECT abandoned before its answer: no flow (tunnel.py)
         elif ex is not None and not ex.response_complete_ok:
             if ex.flow.error is None:
                 ex.flow.error = ("client disconnected before the request was complete" if not ex.body_complete

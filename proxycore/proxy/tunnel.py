@@ -57,11 +57,19 @@ class TunnelMixin:
             # a throttled exchange went before on this connection: its queued bytes must reach the
             # client before the tunnel's (and before a TLS handshake takes the transport over)
             self.shaper.flush()
+        # One turn of the loop first, so that a client that half-closed right after its CONNECT
+        # is seen before anything is spent on it: Go's transport abandons every dial it no longer
+        # needs that way (another connection freed up first). Answering each with a 200, a TLS
+        # handshake and an error flow let such dials queue up under load until every new tunnel
+        # waited seconds. A CONNECT abandoned before its answer is not a flow (as in mitmproxy).
+        await asyncio.sleep(0)
+        if self.closing or self.closed:
+            self.close()
+            return
         if proxy.addons.connect is not None:
             await run_hook(proxy.addons.connect, flow)
             if self.closed:
-                self._finish(ex)
-                return
+                return  # abandoned before its answer
             if flow.killed:
                 self._kill(ex)
                 return
@@ -80,8 +88,7 @@ class TunnelMixin:
             # (mitmproxy's eager connection strategy); the connection serves the first requests
             offer_h2 = await self._eager_connect(flow, host, port)
             if self.closed:
-                self._finish(ex)
-                return
+                return  # abandoned before its answer
         try:
             ctx = proxy.ca.mitm_context(host, offer_h2)
         except Exception as exc:  # a host name the CA cannot mint for
