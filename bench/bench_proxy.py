@@ -155,10 +155,20 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def run_hey(url: str, proxy: str | None, duration: float, concurrency: int) -> dict:
-    args = ["hey", "-z", f"{duration}s", "-c", str(concurrency)]
+    # -t 0: no per-request timeout. With one, Go's transport (hey is Go 1.19) cancels a dial the
+    # moment the request that started it is served by another connection that freed up; once any
+    # worker waits on a dial, every finished request hands its connection over and dials anew, so
+    # a proxy that answers faster than it can set up a tunnel sees a CONNECT (and a FIN) per
+    # request: the run measures the client's dial churn, not the proxy. The subprocess timeout
+    # still bounds a run that hangs.
+    args = ["hey", "-t", "0", "-z", f"{duration}s", "-c", str(concurrency)]
     if proxy:
         args += ["-x", proxy]
-    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=duration + 60).stdout
+    try:
+        out = subprocess.run(args + [url], capture_output=True, text=True, timeout=duration + 60).stdout
+    except subprocess.TimeoutExpired:
+        print(f"hey {url} via {proxy}: no end {duration + 60:g} s after it started (a hung request)", flush=True)
+        return {"rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "ok": 0, "errors": 1}
     total_s = float(re.search(r"Total:\s+([\d.]+) secs", out).group(1))
     p50 = re.search(r"50%+ in ([\d.]+) secs", out)
     p99 = re.search(r"99%+ in ([\d.]+) secs", out)
