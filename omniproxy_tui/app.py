@@ -76,6 +76,7 @@ from proxycore.errors import StartupError
 from proxycore.flows.flow import INTERCEPTED, Flow
 from proxycore.flows.view import FlowView
 from proxycore.options import Options
+from proxycore.runtime import new_event_loop
 
 apply_textual_fixes()
 
@@ -1293,12 +1294,7 @@ def run_app(options: Options, *, read: str | None = None, read_batches: Iterator
             listen: bool = True, config_path: Path | None = None) -> int:
     """Run the UI until quit. A StartupError is re-raised after the terminal is restored, so the
     CLI prints its one line and exits 2."""
-    try:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    except ImportError:
-        loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     asyncio.set_event_loop(loop)
     app = OmniProxyApp(options, start_proxy=listen, read=read, read_batches=read_batches, config_path=config_path)
     app.no_server = not listen

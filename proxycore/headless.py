@@ -272,11 +272,7 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, callback: Callable
 
 def run_headless_sync(options: Options, *, log: TextIO | None = None) -> int:
     """Run `run_headless` on a fresh event loop (uvloop when installed)."""
-    try:
-        import uvloop
+    from proxycore.runtime import new_event_loop
 
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
-    except ImportError:
-        loop_factory = None
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(run_headless(options, log=log if log is not None else sys.stderr))
