@@ -317,6 +317,16 @@ class _H1Parser:
             return True
         return False
 
+    def body_left(self) -> int:
+        """Bytes of a Content-Length body still to come (0 when not in one)."""
+        return self._remaining if self._state == _LENGTH else 0
+
+    def skip_body(self, n: int) -> None:
+        """`n` bytes of the Content-Length body went past the codec (spliced), never its last."""
+        if self._state != _LENGTH or not 0 < n < self._remaining:
+            raise ValueError(f"cannot skip {n} of {self.body_left()} body bytes")
+        self._remaining -= n
+
     def _fail(self, events: list[Event], status: int, message: str) -> int:
         events.append(ProtocolError(status, message))
         self._state = _DONE

@@ -29,6 +29,9 @@ from proxycore.flows.flow import Flow, Headers, Peer, Request, Response, TLSInfo
 from proxycore.flows.websocket import WebSocketData, is_websocket_upgrade
 from proxycore.layers import http1 as h1
 from proxycore.proxy.endpoint import _SMALL_READ, Endpoint
+from proxycore.proxy.splice import AVAILABLE as SPLICE
+from proxycore.proxy.splice import MIN_BYTES as SPLICE_MIN
+from proxycore.proxy.splice import BodySplice
 from proxycore.proxy.tunnel import TunnelMixin
 from proxycore.proxy.upstream import UpstreamConnection, UpstreamError
 
@@ -217,7 +220,7 @@ class Exchange:
         "req_size", "resp_size", "client_keep_alive", "error_status", "upgrade", "is_connect",
         "response_complete_ok", "req_upgrade", "req_trailers", "resp_trailers", "whole_request",
         "body_waiter", "whole_response", "resp_chunks", "resp_buffered", "head_pending", "discard",
-        "resp_framing", "whole_body", "raw_head", "ws_early",
+        "resp_framing", "whole_body", "raw_head", "ws_early", "may_splice", "splice",
     )
 
     def __init__(self, conn: ClientConnection, flow: Flow, capture_limit: int | None,
@@ -258,6 +261,8 @@ class Exchange:
         self.whole_response = False  # a hook asked for the response body whole
         self.resp_chunks: list[bytes] = []
         self.resp_buffered = 0
+        self.may_splice = False  # the response body may be relayed in the kernel (splice.py)
+        self.splice: BodySplice | None = None
         self.head_pending = False  # response head waits for async responseheaders hooks
         self.discard = False  # the request body is read and dropped (answered locally)
         self.whole_body = False  # flow.request.body holds the whole body a hook asked for
@@ -373,6 +378,7 @@ class Exchange:
             self.conn.codec.use_framing(framing)
             self.conn.write(raw)
             self.head_sent = True
+            self.may_splice = framing == h1.LENGTH and SPLICE and self._splice_ok()
             return
         headers = resp.headers.fields
         if self.upgrade:
@@ -392,6 +398,8 @@ class Exchange:
             self.resp_cap.add(data)
         if self.head_sent:
             self.conn.write(self.conn.codec.data(data) if self.resp_chunked else data)
+            if self.may_splice:
+                self._try_splice()
             return
         self.resp_chunks.append(data)
         self.resp_buffered += len(data)
@@ -400,6 +408,42 @@ class Exchange:
             self.whole_response = False
             self.flow.response.stream = True  # else start_response() goes back to buffering
             self.start_response()
+
+    def _splice_ok(self) -> bool:
+        """Whether nothing but the client needs this response's body bytes from here on, and both
+        ends are plain TCP sockets: then its rest may be relayed in the kernel (splice.py)."""
+        conn, up, cap = self.conn, self.upstream, self.resp_cap
+        return (up is not None and type(up) is UpstreamConnection and up.sock is not None and up.shaper is None
+                and self.flow.request.scheme == "http" and conn.sock is not None and conn.client_tls is None
+                and conn.shaper is None and conn.relay_to is None and not self.resp_chunked
+                and (cap is None or type(cap) is _Capture))
+
+    def _try_splice(self) -> None:
+        """Hand the rest of the body to a BodySplice once the capture has all it keeps and the
+        client's transport has nothing buffered (the splice writes past it)."""
+        up = self.upstream
+        assert up is not None
+        left = up.codec.body_left() - 1  # the last byte ends the message the usual way
+        if left < SPLICE_MIN:
+            self.may_splice = False
+            return
+        cap = self.resp_cap
+        if cap is not None and cap.size < cap.limit:
+            return  # the capture still wants bytes: try on the next chunk
+        t = self.conn.transport
+        if t is None or t.get_write_buffer_size() or self.conn.drained is not None or up.closed:
+            return
+        self.may_splice = False
+        try:
+            src, dst = up.sock.fileno(), self.conn.sock.fileno()  # type: ignore[union-attr]
+            splice = BodySplice(self, up, src, dst, left)
+        except (OSError, ValueError):  # no descriptors left, or a socket already closed
+            return
+        if cap is not None:
+            cap.truncated = not cap.head_only  # the bytes past the capture's cap are not kept
+        self.splice = splice
+        self.conn.proxy.bodies_spliced += 1
+        splice.start()
 
     def response_complete(self, keep_alive: bool, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.resp_keep_alive = keep_alive
@@ -425,6 +469,8 @@ class Exchange:
         self.conn.resume_reading()
 
     def _resolve(self, how: str) -> None:
+        if self.splice is not None:  # ended while the body was being spliced
+            self.splice.cancel()
         if self.done is not None and not self.done.done():
             self.done.set_result(how)
 

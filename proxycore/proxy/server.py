@@ -102,6 +102,7 @@ class Proxy:
         self._server: asyncio.AbstractServer | None = None
         self.flows_seen = 0
         self.flows_captured = 0
+        self.bodies_spliced = 0  # response bodies relayed in the kernel (proxy/splice.py)
         self._errors_reported: set[str] = set()
         # start-up facts, warnings and errors for the UI's event log (E); bounded
         self.events = EventLog()
@@ -459,5 +460,6 @@ class Proxy:
             "failed": cap.failed if cap else 0,
             "active_connections": len(self.connections),
             "upstream_connections_opened": self.pool.connections_opened,
+            "bodies_spliced": self.bodies_spliced,
             "kept": len(self.flows),
         }
