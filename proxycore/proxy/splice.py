@@ -74,7 +74,6 @@ class BodySplice:
         self._step()
 
     def _step(self) -> None:
-        self._unwatch()
         src, dst, (pr, pw) = self.src, self.dst, self.pipe
         ex, pool = self.ex, self.upstream.pool
         to_client = False
@@ -95,12 +94,14 @@ class BodySplice:
                     self.upstream.deadline = pool.loop.time() + pool.body_idle_timeout
         except OSError as exc:
             if exc.errno in _AGAIN:
-                if to_client:
-                    self.watch = "w"
-                    self.loop.add_writer(dst, self._step)
-                else:
-                    self.watch = "r"
-                    self.loop.add_reader(src, self._step)
+                want = "w" if to_client else "r"
+                if self.watch != want:  # a watch stays registered while it waits on the same side
+                    self._unwatch()
+                    self.watch = want
+                    if to_client:
+                        self.loop.add_writer(dst, self._step)
+                    else:
+                        self.loop.add_reader(src, self._step)
                 return
             if to_client:  # the client went away: as when its transport finds out (connection_lost)
                 self.cancel()
