@@ -93,15 +93,13 @@ class StreamTransport(asyncio.Transport):
             while not self._closing:
                 await self._reading.wait()
                 data = await self._stream.read(65536)  # type: ignore[attr-defined]
+                proto = self._protocol
+                buffered = isinstance(proto, asyncio.BufferedProtocol)  # asyncio's SSL protocol
                 if not data:
-                    proto = self._protocol
-                    if isinstance(proto, asyncio.Protocol) and not proto.eof_received():
-                        break
-                    if not isinstance(proto, asyncio.Protocol):
+                    if buffered or not proto.eof_received():  # type: ignore[attr-defined]
                         break
                     continue
-                proto = self._protocol
-                if isinstance(proto, asyncio.BufferedProtocol):
+                if buffered:
                     _feed(proto, data)  # type: ignore[arg-type]
                 else:
                     proto.data_received(data)  # type: ignore[attr-defined]

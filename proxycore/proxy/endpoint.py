@@ -14,8 +14,13 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _SMALL_READ = 4096
 
 
-class Endpoint(asyncio.Protocol):
-    """An asyncio Protocol with the transport helpers the client and upstream sides both use."""
+class Endpoint:
+    """An asyncio protocol with the transport helpers the client and upstream sides both use.
+
+    Deliberately not an `asyncio.Protocol` subclass: uvloop reads into a protocol's own buffer
+    (`get_buffer`/`buffer_updated`, see UpstreamConnection) only for one that is not, and over TLS
+    that decrypts each record straight into it instead of into a fresh 256 KiB bytes object
+    that is then shrunk and joined with the others."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -26,6 +31,25 @@ class Endpoint(asyncio.Protocol):
         # flow: it then stands in for `write` and `close` as instance attributes, so an unthrottled
         # connection's write path has no extra test in it.
         self.shaper: Any = None
+
+    # the protocol interface's defaults (what asyncio.Protocol would provide)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
 
     def attach(self, transport: asyncio.BaseTransport) -> tuple[str, int] | None:
         """connection_made's common part: keep the transport (and its socket, for quick ACKs);

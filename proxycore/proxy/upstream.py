@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 # origin at once, or every request past the bound opens (and for https, handshakes) a new connection.
 MAX_IDLE_PER_HOST = 256
 MAX_IDLE = 1024
+_READ_VIEW = memoryview(bytearray(256 << 10))  # UpstreamConnection.get_buffer
 
 
 class UpstreamError(Exception):
@@ -141,6 +142,14 @@ class UpstreamConnection(Endpoint):
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.server_addr = self.attach(transport)
+
+    # uvloop reads into this buffer (see Endpoint): one per process is enough, since each read is
+    # handed on (copied out, as uvloop would copy it into a bytes object) before the next
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_READ_VIEW[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
