@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import socket
 import sys
 import time
@@ -121,3 +123,50 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d.mkdir()
     monkeypatch.chdir(d)
     return d
+
+
+class HeadlessProxy:
+    """`omniproxy-tui --no-ui ARGS` run as users run it (its own process, uvloop) on an OS-chosen
+    port, its home in `tmp_path`. `async with` starts it and sets `port`; leaving stops it with
+    SIGINT and sets `stderr` (everything it wrote there)."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.home = tmp_path / "home"
+        self.args = args
+        self.cwd = tmp_path
+        self.port = 0
+        self.stderr = ""
+        self.proc: asyncio.subprocess.Process | None = None
+        self._lines: list[bytes] = []
+
+    async def __aenter__(self) -> HeadlessProxy:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMNIPROXY_HOME": str(self.home)}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "omniproxy_tui.cli", "--no-ui", "-p", "0", *self.args, cwd=str(self.cwd), env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    line = await self.proc.stderr.readline()
+                    assert line, b"".join(self._lines).decode(errors="replace")
+                    self._lines.append(line)
+                    m = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line)
+                    if m:
+                        self.port = int(m.group(1))
+                        return self
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        proc = self.proc
+        assert proc is not None
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            rest = await asyncio.wait_for(proc.stderr.read(), 20)
+        except TimeoutError:
+            proc.kill()
+            rest = b""
+        await proc.wait()
+        self.stderr = (b"".join(self._lines) + rest).decode("utf-8", "replace")

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
 import ssl
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import HeadlessProxy
 
 
 async def _abandoned_connect(port: int, target: str) -> bytes:
@@ -50,52 +46,26 @@ async def test_abandoned_connects_queued_behind_a_busy_proxy_cost_no_handshake_a
     """Run as users do (`omniproxy-tui --no-ui`, uvloop). The proxy is stopped (SIGSTOP) while 100
     clients send a CONNECT and leave, as dials queued behind a busy proxy do; once it runs again
     each is closed without a 200, a handshake or a flow, and a client that stays is served."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMNIPROXY_HOME": str(tmp_path / "home")}
     capture = tmp_path / "cap.ndjson"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "omniproxy_tui.cli", "--no-ui", "-p", "0", "-o", str(capture),
-        "--upstream-ca", str(origin_ca.cert_path), cwd=str(tmp_path), env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    err_lines: list[bytes] = []
     target = f"localhost:{tls_origin.port}"
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                line = await proc.stderr.readline()
-                assert line, b"".join(err_lines).decode(errors="replace")
-                err_lines.append(line)
-                m = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line)
-                if m:
-                    port = int(m.group(1))
-                    break
-        proc.send_signal(signal.SIGSTOP)
+    async with HeadlessProxy(tmp_path, "-o", str(capture), "--upstream-ca", str(origin_ca.cert_path)) as proxy:
+        proxy.proc.send_signal(signal.SIGSTOP)
         try:
             conns = []
             for _ in range(100):  # the kernel accepts them into the listen backlog meanwhile
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
                 writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
                 writer.write_eof()  # gone before any answer: the dial is no longer wanted
                 conns.append((reader, writer))
         finally:
-            proc.send_signal(signal.SIGCONT)
+            proxy.proc.send_signal(signal.SIGCONT)
         replies = await asyncio.gather(*[asyncio.wait_for(r.read(), 10) for r, _ in conns])
         for _, w in conns:
             w.close()
         assert all(r == b"" for r in replies), [r[:60] for r in replies if r][:3]
-        ca = tmp_path / "home" / "ca" / "omniproxy-ca.crt"
-        reply = await _get_in_tunnel(port, target, str(ca))
+        reply = await _get_in_tunnel(proxy.port, target, str(proxy.home / "ca" / "omniproxy-ca.crt"))
         assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            rest = await asyncio.wait_for(proc.stderr.read(), 20)
-        except TimeoutError:
-            proc.kill()
-            rest = b""
-        await proc.wait()
-    stderr = (b"".join(err_lines) + rest).decode("utf-8", "replace")
-    assert "handshake" not in stderr and "Traceback" not in stderr, stderr
+    assert "handshake" not in proxy.stderr and "Traceback" not in proxy.stderr, proxy.stderr
     records = [json.loads(line) for line in capture.read_text().splitlines()]
     assert [(r["request"]["method"], r.get("error")) for r in records] == [("GET", None)], records
 

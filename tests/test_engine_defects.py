@@ -8,16 +8,13 @@ is marked xfail on purpose. No fixed sleeps: every wait is on a condition, bound
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import ssl
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import collect_done, free_port, wait_for
+from conftest import HeadlessProxy, collect_done, free_port, wait_for
 from origin import Origin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -519,31 +516,16 @@ async def test_client_hello_in_the_same_write_as_connect_is_not_dropped(make_pro
 async def test_non_ascii_connect_host_and_sni_give_clean_errors_without_traceback(tmp_path):
     """Run as users do (`omniproxy-tui --no-ui`): a CONNECT to a non-ASCII name, and a ClientHello
     whose SNI carries raw UTF-8 bytes, each end as an error flow; nothing is dumped on stderr."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMNIPROXY_HOME": str(tmp_path / "home")}
     # --upstream to a closed local port: whatever happens, nothing is ever resolved or dialled outside
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "omniproxy_tui.cli", "--no-ui", "-p", "0", "-o", str(tmp_path / "cap.ndjson"),
-        "--upstream", "http://127.0.0.1:1", cwd=str(ROOT), env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    err_lines: list[bytes] = []
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                line = await proc.stderr.readline()
-                assert line, b"".join(err_lines).decode(errors="replace")
-                err_lines.append(line)
-                m = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line)
-                if m:
-                    port = int(m.group(1))
-                    break
+    async with HeadlessProxy(tmp_path, "-o", str(tmp_path / "cap.ndjson"), "--upstream", "http://127.0.0.1:1") as proxy:
+        port = proxy.port
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write("CONNECT bücher.example:443 HTTP/1.1\r\nHost: bücher.example:443\r\n\r\n".encode())
         reply = await asyncio.wait_for(reader.read(65536), 10)
         writer.transport.abort()
         assert re.match(rb"HTTP/1\.1 [45]\d\d", reply), reply[:200]
 
-        ca_cert = tmp_path / "home" / "ca" / "omniproxy-ca.crt"
-        ctx = ssl.create_default_context(cafile=str(ca_cert))
+        ctx = ssl.create_default_context(cafile=str(proxy.home / "ca" / "omniproxy-ca.crt"))
         inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = ctx.wrap_bio(inc, out, server_hostname="xn--bcher-kva.example")
         with pytest.raises(ssl.SSLWantReadError):
@@ -555,16 +537,7 @@ async def test_non_ascii_connect_host_and_sni_give_clean_errors_without_tracebac
         writer.write(hello)
         await asyncio.wait_for(reader.read(65536), 10)  # an alert or a close, not a hang
         writer.transport.abort()
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            rest = await asyncio.wait_for(proc.stderr.read(), 20)
-        except TimeoutError:
-            proc.kill()
-            rest = b""
-        await proc.wait()
-    stderr = (b"".join(err_lines) + rest).decode("utf-8", "replace")
+    stderr = proxy.stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     flow_lines = [ln for ln in stderr.splitlines() if " ERR " in ln]
     assert len(flow_lines) >= 2, stderr  # the raw UTF-8 request line is a malformed request

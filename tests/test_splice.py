@@ -123,3 +123,23 @@ async def test_origin_closing_mid_body_fails_the_flow_and_closes_the_client(make
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_head_changed_by_a_hook_still_has_its_body_spliced_intact(make_proxy, origin):
+    class Tag:
+        def responseheaders(self, flow) -> None:
+            flow.response.headers.set("X-Seen", "1")
+
+    proxy = await make_proxy()
+    proxy.addons.add(Tag())
+    n = 8 * MIB
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.address[1])
+    try:
+        writer.write(f"GET {origin.url(f'/bytes?n={n}')} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n"
+                     .encode())
+        head, body = await _read_response(reader)
+    finally:
+        writer.close()
+    assert b"\r\nX-Seen: 1\r\n" in head, head
+    assert hashlib.sha256(body).digest() == hashlib.sha256(pattern_bytes(n)).digest()
+    assert proxy.stats["bodies_spliced"] == 1

@@ -387,6 +387,8 @@ class Exchange:
             resp.status, resp.reason.encode("latin-1"), resp.http_version.removeprefix("HTTP/"), headers,
             framing))
         self.head_sent = True
+        # a head hooks may have changed: the body bytes still go out as received
+        self.may_splice = framing == h1.LENGTH and SPLICE and not self.upgrade and self._splice_ok()
 
     def response_body(self, data: bytes) -> None:
         self.resp_size += len(data)
