@@ -377,18 +377,16 @@ class Exchange:
         if raw and not self.upgrade:  # nobody could have changed it: forward it as received
             self.conn.codec.use_framing(framing)
             self.conn.write(raw)
-            self.head_sent = True
-            self.may_splice = framing == h1.LENGTH and SPLICE and self._splice_ok()
-            return
-        headers = resp.headers.fields
-        if self.upgrade:
-            headers = h1.strip_hop_by_hop(headers, keep_upgrade=True)
-        self.conn.write(self.conn.codec.response_head(
-            resp.status, resp.reason.encode("latin-1"), resp.http_version.removeprefix("HTTP/"), headers,
-            framing))
+        else:
+            headers = resp.headers.fields
+            if self.upgrade:
+                headers = h1.strip_hop_by_hop(headers, keep_upgrade=True)
+            self.conn.write(self.conn.codec.response_head(
+                resp.status, resp.reason.encode("latin-1"), resp.http_version.removeprefix("HTTP/"), headers,
+                framing))
         self.head_sent = True
-        # a head hooks may have changed: the body bytes still go out as received
-        self.may_splice = framing == h1.LENGTH and SPLICE and not self.upgrade and self._splice_ok()
+        # the body goes out as received, whatever hooks did to the head: the kernel may relay it
+        self.may_splice = SPLICE and framing == h1.LENGTH and not self.upgrade
 
     def response_body(self, data: bytes) -> None:
         self.resp_size += len(data)
@@ -415,20 +413,18 @@ class Exchange:
         """Whether nothing but the client needs this response's body bytes from here on, and both
         ends are plain TCP sockets: then its rest may be relayed in the kernel (splice.py)."""
         conn, up, cap = self.conn, self.upstream, self.resp_cap
-        return (up is not None and type(up) is UpstreamConnection and up.sock is not None and up.shaper is None
-                and self.flow.request.scheme == "http" and conn.sock is not None and conn.client_tls is None
-                and conn.shaper is None and conn.relay_to is None and not self.resp_chunked
-                and (cap is None or type(cap) is _Capture))
+        return (up is not None and up.sock is not None and up.shaper is None and self.flow.request.scheme == "http"
+                and conn.sock is not None and conn.client_tls is None and conn.shaper is None
+                and conn.relay_to is None and (cap is None or type(cap) is _Capture))
 
     def _try_splice(self) -> None:
         """Hand the rest of the body to a BodySplice once the capture has all it keeps and the
         client's transport has nothing buffered (the splice writes past it)."""
         up = self.upstream
-        assert up is not None
-        left = up.codec.body_left() - 1  # the last byte ends the message the usual way
-        if left < SPLICE_MIN:
+        if type(up) is not UpstreamConnection or up.codec.body_left() <= SPLICE_MIN or not self._splice_ok():
             self.may_splice = False
             return
+        left = up.codec.body_left() - 1  # the last byte ends the message the usual way
         cap = self.resp_cap
         if cap is not None and cap.size < cap.limit:
             return  # the capture still wants bytes: try on the next chunk
