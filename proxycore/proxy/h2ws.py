@@ -294,19 +294,9 @@ class WsOriginStream(H2OriginStream):
         if ended and not self.finished:
             self.on_end()
 
-    def on_data(self, data: bytes, flow_len: int) -> None:
-        if not self.ws_open:
-            super().on_data(data, flow_len)
-            return
-        # no body idle timeout: a WebSocket may be quiet for as long as it likes
-        self.got_bytes = True
-        if self.reading:
-            self.origin.ack(self.sid, flow_len)
-        else:
-            self.unacked += flow_len
-        h = self.handler
-        if h is not None and data:
-            h.response_body(data)
+    def _body_progress(self) -> None:
+        if not self.ws_open:  # no body idle timeout once open: a WebSocket may be quiet for long
+            super()._body_progress()
 
     def close(self) -> None:
         if self.ws_sent and self.sid and not self.finished and not self.closed and self._close_sent():

@@ -1058,10 +1058,14 @@ class H2OriginStream:
             self.unacked += flow_len
         h = self.handler
         if h is not None and data:
-            if self.pool.body_idle_timeout:
-                self.deadline_kind = "body"
-                self.deadline = self.pool.loop.time() + self.pool.body_idle_timeout
+            self._body_progress()
             h.response_body(data)
+
+    def _body_progress(self) -> None:
+        """Body bytes came: the body idle timeout starts again."""
+        if self.pool.body_idle_timeout:
+            self.deadline_kind = "body"
+            self.deadline = self.pool.loop.time() + self.pool.body_idle_timeout
 
     def on_end(self) -> None:
         self.finished = True
